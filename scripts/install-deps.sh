@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the tests and the benchmark need on a Debian machine: the userspace iSCSI
+# initiators (libiscsi-bin, QEMU's iSCSI driver) and tgt as the benchmark peer.
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+fi
