@@ -1,0 +1,572 @@
+/**
+ * One iSCSI connection (RFC 7143 §7 state machine, simplified for ErrorRecoveryLevel 0):
+ * framing through the PDU reader, the login phase, then full feature phase dispatch to the
+ * session; NOP-In pings, Logout, Text, Reject, timers. A protocol error ends this connection
+ * (and so, at ERL 0, its session) and nothing else.
+ */
+import type { Socket } from 'node:net';
+import { dataDigest, digestBytes, headerDigest, padLength } from '../pdu/digest';
+import { PduError } from '../pdu/errors';
+import {
+  BHS_LENGTH,
+  InitiatorOpcode,
+  LoginStatus,
+  LogoutReason,
+  LogoutResponseCode,
+  RejectReason,
+  RESERVED_TAG,
+} from '../pdu/opcodes';
+import { PduReader, PduReaderSettings, RawPdu } from '../pdu/pdu-reader';
+import {
+  LoginRequestPdu,
+  LogoutRequestPdu,
+  NopOutPdu,
+  RequestPdu,
+  TextRequestPdu,
+  decodeRequest,
+  opcodeOf,
+} from '../pdu/requests';
+import {
+  AsyncEvent,
+  encodeAsyncMessage,
+  encodeLoginResponse,
+  encodeLogoutResponse,
+  encodeNopIn,
+  encodeReject,
+  encodeTextResponse,
+} from '../pdu/responses';
+import { encodeText } from '../pdu/text';
+import type { Logger } from '../util/log';
+import { CommandWindow } from './command-window';
+import { LoginError, LoginReply, LoginStateMachine } from './login';
+import { Negotiator } from './negotiation';
+import { SessionParameters } from './parameters';
+import { Session, SessionTransport, sessionKey } from './session';
+import { SessionRegistry } from './session-registry';
+import { PortalAddress } from '../transport/portal';
+import { TargetCatalog, TargetSettings } from './target-node';
+import { TextExchange, TextExchangeError } from './text-exchange';
+
+export interface ConnectionContext {
+  readonly catalog: TargetCatalog;
+  readonly sessions: SessionRegistry;
+  readonly log: Logger;
+  /** Every live connection (for shutdown and cold reset). */
+  readonly connections: Set<Connection>;
+}
+
+const enum State {
+  Login,
+  /** Login complete, session being bound (reinstatement may be waiting for the old one). */
+  Binding,
+  FullFeature,
+  LoggingOut,
+  Closed,
+}
+
+const ZERO_PAD = Buffer.alloc(4);
+const ZERO_LUN = Buffer.alloc(8);
+const TICK_MS = 1000;
+
+let nextConnectionId = 1;
+
+export class Connection implements SessionTransport {
+  readonly id = nextConnectionId++;
+  private state = State.Login;
+  private readonly readerSettings: PduReaderSettings;
+  private readonly reader: PduReader;
+  private statSN = 1;
+  private readonly login: LoginStateMachine;
+  private session: Session | undefined;
+  private window: CommandWindow | undefined;
+  private sessionType: 'Normal' | 'Discovery' = 'Normal';
+  private initiatorName = '';
+  private negotiator: Negotiator | undefined;
+  private text: TextExchange | undefined;
+  private headerDigests = false;
+  private dataDigests = false;
+  private maxXmit = 8192;
+  private cid = 0;
+  private readonly startedAt = Date.now();
+  private lastReceived = Date.now();
+  private pingTtt = RESERVED_TAG;
+  private pingSentAt = 0;
+  private nextPingTtt = 1;
+  private readonly timer: NodeJS.Timeout;
+  private readonly log: Logger;
+  private closing: Promise<void> | undefined;
+  readonly local: PortalAddress;
+  readonly remote: string;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: ConnectionContext,
+  ) {
+    this.local = { host: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = ctx.log.child({ conn: this.id, peer: this.remote });
+    this.login = new LoginStateMachine(ctx.catalog);
+    this.readerSettings = {
+      maxDataSegmentLength: 8192, // RFC 7143: the default during login
+      headerDigest: false,
+      dataDigest: false,
+      placeData: (bhs, length) =>
+        this.session && opcodeOf(bhs) === InitiatorOpcode.DataOut ? this.session.placeDataOut(bhs, length) : undefined,
+    };
+    this.reader = new PduReader(
+      this.readerSettings,
+      (pdu) => this.onPdu(pdu),
+      (error) => this.onPduError(error),
+    );
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
+    socket.on('error', (err) => void this.close(`socket error: ${err.message}`));
+    socket.on('end', () => void this.close('initiator closed the connection'));
+    socket.on('close', () => void this.close('connection closed'));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+    ctx.connections.add(this);
+    this.log.debug('connection accepted');
+  }
+
+  // ---- Sending -------------------------------------------------------------------------------
+
+  send(header: Buffer, data?: Buffer): void {
+    if (this.state === State.Closed) return;
+    const s = this.socket;
+    s.cork();
+    if (this.headerDigests) {
+      const h = Buffer.allocUnsafe(BHS_LENGTH + 4);
+      header.copy(h, 0);
+      h.writeUInt32LE(headerDigest(header), BHS_LENGTH);
+      s.write(h);
+    } else {
+      s.write(header);
+    }
+    if (data && data.length > 0) {
+      s.write(data);
+      const pad = padLength(data.length);
+      if (pad) s.write(ZERO_PAD.subarray(0, pad));
+      if (this.dataDigests) s.write(digestBytes(dataDigest(data)));
+    }
+    s.uncork();
+  }
+
+  takeStatSN(): number {
+    const sn = this.statSN;
+    this.statSN = (this.statSN + 1) >>> 0;
+    return sn;
+  }
+
+  peekStatSN(): number {
+    return this.statSN;
+  }
+
+  private get expCmdSN(): number {
+    return this.window?.expCmdSN ?? this.login.firstRequest?.cmdSN ?? 0;
+  }
+
+  private get maxCmdSN(): number {
+    return this.window?.maxCmdSN ?? this.expCmdSN;
+  }
+
+  reject(reason: RejectReason, bhs: Buffer, message: string): void {
+    this.log.warn({ reason, opcode: bhs[0] & 0x3f }, `Reject: ${message}`);
+    const data = Buffer.from(bhs.subarray(0, BHS_LENGTH));
+    this.send(
+      encodeReject({ reason, statSN: this.takeStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN, dataSN: 0 }, data.length),
+      data,
+    );
+  }
+
+  fail(message: string): void {
+    this.log.warn(`connection failed: ${message}`);
+    void this.close(message);
+  }
+
+  // ---- Receiving -----------------------------------------------------------------------------
+
+  private onPduError(error: PduError): void {
+    if (error.fatal) {
+      this.fail(error.message);
+      return;
+    }
+    // Oversized data segment: framing is intact but the PDU is unusable. During login, or
+    // for a SCSI command or its data, the exchange cannot continue: Reject, then fail.
+    if (error.bhs) this.reject(error.reason, error.bhs, error.message);
+    const op = error.bhs ? opcodeOf(error.bhs) : -1;
+    if (this.state !== State.FullFeature || op === InitiatorOpcode.ScsiCommand || op === InitiatorOpcode.DataOut) {
+      this.fail(error.message);
+    }
+  }
+
+  private onPdu(raw: RawPdu): void {
+    this.lastReceived = Date.now();
+    this.pingTtt = RESERVED_TAG; // anything received proves the initiator alive
+    try {
+      this.dispatch(raw);
+    } catch (error) {
+      // A bug must cost one connection, never the gateway.
+      this.log.error({ err: error }, 'internal error handling a PDU');
+      void this.close('internal error');
+    }
+  }
+
+  private dispatch(raw: RawPdu): void {
+    if (this.state === State.Closed || this.state === State.Binding) return;
+    let pdu: RequestPdu;
+    try {
+      pdu = decodeRequest(raw);
+    } catch (error) {
+      if (error instanceof PduError) {
+        this.reject(error.reason, raw.bhs, error.message);
+        if (this.state === State.Login) this.fail(error.message);
+        return;
+      }
+      throw error;
+    }
+    if (this.state === State.Login) {
+      if (pdu.opcode !== InitiatorOpcode.LoginRequest) {
+        this.fail(`opcode 0x${pdu.opcode.toString(16)} during login`);
+        return;
+      }
+      this.onLogin(pdu);
+      return;
+    }
+    if (!raw.dataDigestOk) {
+      this.reject(RejectReason.DataDigestError, raw.bhs, 'data digest error');
+      // A command or its data cannot be recovered at ERL 0; a NOP or Text simply is dropped.
+      if (pdu.opcode === InitiatorOpcode.ScsiCommand || pdu.opcode === InitiatorOpcode.DataOut) {
+        this.fail('data digest error on SCSI data');
+      }
+      return;
+    }
+    if (this.state === State.LoggingOut && pdu.opcode === InitiatorOpcode.ScsiCommand) {
+      this.reject(RejectReason.WaitingForLogout, raw.bhs, 'command after Logout');
+      return;
+    }
+    switch (pdu.opcode) {
+      case InitiatorOpcode.ScsiCommand:
+        if (!this.session) return this.reject(RejectReason.ProtocolError, raw.bhs, 'SCSI command in a discovery session');
+        return this.session.onScsiCommand(pdu, raw.bhs);
+      case InitiatorOpcode.DataOut:
+        if (!this.session) return this.reject(RejectReason.ProtocolError, raw.bhs, 'Data-Out in a discovery session');
+        return this.session.onDataOut(pdu, raw.bhs);
+      case InitiatorOpcode.TaskManagementRequest:
+        if (!this.session) return this.reject(RejectReason.ProtocolError, raw.bhs, 'task management in a discovery session');
+        return this.session.onTaskManagement(pdu);
+      case InitiatorOpcode.NopOut:
+        return this.onNopOut(pdu, raw.bhs);
+      case InitiatorOpcode.TextRequest:
+        return this.onText(pdu, raw.bhs);
+      case InitiatorOpcode.LogoutRequest:
+        return this.onLogout(pdu);
+      case InitiatorOpcode.LoginRequest:
+        return this.reject(RejectReason.ProtocolError, raw.bhs, 'Login Request in full feature phase');
+      case InitiatorOpcode.SnackRequest:
+        return this.reject(RejectReason.ProtocolError, raw.bhs, 'SNACK is not supported at ErrorRecoveryLevel 0');
+    }
+  }
+
+  // ---- Login ---------------------------------------------------------------------------------
+
+  private onLogin(pdu: LoginRequestPdu): void {
+    let reply: LoginReply;
+    try {
+      reply = this.login.handle(pdu);
+    } catch (error) {
+      if (error instanceof LoginError) {
+        this.failLogin(pdu, error.status, error.message);
+        return;
+      }
+      throw error;
+    }
+    if (!reply.complete) {
+      this.sendLoginResponse(pdu, reply, 0, LoginStatus.Success);
+      return;
+    }
+    this.state = State.Binding;
+    this.bind(pdu, reply).catch((error: unknown) => {
+      if (error instanceof LoginError) this.failLogin(pdu, error.status, error.message);
+      else {
+        this.log.error({ err: error }, 'login failed');
+        this.failLogin(pdu, LoginStatus.TargetError, 'target error');
+      }
+    });
+  }
+
+  private sendLoginResponse(pdu: LoginRequestPdu, reply: LoginReply, tsih: number, status: LoginStatus): void {
+    const data = encodeText(reply.keys);
+    const header = encodeLoginResponse(
+      {
+        transit: reply.transit,
+        continue: false,
+        csg: reply.csg,
+        nsg: reply.nsg,
+        versionMax: 0x00,
+        versionActive: 0x00,
+        isid: pdu.isid,
+        tsih,
+        itt: pdu.itt,
+        status,
+        statSN: this.takeStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+      },
+      data.length,
+    );
+    this.send(header, data);
+  }
+
+  private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
+    this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
+    this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
+    void this.close(`login failed: ${message}`, true);
+  }
+
+  /** The login succeeded: create (or reinstate) the session, then enter full feature phase. */
+  private async bind(pdu: LoginRequestPdu, reply: LoginReply): Promise<void> {
+    const first = this.login.firstRequest!;
+    const sessions = this.ctx.sessions;
+    const loginResult = this.login.result(0);
+    const target = loginResult.target;
+    this.cid = first.cid;
+    this.sessionType = loginResult.session.sessionType;
+    this.initiatorName = loginResult.session.initiatorName;
+    let tsih: number;
+    if (this.sessionType === 'Normal' && target) {
+      if (first.tsih !== 0) {
+        // Adding a connection to a session: we run one connection per session, and at
+        // ErrorRecoveryLevel 0 a session does not outlive its connection. An old connection
+        // still hanging on is closed; the initiator then starts a new session (TSIH 0).
+        const existing = sessions.findByTsih(first.tsih);
+        if (existing && existing.key === sessionKey(this.initiatorName, first.isid, target.name)) {
+          await existing.terminate('connection reinstatement by the initiator');
+        }
+        throw new LoginError(`session 0x${first.tsih.toString(16)} does not exist`, LoginStatus.SessionDoesNotExist);
+      }
+      const existing = sessions.findByKey(sessionKey(this.initiatorName, first.isid, target.name));
+      if (existing) await existing.terminate('session reinstatement');
+      if (this.state !== State.Binding) return; // closed meanwhile
+      tsih = sessions.allocateTsih();
+      const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log);
+      session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
+      session.onColdReset = () => {
+        for (const other of sessions.ofTarget(target.name)) void other.terminate('TARGET COLD RESET');
+      };
+      sessions.add(session);
+      this.session = session;
+      this.window = session.window;
+    } else {
+      tsih = sessions.allocateTsih();
+      const settings = loginResult.settings;
+      this.window = new CommandWindow(first.cmdSN, () => settings.cmdsnDepth);
+    }
+    this.negotiator = this.login.negotiatorForFullFeature();
+    this.sendLoginResponse(pdu, reply, tsih, LoginStatus.Success);
+    // Digests and the larger MaxRecvDataSegmentLength apply from the next PDU on.
+    const c = loginResult.connection;
+    this.headerDigests = c.headerDigest;
+    this.dataDigests = c.dataDigest;
+    this.maxXmit = c.maxXmitDataSegmentLength;
+    this.readerSettings.headerDigest = c.headerDigest;
+    this.readerSettings.dataDigest = c.dataDigest;
+    this.readerSettings.maxDataSegmentLength = c.maxRecvDataSegmentLength;
+    this.state = State.FullFeature;
+    this.log.info(
+      { tsih, type: this.sessionType, initiator: this.initiatorName, target: target?.name, hd: c.headerDigest, dd: c.dataDigest },
+      'login complete',
+    );
+  }
+
+  private settings(): TargetSettings {
+    return this.session?.settings() ?? this.login.currentSettings();
+  }
+
+  // ---- NOP, Text, Logout -------------------------------------------------------------------
+
+  private onNopOut(pdu: NopOutPdu, bhs: Buffer): void {
+    if (pdu.itt === RESERVED_TAG) {
+      // Answer to our ping (or a bare no-op): must be immediate, consumes no CmdSN.
+      if (!pdu.immediate) this.reject(RejectReason.ProtocolError, bhs, 'NOP-Out with ITT 0xffffffff must be immediate');
+      return;
+    }
+    if (pdu.ttt !== RESERVED_TAG) {
+      this.reject(RejectReason.InvalidPduField, bhs, 'NOP-Out ping with a Target Transfer Tag');
+      return;
+    }
+    const ping = Buffer.from(pdu.data.subarray(0, this.maxXmit));
+    this.window!.order(pdu.cmdSN, pdu.immediate, () => {
+      this.send(
+        encodeNopIn(
+          { lun: pdu.lun, itt: pdu.itt, ttt: RESERVED_TAG, statSN: this.takeStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          ping.length,
+        ),
+        ping,
+      );
+    }, false);
+  }
+
+  private onText(pdu: TextRequestPdu, bhs: Buffer): void {
+    if (!this.text) {
+      this.text = new TextExchange({
+        catalog: this.ctx.catalog,
+        sessionType: this.sessionType,
+        initiatorName: this.initiatorName,
+        target: this.session?.target,
+        local: this.local,
+        negotiator: this.negotiator!,
+        maxXmit: () => this.maxXmit,
+      });
+    }
+    const text = this.text;
+    this.window!.order(pdu.cmdSN, pdu.immediate, () => {
+      try {
+        const reply = text.handle(pdu);
+        // MaxRecvDataSegmentLength may have been redeclared.
+        this.maxXmit = this.negotiator!.connectionParameters().maxXmitDataSegmentLength;
+        this.session?.setMaxXmit(this.maxXmit);
+        this.send(
+          encodeTextResponse(
+            {
+              final: reply.final,
+              continue: reply.continue,
+              lun: pdu.lun,
+              itt: pdu.itt,
+              ttt: reply.ttt,
+              statSN: this.takeStatSN(),
+              expCmdSN: this.expCmdSN,
+              maxCmdSN: this.maxCmdSN,
+            },
+            reply.data.length,
+          ),
+          reply.data,
+        );
+      } catch (error) {
+        if (error instanceof TextExchangeError) this.reject(RejectReason.ProtocolError, bhs, error.message);
+        else throw error;
+      }
+    }, false);
+  }
+
+  private onLogout(pdu: LogoutRequestPdu): void {
+    this.window!.order(pdu.cmdSN, pdu.immediate, () => void this.logout(pdu), false);
+  }
+
+  private async logout(pdu: LogoutRequestPdu): Promise<void> {
+    let response = LogoutResponseCode.Success;
+    if (pdu.reasonCode === LogoutReason.RemoveConnectionForRecovery) response = LogoutResponseCode.RecoveryNotSupported;
+    else if (pdu.reasonCode === LogoutReason.CloseConnection && pdu.cid !== this.cid) response = LogoutResponseCode.CidNotFound;
+    else if (pdu.reasonCode > LogoutReason.RemoveConnectionForRecovery) response = LogoutResponseCode.CleanupFailed;
+    if (response === LogoutResponseCode.Success) {
+      this.state = State.LoggingOut;
+      // Let commands already running finish so their status reaches the initiator.
+      const deadline = Date.now() + 10_000;
+      while (this.session && this.session.runningTasks > 0 && Date.now() < deadline && !this.isClosed) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    if (this.isClosed) return;
+    const params: SessionParameters | undefined = this.session?.params;
+    this.send(
+      encodeLogoutResponse({
+        itt: pdu.itt,
+        response,
+        time2Wait: params?.defaultTime2Wait ?? 0,
+        time2Retain: 0,
+        statSN: this.takeStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+      }),
+    );
+    if (response === LogoutResponseCode.Success) {
+      this.log.info({ reason: pdu.reasonCode }, 'logout');
+      await this.close('logout', true);
+    }
+  }
+
+  /** Ask the initiator to log out (shutdown): Async Message, event 1 (RFC 7143 §11.9.1). */
+  requestLogout(seconds: number): void {
+    if (this.state !== State.FullFeature) return;
+    this.send(
+      encodeAsyncMessage(
+        {
+          lun: ZERO_LUN,
+          asyncEvent: AsyncEvent.LogoutRequest,
+          asyncVCode: 0,
+          parameter1: 0,
+          parameter2: 0,
+          parameter3: seconds,
+          statSN: this.takeStatSN(),
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+        },
+        0,
+      ),
+    );
+  }
+
+  // ---- Timers --------------------------------------------------------------------------------
+
+  private tick(): void {
+    if (this.state === State.Closed) return;
+    const now = Date.now();
+    const s = this.settings();
+    if (this.state === State.Login || this.state === State.Binding) {
+      if (now - this.startedAt > s.loginTimeout * 1000) this.fail(`login not completed within ${s.loginTimeout} s`);
+      return;
+    }
+    if (this.session) {
+      const stuck = this.session.dataOutTimedOut(now);
+      if (stuck) {
+        this.fail(`no Data-Out for ITT 0x${stuck.tag.toString(16)} within ${s.dataoutTimeout} s`);
+        return;
+      }
+    }
+    if (s.nopinTimeout <= 0) return;
+    if (this.pingTtt !== RESERVED_TAG) {
+      if (now - this.pingSentAt > s.nopinResponseTimeout * 1000) {
+        this.fail(`NOP-In ping unanswered for ${s.nopinResponseTimeout} s`);
+      }
+      return;
+    }
+    if (now - this.lastReceived > s.nopinTimeout * 1000) {
+      this.pingTtt = this.nextPingTtt;
+      this.nextPingTtt = (this.nextPingTtt % 0x7fffffff) + 1;
+      this.pingSentAt = now;
+      this.send(
+        encodeNopIn(
+          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: this.pingTtt, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          0,
+        ),
+      );
+    }
+  }
+
+  // ---- Teardown ------------------------------------------------------------------------------
+
+  get isClosed(): boolean {
+    return this.state === State.Closed;
+  }
+
+  /** Close the connection; at ERL 0 this ends its session. `graceful` flushes pending output. */
+  close(reason: string, graceful = false): Promise<void> {
+    if (this.closing) return this.closing;
+    this.state = State.Closed;
+    clearInterval(this.timer);
+    this.reader.stop();
+    this.ctx.connections.delete(this);
+    if (graceful) this.socket.end();
+    else this.socket.destroy();
+    this.log.debug({ reason }, 'connection closed');
+    const session = this.session;
+    this.closing = (async () => {
+      if (session) {
+        this.ctx.sessions.remove(session);
+        await session.close(reason);
+      }
+    })();
+    return this.closing;
+  }
+}
