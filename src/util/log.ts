@@ -8,10 +8,13 @@ export type Logger = pino.Logger;
 
 let root: Logger | undefined;
 
-/** The process-wide logger. Level from ISCSI_GATEWAY_LOG (default 'info'; tests use 'silent'). */
+/**
+ * The process-wide logger, JSON lines on stderr (stdout stays for what a command prints for
+ * people). Level from ISCSI_GATEWAY_LOG (default 'info'; 'silent' turns it off).
+ */
 export function rootLogger(): Logger {
   if (!root) {
-    root = pino({ level: process.env.ISCSI_GATEWAY_LOG ?? 'info', base: undefined });
+    root = pino({ level: process.env.ISCSI_GATEWAY_LOG ?? 'info', base: undefined }, pino.destination({ fd: 2, sync: true }));
   }
   return root;
 }

@@ -1,0 +1,16 @@
+/**
+ * `iscsi-gateway` command-line entry point.
+ */
+import { Command } from 'commander';
+import { registerServeCommand } from './serve';
+
+// More threads for node:fs: every backstore read/write goes through libuv's pool.
+if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '16';
+
+const program = new Command();
+program.name('iscsi-gateway').description('iSCSI gateway for thin-provisioned block images').version('0.1.0');
+registerServeCommand(program);
+program.parseAsync(process.argv).catch((e: unknown) => {
+  process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+  process.exit(1);
+});
