@@ -57,7 +57,6 @@ export class PduReader {
   private ahs: Buffer | undefined;
   private dataLength = 0;
   private skipRemaining = 0;
-  private skipError: PduError | undefined;
 
   constructor(
     readonly settings: PduReaderSettings,
@@ -122,9 +121,11 @@ export class PduReader {
         false,
         Buffer.from(bhs),
       );
-      this.skipError = error;
+      // Report at once (the connection may drop now rather than wait for the bytes), then
+      // skip the segment so framing stays intact if the connection carries on.
       this.skipRemaining = this.segmentWireLength();
       this.state = State.Skip;
+      this.onError(error);
       return true;
     }
     this.state = State.Data;
@@ -169,10 +170,7 @@ export class PduReader {
     this.discard(n);
     this.skipRemaining -= n;
     if (this.skipRemaining > 0) return false;
-    const error = this.skipError;
-    this.skipError = undefined;
     this.state = State.Header;
-    if (error) this.onError(error);
     return true;
   }
 
