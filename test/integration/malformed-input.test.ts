@@ -15,6 +15,7 @@ const WRITE10 = (lba: number, blocks: number) => Buffer.from([0x2a, 0, lba >>> 2
 async function session(port: number, keys: Array<[string, string]> = [], isid = '800000000002'): Promise<TestInitiator> {
   const i = await TestInitiator.connect(port);
   await i.login({ targetName: DEMO_IQN, keys, isid: Buffer.from(isid, 'hex') });
+  await i.clearUnitAttentions();
   return i;
 }
 
