@@ -1,0 +1,29 @@
+/**
+ * The command set of a disk logical unit, assembled from the per-concern modules. Which
+ * commands exist, and which CDB bits they evaluate, follows the LU's settings.
+ */
+import type { LogicalUnit } from './logical-unit';
+import type { CommandDefinition } from './command-table';
+import { inquiryCommands } from './inquiry';
+import { requestSenseCommands } from './request-sense';
+import { reportLunsCommands } from './report-luns';
+import { reportOpcodesCommands } from './report-opcodes';
+import { capacityCommands } from './capacity';
+import { readWriteCommands } from './read-write';
+import { modeCommands } from './mode-pages';
+import { mediumCommands } from './medium';
+import { defectDataCommands } from './defect-data';
+
+export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
+  return [
+    ...inquiryCommands(),
+    ...requestSenseCommands(),
+    ...reportLunsCommands(),
+    ...reportOpcodesCommands(),
+    ...capacityCommands(),
+    ...readWriteCommands(lu.dpofua),
+    ...modeCommands(),
+    ...mediumCommands(lu.removable),
+    ...defectDataCommands(),
+  ];
+}
