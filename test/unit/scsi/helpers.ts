@@ -100,9 +100,12 @@ export async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
   target.nexusCreated(n);
   const run = (cdb: Buffer | number[], co: CommandOptions = {}) => target.execute(command(cdb, { nexus: n, lun: o.lun ?? 0, ...co }));
   if (!o.keepUnitAttention) {
-    const r = await run([0, 0, 0, 0, 0, 0]);
-    assert.equal(r.status, ScsiStatus.CheckCondition);
-    for (const extra of o.extraUnits ?? []) await run([0, 0, 0, 0, 0, 0], { lun: extra.lun });
+    for (const lun of [o.lun ?? 0, ...(o.extraUnits ?? []).map((u) => u.lun)]) {
+      const r = await run([0, 0, 0, 0, 0, 0], { lun });
+      assert.equal(r.status, ScsiStatus.CheckCondition);
+      // With UA_INTLCK_CTRL != 00b only REQUEST SENSE clears a unit attention.
+      await run([0x03, 0, 0, 0, 252, 0], { lun });
+    }
   }
   return { target, device, nexus: n, run };
 }
