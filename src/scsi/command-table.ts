@@ -18,8 +18,8 @@ export const enum CommandFlag {
   NeedsMedium = 1 << 1,
   /** Neither reports nor clears unit attentions (INQUIRY, REPORT LUNS; REQUEST SENSE reports them as data). */
   NoUnitAttention = 1 << 2,
-  /** Reads the medium (reservation classes). */
-  MediumRead = 1 << 3,
+  /** Reads the medium or LU state: allowed to every nexus under Write Exclusive reservations. */
+  ReadClass = 1 << 3,
   /** Modifies the medium (write protection and reservation classes). */
   MediumWrite = 1 << 4,
   /** Allowed even when another I_T nexus holds a reservation (SPC-4 table 47 "allowed"). */

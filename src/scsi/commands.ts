@@ -13,6 +13,7 @@ import { readWriteCommands } from './read-write';
 import { modeCommands } from './mode-pages';
 import { mediumCommands } from './medium';
 import { defectDataCommands } from './defect-data';
+import { reservationCommands } from './persistent-reservations';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
   return [
@@ -25,5 +26,7 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
     ...modeCommands(),
     ...mediumCommands(lu.removable),
     ...defectDataCommands(),
+    // emulate_pr=0 leaves reservations to nobody: the commands do not exist.
+    ...(lu.settings.emulate_pr === 1 ? reservationCommands() : []),
   ];
 }

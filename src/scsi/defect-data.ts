@@ -31,7 +31,7 @@ function readDefectData12(_lu: LogicalUnit, task: Task): ScsiResult {
 }
 
 export function defectDataCommands(): CommandDefinition[] {
-  const flags = CommandFlag.NeedsMedium;
+  const flags = CommandFlag.NeedsMedium | CommandFlag.ReadClass;
   return [
     {
       name: 'READ DEFECT DATA(10)', opcode: 0x37, flags,

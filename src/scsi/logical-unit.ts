@@ -14,13 +14,17 @@ import {
 } from './sam';
 import { Task, TaskSet, TaskState } from './task-set';
 import { UnitAttentions } from './unit-attention';
-import { Asc, SenseError, SenseInfo, SenseKey, encodeSense, lbaOutOfRange, mediumNotPresent, writeProtected } from './sense';
+import {
+  Asc, ReservationConflictError, SenseError, SenseInfo, SenseKey, encodeSense, lbaOutOfRange, mediumNotPresent, writeProtected,
+} from './sense';
 import { CommandFlag, CommandTable } from './command-table';
 import { diskCommands } from './commands';
 import { ModeParameters } from './mode-pages';
 import { RangeLock, RangeLocks } from './range-lock';
 import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
+import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
+import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -42,6 +46,8 @@ export interface LogicalUnitOptions {
   readonly settings: DiskSettings;
   /** Report a removable medium (RMB=1): START STOP UNIT can eject/load it. */
   readonly removable: boolean;
+  /** Persistent reservation state (shared by every gateway exporting the image in HA setups). */
+  readonly reservations?: ReservationStore;
 }
 
 /** State of one I_T nexus in one logical unit. */
@@ -84,6 +90,9 @@ export class LogicalUnit {
   mode: ModeParameters;
   /** Removable medium state: false after START STOP UNIT ejected it. */
   mediumPresent = true;
+  readonly reservations: ReservationStore;
+  /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
+  spc2Holder?: string;
   readonly log: Logger;
 
   private readonly nexuses = new Map<string, LuNexus>();
@@ -117,6 +126,7 @@ export class LogicalUnit {
       qam: options.settings.emulate_rest_reord === 1 ? 0 : 1,
     });
     this.mode = this.defaultMode;
+    this.reservations = options.reservations ?? new LocalReservationStore();
     this.commands = new CommandTable(diskCommands(this));
     this.lastCapacity = this.capacity();
     this.unsubscribeResize = this.device.onResize(() => this.resized());
@@ -173,7 +183,14 @@ export class LogicalUnit {
     }
     if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
     const d = this.commands.lookup(cdb);
-    // Reservation checks (SPC-4 §5.9) slot in here, driven by the descriptor's flags.
+    if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
+      throw new ReservationConflictError();
+    }
+    const pr = this.reservations.state;
+    if (pr.reservation && !(d.flags & CommandFlag.ReservationAllowed)
+      && persistentConflict(pr, ns.nexus, this.settings.enforce_pr_isids === 1, (d.flags & CommandFlag.ReadClass) !== 0)) {
+      throw new ReservationConflictError();
+    }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
     return d.handler(this, task, ns);
   }
@@ -190,6 +207,10 @@ export class LogicalUnit {
 
   private errorResult(e: unknown, task: Task): ScsiResult {
     if (e instanceof SenseError) return this.checkCondition(e, task.dataOutTransferLength);
+    if (e instanceof ReservationConflictError) {
+      if (this.mode.uaIntlckCtrl === 3) this.nexusState(task.command.nexus).ua.establish(Asc.PreviousReservationConflictStatus);
+      return { status: ScsiStatus.ReservationConflict, dataOutTransferLength: task.dataOutTransferLength };
+    }
     if (e instanceof BlockDeviceError) {
       this.log.warn({ err: e, cdb: task.command.cdb.toString('hex') }, 'backstore error');
       return this.checkCondition(blockDeviceSense(e, task), task.dataOutTransferLength);
@@ -284,6 +305,23 @@ export class LogicalUnit {
     for (const [key, ns] of this.nexuses) if (key !== exceptKey) ns.ua.establish(asc);
   }
 
+  /** Establish a unit attention for the I_T nexuses of these registrations (but `exceptKey`). */
+  establishUnitAttentionFor(regs: readonly Registration[], asc: Asc, exceptKey?: string): void {
+    if (regs.length === 0) return;
+    const enforce = this.settings.enforce_pr_isids === 1;
+    for (const [key, ns] of this.nexuses) {
+      if (key !== exceptKey && regs.some((r) => matches(r, ns.nexus, enforce))) ns.ua.establish(asc);
+    }
+  }
+
+  /** PREEMPT AND ABORT: end the tasks of the preempted registrations' I_T nexuses. */
+  async abortTasksOf(regs: readonly Registration[], issuer: ITNexus): Promise<void> {
+    const enforce = this.settings.enforce_pr_isids === 1;
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuer.key
+      && regs.some((r) => matches(r, t.command.nexus, enforce)));
+    await this.abortAll(tasks, issuer.key);
+  }
+
   clearUnitAttention(nexusKey: string, asc: Asc): void {
     this.nexuses.get(nexusKey)?.ua.clear(asc);
   }
@@ -341,16 +379,18 @@ export class LogicalUnit {
 
   /**
    * Logical unit reset (also the per-LU part of a target reset): abort every task, release
-   * PREVENT, return the mode parameters to their defaults (nothing is saved), and report
-   * the reset to every nexus.
+   * PREVENT and SPC-2 reservations, return the mode parameters to their defaults (nothing is
+   * saved), and report the reset to every other nexus. The issuer got FUNCTION COMPLETE, so
+   * it is not told again (as tgt does; a UA there would fail its next PERSISTENT RESERVE IN).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
       && (!issuer || t.command.nexus.key !== issuer.key || !scope || scope(t.command.tag)));
     const wait = this.abortAll(tasks, issuer?.key);
+    this.spc2Holder = undefined;
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
-      ns.ua.establish(asc);
+      if (ns.nexus.key !== issuer?.key) ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
     await wait;
@@ -359,6 +399,7 @@ export class LogicalUnit {
   /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */
   async nexusReset(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
+    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
     const ns = this.nexuses.get(nexus.key);
     if (ns) {
       ns.prevent = false;
@@ -368,6 +409,7 @@ export class LogicalUnit {
 
   async nexusLost(nexus: ITNexus): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
+    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
     this.nexuses.delete(nexus.key);
   }
 

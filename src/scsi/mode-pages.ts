@@ -234,7 +234,7 @@ export function modeCommands(): CommandDefinition[] {
       handler: modeSelect(false),
     },
     {
-      name: 'MODE SENSE(6)', opcode: 0x1a, flags: CommandFlag.None,
+      name: 'MODE SENSE(6)', opcode: 0x1a, flags: CommandFlag.ReadClass,
       usage: [0x1a, 0x08, 0xff, 0xff, 0xff, 0x00],
       handler: modeSense(false),
     },
@@ -244,7 +244,7 @@ export function modeCommands(): CommandDefinition[] {
       handler: modeSelect(true),
     },
     {
-      name: 'MODE SENSE(10)', opcode: 0x5a, flags: CommandFlag.None,
+      name: 'MODE SENSE(10)', opcode: 0x5a, flags: CommandFlag.ReadClass,
       usage: [0x5a, 0x18, 0xff, 0xff, 0x00, 0x00, 0x00, 0xff, 0xff, 0x00],
       handler: modeSense(true),
     },

@@ -225,9 +225,9 @@ const verify16: CommandHandler = (lu, task) => {
 };
 
 const medium = CommandFlag.NeedsMedium;
-const READ = medium | CommandFlag.MediumRead;
+const READ = medium | CommandFlag.ReadClass;
 const WRITE = medium | CommandFlag.MediumWrite | CommandFlag.DataOut;
-const VERIFY = medium | CommandFlag.MediumRead | CommandFlag.DataOut;
+const VERIFY = medium | CommandFlag.ReadClass | CommandFlag.DataOut;
 const IO_TIMEOUTS: readonly [number, number] = [1, 30];
 
 /** The medium-access commands; DPO/FUA bits exist only when DPOFUA is advertised. */

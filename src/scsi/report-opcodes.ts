@@ -92,7 +92,7 @@ function reportSupportedTmfs(_lu: LogicalUnit, task: Task): ScsiResult {
 }
 
 export function reportOpcodesCommands(): CommandDefinition[] {
-  const flags = CommandFlag.ReservationAllowed;
+  const flags = CommandFlag.ReadClass;
   return [
     {
       name: 'REPORT SUPPORTED OPERATION CODES', opcode: 0xa3, serviceAction: 0x0c, flags,

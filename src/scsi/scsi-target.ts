@@ -17,6 +17,7 @@ import { inquiryNoLun } from './inquiry';
 import { requestSenseNoLun } from './request-sense';
 import { reportLunsData } from './report-luns';
 import { LogicalUnitRegistry, gatewayRegistry } from './lu-registry';
+import type { ReservationStore } from './reservations';
 
 export interface LogicalUnitConfig {
   /** 0..16383 */
@@ -30,6 +31,11 @@ export interface LogicalUnitConfig {
   readonly settings?: Partial<DiskSettings>;
   /** Report a removable medium (RMB=1) that START STOP UNIT can eject and load. Default false. */
   readonly removable?: boolean;
+  /**
+   * Persistent reservation state of the image. Default: in-process, not persisted. Give a
+   * store that persists APTPL state with the image, or one shared by all gateways (HA).
+   */
+  readonly reservations?: ReservationStore;
 }
 
 export interface ScsiTargetOptions {
@@ -79,7 +85,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const settings = validateDiskSettings(config.settings ?? {});
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
-      removable: config.removable ?? false,
+      removable: config.removable ?? false, reservations: config.reservations,
     }, this, this.log);
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, Asc.PowerOnResetOrBusDeviceReset);
     this.units.set(config.lun, lu);

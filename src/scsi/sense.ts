@@ -35,6 +35,7 @@ export const enum Asc {
   InvalidFieldInParameterList = 0x2600,
   ParameterNotSupported = 0x2601,
   ParameterValueInvalid = 0x2602,
+  InvalidReleaseOfPersistentReservation = 0x2604,
   WriteProtected = 0x2700,
   SpaceAllocationFailedWriteProtect = 0x2707,
   PowerOnResetOrBusDeviceReset = 0x2900,
@@ -88,6 +89,15 @@ export class SenseError extends Error implements SenseInfo {
   ) {
     super(`sense ${key.toString(16)}/${(asc >> 8).toString(16).padStart(2, '0')}/${(asc & 0xff).toString(16).padStart(2, '0')}`);
     this.name = 'SenseError';
+  }
+}
+
+/** RESERVATION CONFLICT status (no sense data), SPC-4 §5.13. */
+export class ReservationConflictError extends Error {
+  readonly kind = 'reservation-conflict';
+  constructor() {
+    super('reservation conflict');
+    this.name = 'ReservationConflictError';
   }
 }
 
