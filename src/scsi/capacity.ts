@@ -24,7 +24,8 @@ function readCapacity16(lu: LogicalUnit, task: Task): ScsiResult {
   const data = Buffer.alloc(32);
   writeU64(data, Math.max(lu.capacity() - 1, 0), 0);
   data.writeUInt32BE(lu.blockSize, 8);
-  // PROT_EN=0, P_I_EXPONENT=0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT=0, LOWEST ALIGNED LBA=0
+  // PROT_EN=0, P_I_EXPONENT=0, LOWEST ALIGNED LBA=0
+  data[13] = lu.physicalBlockExponent;
   const tp = provisioning(lu);
   data[14] = (tp.lbpme ? 0x80 : 0) | (tp.lbprz ? 0x40 : 0);
   return { status: ScsiStatus.Good, data: data.subarray(0, Math.min(32, alloc)) };

@@ -14,8 +14,11 @@ import { modeCommands } from './mode-pages';
 import { mediumCommands } from './medium';
 import { defectDataCommands } from './defect-data';
 import { reservationCommands } from './persistent-reservations';
+import { provisioningCommands } from './provisioning';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
+  const s = lu.settings;
+  const discard = lu.device.capabilities.discard;
   return [
     ...inquiryCommands(),
     ...requestSenseCommands(),
@@ -26,6 +29,10 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
     ...modeCommands(),
     ...mediumCommands(lu.removable),
     ...defectDataCommands(),
+    ...provisioningCommands(
+      s.emulate_tpu === 1 && discard && s.max_unmap_lba_count > 0 && s.max_unmap_block_desc_count > 0,
+      s.emulate_tpws === 1 && discard,
+    ),
     // emulate_pr=0 leaves reservations to nobody: the commands do not exist.
     ...(lu.settings.emulate_pr === 1 ? reservationCommands() : []),
   ];

@@ -73,6 +73,12 @@ export class LogicalUnit {
   readonly removable: boolean;
   readonly blockSize: number;
   readonly blockShift: number;
+  /**
+   * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. 0: a 4 KiB physical block would be honest for
+   * page-cache and object backstores, but libiscsi's GetLBAStatus.UnmapSingle then fails (it
+   * asks for LBA i+1 and expects a descriptor at i+LBPPB), and initiators align to 4 KiB anyway.
+   */
+  readonly physicalBlockExponent = 0;
   /** NAA designator (VPD 83h), the LU's identity across gateways. */
   readonly naa: Buffer;
   /** DPO and FUA bits are supported (MODE SENSE DPOFUA; CDB bits evaluated). */

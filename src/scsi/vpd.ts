@@ -116,7 +116,7 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const writeSame = lu.commands.find(0x93) !== undefined || lu.commands.find(0x41) !== undefined;
   // Offsets below are page offsets minus the 4-byte header.
   b[1] = caw ? Math.min(255, lu.maxCompareAndWriteBlocks) : 0; // MAXIMUM COMPARE AND WRITE LENGTH
-  b.writeUInt16BE(1, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY
+  b.writeUInt16BE(1 << lu.physicalBlockExponent, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY: a physical block
   b.writeUInt32BE(lu.maxTransferBlocks, 4); // MAXIMUM TRANSFER LENGTH
   b.writeUInt32BE(lu.optimalTransferBlocks, 8); // OPTIMAL TRANSFER LENGTH
   b.writeUInt32BE(0, 12); // MAXIMUM PREFETCH LENGTH: no limit reported
@@ -147,8 +147,7 @@ function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
 function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
   const tp = provisioning(lu);
   const b = Buffer.alloc(4);
-  b[1] = (tp.lbpu ? 0x80 : 0) | (tp.lbpws ? 0x40 : 0) | (tp.lbpws10 ? 0x20 : 0) | (tp.lbprz ? 0x04 : 0)
-    | (tp.lbpme && lu.commands.find(0x93) ? 0x02 : 0); // ANC_SUP: WRITE SAME ANCHOR
+  b[1] = (tp.lbpu ? 0x80 : 0) | (tp.lbpws ? 0x40 : 0) | (tp.lbpws10 ? 0x20 : 0) | (tp.lbprz ? 0x04 : 0); // ANC_SUP=0
   b[2] = tp.lbpme ? 0x02 : 0x00; // PROVISIONING TYPE: thin / full
   return page(VpdPage.LogicalBlockProvisioning, b, true);
 }

@@ -141,7 +141,7 @@ describe('VPD pages', () => {
     const d = (await f.run(inquiry(1, 0xb0, 255))).data!;
     assert.equal(d.length, 64);
     assert.equal(d.readUInt16BE(2), 0x3c);
-    assert.equal(d.readUInt16BE(6), 1, 'optimal transfer length granularity');
+    assert.equal(d.readUInt16BE(6), 1, 'optimal transfer length granularity: one physical block');
     assert.equal(d.readUInt32BE(8), 16384, 'maximum transfer length: 8 MiB of 512-byte blocks');
     assert.equal(d.readUInt32BE(12), 2048, 'optimal transfer length = optimal_sectors');
   });
@@ -276,7 +276,7 @@ describe('READ CAPACITY', () => {
     const c16 = Buffer.from([0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]);
     const r16 = await f.run(c16);
     assertGood(r16);
-    assert.equal(r16.data!.toString('hex'), '0000000000000bb7' + '00001000' + '00000000' + '00'.repeat(16));
+    assert.equal(r16.data!.toString('hex'), '0000000000000bb7' + '00001000' + '00000000' + '00'.repeat(16), '4K blocks: LBPPBE 0');
     for (let n = 0; n < 16; n++) {
       c16[13] = n;
       const rn = await f.run(c16);
