@@ -44,17 +44,22 @@ describe('initiators', () => {
     const r = await run('iscsi-ls', ['-s', `iscsi://127.0.0.1:${daemon.port}/`]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`Target:${DEMO_IQN.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.1:${daemon.port},1`));
-    assert.match(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS/);
-    assert.match(r.stdout, /Size:1073741824/);
+    // iscsi-ls prints last LBA x block size, rounded down: 1 GiB shows as 1023M.
+    assert.match(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:1023M\)/);
   });
 
   it('iscsi-inq reads standard and VPD inquiry data', async () => {
     const std = await run('iscsi-inq', [daemon.url]);
     assert.equal(std.code, 0, std.stderr);
     assert.match(std.stdout, /Peripheral Device Type:\s*DIRECT_ACCESS/i);
-    const serial = await run('iscsi-inq', ['-e', '1', '-c', '0x80', daemon.url]);
+    const serial = await run('iscsi-inq', ['-e', '1', '-c', '128', daemon.url]);
     assert.equal(serial.code, 0, serial.stderr);
-    assert.match(serial.stdout, /[0-9a-f]{8}-[0-9a-f]{4}-/);
+    assert.match(serial.stdout, /Unit Serial Number:\[[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\]/);
+    const ids = await run('iscsi-inq', ['-e', '1', '-c', '131', daemon.url]);
+    assert.equal(ids.code, 0, ids.stderr);
+    assert.match(ids.stdout, /Designator Type:\(3\) NAA/);
+    assert.match(ids.stdout, /Designator Type:\(4\) RELATIVE_TARGET_PORT/);
+    assert.match(ids.stdout, /Designator Type:\(5\) TARGET_PORT_GROUP/);
   });
 
   it('qemu-io writes patterns at scattered offsets and reads them back', async () => {
