@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEMO_IQN, Daemon, run, tempDir } from '../helpers/daemon';
+import { CLI, DEMO_IQN, Daemon, freePort, run, tempDir } from '../helpers/daemon';
 
 // Scattered offsets and sizes from 4 KiB to 1 MiB, each with its own byte pattern.
 const WRITES: Array<[offset: number, length: number, pattern: number]> = [
@@ -79,3 +79,31 @@ describe('initiators', () => {
     assert.doesNotMatch(out, /Pattern verification failed|error/i);
   });
 });
+
+describe('portals', () => {
+  it('listens on several portals, IPv4 and IPv6, and advertises each in SendTargets', async () => {
+    const v6port = await freePort();
+    const daemon = await Daemon.start({ extraArgs: ['--portal', `[::1]:${v6port}`] });
+    try {
+      const r4 = await run('iscsi-ls', [`iscsi://127.0.0.1:${daemon.port}/`]);
+      assert.equal(r4.code, 0, r4.stderr);
+      assert.match(r4.stdout, new RegExp(`Portal:127\\.0\\.0\\.1:${daemon.port},1`));
+      assert.match(r4.stdout, new RegExp(`Portal:\\[::1\\]:${v6port},1`));
+      const r6 = await run('iscsi-inq', [`iscsi://[::1]:${v6port}/${DEMO_IQN}/0`]);
+      assert.equal(r6.code, 0, r6.stderr);
+      assert.match(r6.stdout, /DIRECT_ACCESS/);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('refuses a malformed portal address with a clear message', async () => {
+    const r = await run(process.execPath, [CLI, 'serve', '--data', tempDir(), '--portal', 'localhost:3260']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /"localhost" is not an IPv4 or IPv6 address/);
+    const p = await run(process.execPath, [CLI, 'serve', '--data', tempDir(), '--portal', '127.0.0.1:99999']);
+    assert.notEqual(p.code, 0);
+    assert.match(p.stderr, /port must be 1-65535/);
+  });
+});
+
