@@ -15,6 +15,7 @@ import { mediumCommands } from './medium';
 import { defectDataCommands } from './defect-data';
 import { reservationCommands } from './persistent-reservations';
 import { provisioningCommands } from './provisioning';
+import { atomicWriteCommands } from './atomic-writes';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
   const s = lu.settings;
@@ -29,6 +30,11 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
     ...modeCommands(),
     ...mediumCommands(lu.removable),
     ...defectDataCommands(),
+    ...atomicWriteCommands({
+      compareAndWrite: s.emulate_caw === 1,
+      writeAtomic: lu.maxAtomicTransferBlocks > 0,
+      dpofua: lu.dpofua,
+    }),
     ...provisioningCommands(
       s.emulate_tpu === 1 && discard && s.max_unmap_lba_count > 0 && s.max_unmap_block_desc_count > 0,
       s.emulate_tpws === 1 && discard,

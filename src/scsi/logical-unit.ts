@@ -257,11 +257,13 @@ export class LogicalUnit {
   }
 
   /**
-   * Range lock for restricted reordering (QUEUE ALGORITHM MODIFIER 0): overlapping commands
-   * take effect in the order received. Undefined when unrestricted reordering is in force.
+   * Range lock taken at arrival: with restricted reordering (QUEUE ALGORITHM MODIFIER 0)
+   * overlapping commands take effect in the order received. Writes always take one, so that
+   * COMPARE AND WRITE and the other read-modify-write commands are atomic against them; reads
+   * under unrestricted reordering need none. O(1) while nothing else is in flight.
    */
   orderRange(lba: number, blocks: number, write: boolean): RangeLock | undefined {
-    return this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
+    return write || this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
   }
 
   /** Writes are durable before completion unless the write cache is enabled. */
