@@ -16,6 +16,7 @@ import { defectDataCommands } from './defect-data';
 import { reservationCommands } from './persistent-reservations';
 import { provisioningCommands } from './provisioning';
 import { atomicWriteCommands } from './atomic-writes';
+import { extendedCopyCommands } from './extended-copy';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
   const s = lu.settings;
@@ -39,6 +40,7 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
       s.emulate_tpu === 1 && discard && s.max_unmap_lba_count > 0 && s.max_unmap_block_desc_count > 0,
       s.emulate_tpws === 1 && discard,
     ),
+    ...(s.emulate_3pc === 1 ? extendedCopyCommands() : []),
     // emulate_pr=0 leaves reservations to nobody: the commands do not exist.
     ...(lu.settings.emulate_pr === 1 ? reservationCommands() : []),
   ];

@@ -25,6 +25,7 @@ import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
 import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
+import { CopyResults } from './extended-copy';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -36,6 +37,8 @@ export interface TargetContext {
   luns(): number[];
   /** REPORT LUNS was processed on this nexus: clear REPORTED LUNS DATA HAS CHANGED on every LU. */
   reportedLunsDelivered(nexusKey: string): void;
+  /** A logical unit of the gateway by NAA designator (EXTENDED COPY copy targets). */
+  findLogicalUnit(naa: Buffer): LogicalUnit | undefined;
 }
 
 export interface LogicalUnitOptions {
@@ -99,6 +102,9 @@ export class LogicalUnit {
   readonly reservations: ReservationStore;
   /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
   spc2Holder?: string;
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
+  readonly copyResults = new CopyResults();
+  activeCopies = 0;
   readonly log: Logger;
 
   private readonly nexuses = new Map<string, LuNexus>();
@@ -192,9 +198,7 @@ export class LogicalUnit {
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
-    const pr = this.reservations.state;
-    if (pr.reservation && !(d.flags & CommandFlag.ReservationAllowed)
-      && persistentConflict(pr, ns.nexus, this.settings.enforce_pr_isids === 1, (d.flags & CommandFlag.ReadClass) !== 0)) {
+    if (!(d.flags & CommandFlag.ReservationAllowed) && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
@@ -232,6 +236,16 @@ export class LogicalUnit {
   checkRange(lba: number, blocks: number): void {
     const cap = this.capacity();
     if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
+  }
+
+  private persistentConflict(nexus: ITNexus, readClass: boolean): boolean {
+    const pr = this.reservations.state;
+    return pr.reservation !== undefined && persistentConflict(pr, nexus, this.settings.enforce_pr_isids === 1, readClass);
+  }
+
+  /** Would a read (or write) by this nexus conflict with a reservation? (EXTENDED COPY targets.) */
+  reservationConflict(nexus: ITNexus, readClass: boolean): boolean {
+    return (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key) || this.persistentConflict(nexus, readClass);
   }
 
   checkWritable(): void {
@@ -417,6 +431,7 @@ export class LogicalUnit {
 
   async nexusLost(nexus: ITNexus): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
+    this.copyResults.forget(nexus.key);
     if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
     this.nexuses.delete(nexus.key);
   }

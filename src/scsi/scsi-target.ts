@@ -128,6 +128,10 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     return this.sortedLuns;
   }
 
+  findLogicalUnit(naa: Buffer): LogicalUnit | undefined {
+    return this.registry.findByNaa(naa);
+  }
+
   reportedLunsDelivered(nexusKey: string): void {
     for (const lu of this.units.values()) lu.clearUnitAttention(nexusKey, Asc.ReportedLunsDataHasChanged);
   }

@@ -36,6 +36,14 @@ export const enum Asc {
   ParameterNotSupported = 0x2601,
   ParameterValueInvalid = 0x2602,
   InvalidReleaseOfPersistentReservation = 0x2604,
+  TooManyTargetDescriptors = 0x2606,
+  UnsupportedTargetDescriptorTypeCode = 0x2607,
+  TooManySegmentDescriptors = 0x2608,
+  UnsupportedSegmentDescriptorTypeCode = 0x2609,
+  UnreachableCopyTarget = 0x0804,
+  CopyTargetDeviceNotReachable = 0x0d02,
+  InsufficientResources = 0x5503,
+  OperationInProgress = 0x0016,
   WriteProtected = 0x2700,
   SpaceAllocationFailedWriteProtect = 0x2707,
   PowerOnResetOrBusDeviceReset = 0x2900,
@@ -76,6 +84,8 @@ export interface SenseInfo {
   /** INFORMATION field (VALID=1), e.g. the miscompare offset. */
   readonly information?: number;
   readonly field?: FieldPointer;
+  /** COMMAND-SPECIFIC INFORMATION field, e.g. the failed segment of an EXTENDED COPY. */
+  readonly commandSpecific?: number;
 }
 
 /** Thrown by command handlers; turned into CHECK CONDITION in one place (logical-unit.ts). */
@@ -86,6 +96,7 @@ export class SenseError extends Error implements SenseInfo {
     readonly asc: Asc,
     readonly information?: number,
     readonly field?: FieldPointer,
+    readonly commandSpecific?: number,
   ) {
     super(`sense ${key.toString(16)}/${(asc >> 8).toString(16).padStart(2, '0')}/${(asc & 0xff).toString(16).padStart(2, '0')}`);
     this.name = 'SenseError';
@@ -151,12 +162,13 @@ export function encodeSense(info: SenseInfo, descriptor: boolean): Buffer {
       s.writeUInt32BE(info.information >>> 0, 3);
     }
     s[7] = FIXED_LENGTH - 8;
+    if (info.commandSpecific !== undefined) s.writeUInt32BE(info.commandSpecific >>> 0, 8);
     s[12] = info.asc >> 8;
     s[13] = info.asc & 0xff;
     if (info.field) senseKeySpecific(info.field, s, 15);
     return s;
   }
-  const len = 8 + (info.information !== undefined ? 12 : 0) + (info.field ? 8 : 0);
+  const len = 8 + (info.information !== undefined ? 12 : 0) + (info.commandSpecific !== undefined ? 12 : 0) + (info.field ? 8 : 0);
   const s = Buffer.alloc(len);
   s[0] = 0x72;
   s[1] = info.key & 0x0f;
@@ -170,6 +182,13 @@ export function encodeSense(info: SenseInfo, descriptor: boolean): Buffer {
     s[at + 2] = 0x80; // VALID
     s.writeUInt32BE(Math.floor(info.information / 0x100000000), at + 4);
     s.writeUInt32BE(info.information >>> 0, at + 8);
+    at += 12;
+  }
+  if (info.commandSpecific !== undefined) {
+    s[at] = 0x01; // command-specific information descriptor
+    s[at + 1] = 0x0a;
+    s.writeUInt32BE(Math.floor(info.commandSpecific / 0x100000000), at + 4);
+    s.writeUInt32BE(info.commandSpecific >>> 0, at + 8);
     at += 12;
   }
   if (info.field) {
