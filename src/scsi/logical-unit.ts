@@ -402,8 +402,8 @@ export class LogicalUnit {
   /**
    * Logical unit reset (also the per-LU part of a target reset): abort every task, release
    * PREVENT and SPC-2 reservations, return the mode parameters to their defaults (nothing is
-   * saved), and report the reset to every other nexus. The issuer got FUNCTION COMPLETE, so
-   * it is not told again (as tgt does; a UA there would fail its next PERSISTENT RESERVE IN).
+   * saved), and report the reset to every I_T nexus, the issuer's included (SAM-5 §6.3.3;
+   * libiscsi MultipathIO.Reset checks every path).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
@@ -412,7 +412,7 @@ export class LogicalUnit {
     this.spc2Holder = undefined;
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
-      if (ns.nexus.key !== issuer?.key) ns.ua.establish(asc);
+      ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
     await wait;

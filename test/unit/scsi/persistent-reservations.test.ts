@@ -289,6 +289,7 @@ describe('PERSISTENT RESERVE OUT: reservations', () => {
     await f.target.taskManagement({ nexus: b, fn: Fn.LogicalUnitReset, lun: 0 });
     await f.target.nexusLost(a);
     f.target.nexusCreated(a);
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, 0x2903);
     assert.deepEqual(await reservation(f, b), { key: 1n, type: EA });
     assert.equal((await f.run(READ, { nexus: b })).status, RESERVATION_CONFLICT);
   });
@@ -381,11 +382,11 @@ describe('SPC-2 RESERVE / RELEASE', () => {
 });
 
 describe('target resets', () => {
-  it('report POWER ON, RESET (warm) or POWER ON OCCURRED (cold) to the other nexuses on every LU', async () => {
+  it('report POWER ON, RESET (warm) or POWER ON OCCURRED (cold) to every nexus on every LU', async () => {
     for (const [fn, asc] of [[Fn.TargetWarmReset, 0x2900], [Fn.TargetColdReset, 0x2901]]) {
       const { f, a, b } = await two();
       assert.equal(await f.target.taskManagement({ nexus: a, fn, lun: 0 }), 0);
-      assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }));
+      assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }), 0x6, asc);
       assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, asc);
     }
   });
