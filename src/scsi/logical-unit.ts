@@ -26,6 +26,7 @@ import { deriveNaa } from './vpd';
 import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
+import type { SanitizeState } from './sanitize';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -64,7 +65,13 @@ export class LuNexus {
 const enum Opcode {
   RequestSense = 0x03,
   Inquiry = 0x12,
+  Sanitize = 0x48,
   ReportLuns = 0xa0,
+}
+
+/** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
+function isMediumAccess(flags: CommandFlag): boolean {
+  return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
 
 export class LogicalUnit {
@@ -105,6 +112,10 @@ export class LogicalUnit {
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
   readonly copyResults = new CopyResults();
   activeCopies = 0;
+  /** A SANITIZE in progress (NOT READY / SANITIZE IN PROGRESS to nearly everything). */
+  sanitizing?: SanitizeState;
+  /** The last SANITIZE failed: medium access is refused until a sanitize succeeds. */
+  sanitizeFailed?: { readonly ause: boolean };
   readonly log: Logger;
 
   private readonly nexuses = new Map<string, LuNexus>();
@@ -195,6 +206,9 @@ export class LogicalUnit {
     }
     if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
     const d = this.commands.lookup(cdb);
+    if (this.sanitizing && !(d.flags & CommandFlag.NoUnitAttention)) {
+      return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
+    }
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
@@ -202,6 +216,9 @@ export class LogicalUnit {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
+    if (this.sanitizeFailed && isMediumAccess(d.flags) && op !== Opcode.Sanitize) {
+      throw new SenseError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
+    }
     return d.handler(this, task, ns);
   }
 

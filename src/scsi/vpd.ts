@@ -140,6 +140,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
 function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
   b.writeUInt16BE(lu.settings.is_nonrot ? 1 : 0, 0); // MEDIUM ROTATION RATE: 1 = non-rotating
+  // WABEREQ 01b: a read of a block erased by SANITIZE BLOCK ERASE succeeds (unmapped data).
+  if (lu.commands.find(0x48, 0x02)) b[3] = 0x40;
   b[4] = 0x02; // FUAB: FUA=1 makes data durable like SYNCHRONIZE CACHE does
   return page(VpdPage.BlockDeviceCharacteristics, b, true);
 }
