@@ -285,3 +285,54 @@ export function extendedCopyCommands(): CommandDefinition[] {
     rcr(0x04, 'FAILED SEGMENT DETAILS'),
   ];
 }
+
+/** One third-party copy descriptor: type, length, body padded to a multiple of 4 bytes. */
+function tpcDescriptor(type: number, body: Buffer): Buffer {
+  const padded = Math.ceil(body.length / 4) * 4;
+  const d = Buffer.alloc(4 + padded);
+  d.writeUInt16BE(type, 0);
+  d.writeUInt16BE(padded, 2);
+  body.copy(d, 4);
+  return d;
+}
+
+/**
+ * The descriptors of the Third-party Copy VPD page (8Fh, SPC-4 §7.8.17) for this copy
+ * manager: supported commands, parameter data, supported descriptors, supported CSCD IDs
+ * (none above 07FFh) and general copy operations.
+ */
+export function thirdPartyCopyDescriptors(lu: LogicalUnit): Buffer {
+  // SUPPORTED COMMANDS: each command's opcode, service action count and service actions.
+  const byOpcode = new Map<number, number[]>();
+  for (const op of [0x83, 0x84]) {
+    for (let sa = 0; sa < 0x20; sa++) if (lu.commands.find(op, sa)) byOpcode.set(op, [...(byOpcode.get(op) ?? []), sa]);
+  }
+  const commandList = Buffer.concat([...byOpcode].map(([op, sas]) => Buffer.from([op, sas.length, ...sas])));
+  const supportedCommands = Buffer.concat([Buffer.from([commandList.length]), commandList]);
+
+  const parameterData = Buffer.alloc(28);
+  parameterData.writeUInt16BE(MAX_TARGET_DESCRIPTORS, 4); // MAXIMUM CSCD DESCRIPTOR COUNT
+  parameterData.writeUInt16BE(MAX_SEGMENT_DESCRIPTORS, 6); // MAXIMUM SEGMENT DESCRIPTOR COUNT
+  parameterData.writeUInt32BE(MAX_DESCRIPTOR_LIST_LENGTH, 8); // MAXIMUM DESCRIPTOR LIST LENGTH
+  parameterData.writeUInt32BE(0, 12); // MAXIMUM INLINE DATA LENGTH: no inline data
+
+  const types = [BLOCK_TO_BLOCK, IDENTIFICATION_DESCRIPTOR];
+  const supportedDescriptors = Buffer.from([types.length, ...types]);
+
+  const supportedCscdIds = Buffer.alloc(2); // LIST LENGTH 0: only CSCD list indexes
+
+  const general = Buffer.alloc(32);
+  general.writeUInt32BE(MAX_CONCURRENT_COPIES, 0); // TOTAL CONCURRENT COPIES
+  general.writeUInt32BE(MAX_CONCURRENT_COPIES, 4); // MAXIMUM IDENTIFIED CONCURRENT COPIES
+  general.writeUInt32BE(0xffff * lu.blockSize, 8); // MAXIMUM SEGMENT LENGTH (bytes)
+  general[12] = lu.blockShift; // DATA SEGMENT GRANULARITY (log2 bytes)
+  general[13] = 0; // INLINE DATA GRANULARITY
+
+  return Buffer.concat([
+    tpcDescriptor(0x0001, supportedCommands),
+    tpcDescriptor(0x0004, parameterData),
+    tpcDescriptor(0x0008, supportedDescriptors),
+    tpcDescriptor(0x000c, supportedCscdIds),
+    tpcDescriptor(0x8001, general),
+  ]);
+}
