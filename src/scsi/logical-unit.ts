@@ -40,6 +40,8 @@ export interface TargetContext {
   reportedLunsDelivered(nexusKey: string): void;
   /** A logical unit of the gateway by NAA designator (EXTENDED COPY copy targets). */
   findLogicalUnit(naa: Buffer): LogicalUnit | undefined;
+  /** SCSI target port name of a RELATIVE TARGET PORT IDENTIFIER seen so far (REGISTER AND MOVE). */
+  targetPortName(relativeTargetPortId: number): string | undefined;
 }
 
 export interface LogicalUnitOptions {

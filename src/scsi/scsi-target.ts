@@ -56,6 +56,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   private sortedLuns: number[] = [];
   private readonly nexuses = new Map<string, ITNexus>();
   private readonly lost = new Set<string>();
+  /** Target ports by RELATIVE TARGET PORT IDENTIFIER, learned from the nexuses created. */
+  private readonly ports = new Map<number, string>();
   private readonly log: Logger;
   private readonly registry: LogicalUnitRegistry;
   private closed = false;
@@ -130,6 +132,10 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   findLogicalUnit(naa: Buffer): LogicalUnit | undefined {
     return this.registry.findByNaa(naa);
+  }
+
+  targetPortName(relativeTargetPortId: number): string | undefined {
+    return this.ports.get(relativeTargetPortId);
   }
 
   reportedLunsDelivered(nexusKey: string): void {
@@ -215,6 +221,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   nexusCreated(nexus: ITNexus): void {
     this.nexuses.set(nexus.key, nexus);
+    this.ports.set(nexus.relativeTargetPortId, nexus.targetPortName);
     const asc = this.lost.delete(nexus.key) ? Asc.ITNexusLossOccurred : Asc.PowerOnResetOrBusDeviceReset;
     for (const lu of this.units.values()) lu.nexusCreated(nexus, asc);
   }
