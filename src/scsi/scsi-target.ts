@@ -64,7 +64,9 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   constructor(options: ScsiTargetOptions) {
     this.targetName = options.targetName;
-    this.log = (options.log ?? silentLogger()).child({ target: options.targetName });
+    const log = options.log ?? silentLogger();
+    // Bind the target name unless the caller's logger already says it (no duplicate JSON keys).
+    this.log = log.bindings().target === options.targetName ? log : log.child({ target: options.targetName });
     this.registry = options.registry ?? gatewayRegistry;
     for (const config of options.logicalUnits) this.attach(config);
   }
