@@ -25,6 +25,8 @@ import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
 import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
+import { CopyResults } from './extended-copy';
+import type { SanitizeState } from './sanitize';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -36,6 +38,10 @@ export interface TargetContext {
   luns(): number[];
   /** REPORT LUNS was processed on this nexus: clear REPORTED LUNS DATA HAS CHANGED on every LU. */
   reportedLunsDelivered(nexusKey: string): void;
+  /** A logical unit of the gateway by NAA designator (EXTENDED COPY copy targets). */
+  findLogicalUnit(naa: Buffer): LogicalUnit | undefined;
+  /** SCSI target port name of a RELATIVE TARGET PORT IDENTIFIER seen so far (REGISTER AND MOVE). */
+  targetPortName(relativeTargetPortId: number): string | undefined;
 }
 
 export interface LogicalUnitOptions {
@@ -61,7 +67,13 @@ export class LuNexus {
 const enum Opcode {
   RequestSense = 0x03,
   Inquiry = 0x12,
+  Sanitize = 0x48,
   ReportLuns = 0xa0,
+}
+
+/** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
+function isMediumAccess(flags: CommandFlag): boolean {
+  return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
 
 export class LogicalUnit {
@@ -99,6 +111,13 @@ export class LogicalUnit {
   readonly reservations: ReservationStore;
   /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
   spc2Holder?: string;
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
+  readonly copyResults = new CopyResults();
+  activeCopies = 0;
+  /** A SANITIZE in progress (NOT READY / SANITIZE IN PROGRESS to nearly everything). */
+  sanitizing?: SanitizeState;
+  /** The last SANITIZE failed: medium access is refused until a sanitize succeeds. */
+  sanitizeFailed?: { readonly ause: boolean };
   readonly log: Logger;
 
   private readonly nexuses = new Map<string, LuNexus>();
@@ -189,15 +208,19 @@ export class LogicalUnit {
     }
     if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
     const d = this.commands.lookup(cdb);
+    if (this.sanitizing && !(d.flags & CommandFlag.NoUnitAttention)) {
+      return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
+    }
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
-    const pr = this.reservations.state;
-    if (pr.reservation && !(d.flags & CommandFlag.ReservationAllowed)
-      && persistentConflict(pr, ns.nexus, this.settings.enforce_pr_isids === 1, (d.flags & CommandFlag.ReadClass) !== 0)) {
+    if (!(d.flags & CommandFlag.ReservationAllowed) && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
+    if (this.sanitizeFailed && isMediumAccess(d.flags) && op !== Opcode.Sanitize) {
+      throw new SenseError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
+    }
     return d.handler(this, task, ns);
   }
 
@@ -234,6 +257,16 @@ export class LogicalUnit {
     if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
   }
 
+  private persistentConflict(nexus: ITNexus, readClass: boolean): boolean {
+    const pr = this.reservations.state;
+    return pr.reservation !== undefined && persistentConflict(pr, nexus, this.settings.enforce_pr_isids === 1, readClass);
+  }
+
+  /** Would a read (or write) by this nexus conflict with a reservation? (EXTENDED COPY targets.) */
+  reservationConflict(nexus: ITNexus, readClass: boolean): boolean {
+    return (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key) || this.persistentConflict(nexus, readClass);
+  }
+
   checkWritable(): void {
     if (this.writeProtected()) throw writeProtected();
   }
@@ -257,11 +290,13 @@ export class LogicalUnit {
   }
 
   /**
-   * Range lock for restricted reordering (QUEUE ALGORITHM MODIFIER 0): overlapping commands
-   * take effect in the order received. Undefined when unrestricted reordering is in force.
+   * Range lock taken at arrival: with restricted reordering (QUEUE ALGORITHM MODIFIER 0)
+   * overlapping commands take effect in the order received. Writes always take one, so that
+   * COMPARE AND WRITE and the other read-modify-write commands are atomic against them; reads
+   * under unrestricted reordering need none. O(1) while nothing else is in flight.
    */
   orderRange(lba: number, blocks: number, write: boolean): RangeLock | undefined {
-    return this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
+    return write || this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
   }
 
   /** Writes are durable before completion unless the write cache is enabled. */
@@ -386,8 +421,8 @@ export class LogicalUnit {
   /**
    * Logical unit reset (also the per-LU part of a target reset): abort every task, release
    * PREVENT and SPC-2 reservations, return the mode parameters to their defaults (nothing is
-   * saved), and report the reset to every other nexus. The issuer got FUNCTION COMPLETE, so
-   * it is not told again (as tgt does; a UA there would fail its next PERSISTENT RESERVE IN).
+   * saved), and report the reset to every I_T nexus, the issuer's included (SAM-5 §6.3.3;
+   * libiscsi MultipathIO.Reset checks every path).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
@@ -396,7 +431,7 @@ export class LogicalUnit {
     this.spc2Holder = undefined;
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
-      if (ns.nexus.key !== issuer?.key) ns.ua.establish(asc);
+      ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
     await wait;
@@ -415,6 +450,7 @@ export class LogicalUnit {
 
   async nexusLost(nexus: ITNexus): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
+    this.copyResults.forget(nexus.key);
     if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
     this.nexuses.delete(nexus.key);
   }

@@ -158,7 +158,7 @@ describe('task set TMFs', () => {
     assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2f00);
   });
 
-  it('LOGICAL UNIT RESET aborts everything and raises the reset UA on every other nexus', async () => {
+  it('LOGICAL UNIT RESET aborts everything and raises the reset UA on every nexus', async () => {
     const g = gatedDevice();
     const f = await fixture({ device: g.device });
     const n2 = await secondNexus(f);
@@ -168,7 +168,7 @@ describe('task set TMFs', () => {
     assert.equal(await tmf, Rsp.FunctionComplete);
     assert.ok((await a).aborted && (await b).aborted);
     assert.deepEqual((await c).aborted, { reportStatus: true });
-    assertGood(await f.run([0, 0, 0, 0, 0, 0]));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0]), 0x6, 0x2903);
     assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2903);
     assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }));
   });
