@@ -13,6 +13,7 @@ import {
   encodeTaskManagementResponse,
 } from '../pdu/responses';
 import { serialLt } from '../pdu/serial';
+import { dataBuffers } from '../util/buffer-pool';
 import { CommandWindow } from './command-window';
 import {
   ITNexus,
@@ -29,8 +30,8 @@ import { IscsiTargetNode, TargetSettings } from './target-node';
 /** What a session needs from its connection. */
 export interface SessionTransport {
   readonly id: number;
-  /** Send a PDU; `statSN` is filled in by the connection (see takeStatSN). */
-  send(header: Buffer, data?: Buffer): void;
+  /** Send a PDU; `onSent` runs once the socket has taken it (its buffers may be reused). */
+  send(header: Buffer, data?: Buffer, onSent?: () => void): void;
   /** The StatSN for a PDU that carries status; advances it. */
   takeStatSN(): number;
   /** The current StatSN for PDUs that carry it without advancing it (R2T, NOP-In ping). */
@@ -155,6 +156,13 @@ export class Session implements R2TSender {
 
   private complete(task: IscsiTask, result: ScsiResult): void {
     this.forget(task);
+    // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
+    // buffer only after the socket has taken it, if it is transmitted at all.
+    const dataIn = task.releaseBuffers();
+    const transmitsDataIn =
+      !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
+      dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;
+    if (!transmitsDataIn) dataBuffers.give(dataIn);
     if (this.closed || task.finished) return;
     task.finished = true;
     if (task.transportFailure) {
@@ -201,7 +209,10 @@ export class Session implements R2TSender {
     }
     const collapse =
       sendable > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
-    if (sendable > 0) this.sendDataIn(task, data!.subarray(0, sendable), collapse ? { status: result.status, overflow, underflow, residual } : undefined);
+    if (sendable > 0) {
+      const status = collapse ? { status: result.status, overflow, underflow, residual } : undefined;
+      this.sendDataIn(task, data!.subarray(0, sendable), status, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
+    }
     if (!collapse) this.sendResponse(task, result.status, result.sense, residual, overflow, underflow);
   }
 
@@ -209,6 +220,7 @@ export class Session implements R2TSender {
     task: IscsiTask,
     data: Buffer,
     status: { status: number; overflow: boolean; underflow: boolean; residual: number } | undefined,
+    onSent: (() => void) | undefined,
   ): void {
     const t = this.transport;
     const segment = this.maxXmitValue;
@@ -240,7 +252,7 @@ export class Session implements R2TSender {
         },
         n,
       );
-      t.send(header, data.subarray(offset, offset + n));
+      t.send(header, data.subarray(offset, offset + n), last ? onSent : undefined);
       offset += n;
     }
   }

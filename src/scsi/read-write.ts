@@ -46,7 +46,8 @@ async function readBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: numb
     stopIfAborted(task);
     // FUA on a read: the data must come from the medium, so write back a volatile cache first.
     if (fua && lu.mode.wce && lu.settings.emulate_fua_read === 1) await lu.device.flush();
-    const data = await lu.device.read(lba * lu.blockSize, length, Buffer.allocUnsafe(length));
+    const into = task.command.dataInBuffer?.(length) ?? Buffer.allocUnsafe(length);
+    const data = await lu.device.read(lba * lu.blockSize, length, into);
     return { status: ScsiStatus.Good, data };
   } finally {
     if (lock) lu.locks.release(lock);
