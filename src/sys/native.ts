@@ -34,7 +34,9 @@ function load(): Addon {
   for (let i = 0; i < 6; i++) {
     const candidate = path.join(dir, ADDON_FILE);
     if (fs.existsSync(candidate)) {
-      addon = require(candidate) as Addon;
+      const mod = { exports: {} as unknown };
+      process.dlopen(mod, candidate);
+      addon = mod.exports as Addon;
       return addon;
     }
     dir = path.dirname(dir);
