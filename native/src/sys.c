@@ -3,6 +3,8 @@
  *
  *   fallocate(fd, mode, offset, length)            -> Promise<void>      (PUNCH_HOLE, ZERO_RANGE, ...)
  *   dataExtents(fd, offset, length)                -> Promise<number[]>  ([start, length, ...] of data, SEEK_DATA/SEEK_HOLE)
+ *   allocExtents(fd, offset, length)               -> Promise<number[]>  ([start, length, ...] allocated, FIEMAP:
+ *                                                                         written, unwritten (ZERO_RANGE) or delayed)
  *   dataBitmap(fd, unitSize, unitCount)            -> Promise<Buffer>    (1 byte per unit: 1 = holds data)
  *   copyRange(fdIn, offIn, fdOut, offOut, length, sparse) -> Promise<number> (copy_file_range; holes stay holes)
  *   flock(fd, op)                                  -> boolean            (non-blocking; false = held elsewhere)
@@ -15,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -33,7 +38,7 @@
     }                                                                                              \
   } while (0)
 
-enum op_kind { OP_FALLOCATE, OP_EXTENTS, OP_BITMAP, OP_COPY };
+enum op_kind { OP_FALLOCATE, OP_EXTENTS, OP_ALLOC, OP_BITMAP, OP_COPY };
 
 typedef struct {
   enum op_kind kind;
@@ -204,6 +209,52 @@ static void execute(napi_env env, void *data) {
     }
     break;
   }
+  case OP_ALLOC: {
+    /* FIEMAP sees unwritten extents (ZERO_RANGE) that SEEK_DATA calls holes. */
+    j->syscall = "ioctl(FS_IOC_FIEMAP)";
+    const unsigned batch = 256;
+    struct fiemap *fm = malloc(sizeof(struct fiemap) + batch * sizeof(struct fiemap_extent));
+    if (!fm) {
+      j->err = ENOMEM;
+      break;
+    }
+    int64_t pos = j->off, end = j->off + j->len;
+    while (pos < end) {
+      memset(fm, 0, sizeof(struct fiemap));
+      fm->fm_start = (uint64_t)pos;
+      fm->fm_length = (uint64_t)(end - pos);
+      fm->fm_extent_count = batch;
+      if (ioctl(j->fd, FS_IOC_FIEMAP, fm) < 0) {
+        if (errno == EOPNOTSUPP || errno == ENOTTY) { /* no FIEMAP: fall back to SEEK_DATA */
+          j->syscall = "lseek";
+          while (pos < end) {
+            int64_t d = 0, h = 0;
+            if ((j->err = next_data(j->fd, pos, end, &d, &h))) break;
+            if (d >= end) break;
+            if ((j->err = push_extent(j, d, h - d))) break;
+            pos = h;
+          }
+        } else {
+          j->err = errno;
+        }
+        break;
+      }
+      if (fm->fm_mapped_extents == 0) break;
+      int last = 0;
+      for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+        struct fiemap_extent *e = &fm->fm_extents[i];
+        int64_t s = (int64_t)e->fe_logical, t = s + (int64_t)e->fe_length;
+        if (s < pos) s = pos;
+        if (t > end) t = end;
+        if (t > s && (j->err = push_extent(j, s, t - s))) break;
+        if (e->fe_flags & FIEMAP_EXTENT_LAST) last = 1;
+        pos = (int64_t)(e->fe_logical + e->fe_length);
+      }
+      if (j->err || last) break;
+    }
+    free(fm);
+    break;
+  }
   case OP_BITMAP: {
     j->syscall = "lseek";
     j->bitmap = calloc(j->count > 0 ? (size_t)j->count : 1, 1);
@@ -279,6 +330,7 @@ static void complete(napi_env env, napi_status status, void *data) {
       napi_get_undefined(env, &result);
       break;
     case OP_EXTENTS:
+    case OP_ALLOC:
       napi_create_array_with_length(env, j->n_extents * 2, &result);
       for (size_t i = 0; i < j->n_extents * 2; i++) {
         napi_value v;
@@ -387,6 +439,24 @@ static napi_value js_data_extents(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return queue(env, j, "dataExtents");
+}
+
+static napi_value js_alloc_extents(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "allocExtents(fd, offset, length)");
+    return NULL;
+  }
+  job_t *j = new_job(env, OP_ALLOC);
+  if (!j) return NULL;
+  if (!get_int(env, argv[0], &j->fd, "fd") || !get_i64(env, argv[1], &j->off, "offset") ||
+      !get_i64(env, argv[2], &j->len, "length")) {
+    free(j);
+    return NULL;
+  }
+  return queue(env, j, "allocExtents");
 }
 
 static napi_value js_data_bitmap(napi_env env, napi_callback_info info) {
@@ -498,6 +568,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dataExtents", NULL, js_data_extents, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"allocExtents", NULL, js_alloc_extents, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dataBitmap", NULL, js_data_bitmap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"copyRange", NULL, js_copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -18,6 +18,7 @@ export const LOCK_UN = 8;
 interface Addon {
   fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
   dataExtents(fd: number, offset: number, length: number): Promise<number[]>;
+  allocExtents(fd: number, offset: number, length: number): Promise<number[]>;
   dataBitmap(fd: number, unitSize: number, unitCount: number): Promise<Buffer>;
   copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number, sparse: boolean): Promise<number>;
   flock(fd: number, op: number): boolean;
@@ -80,6 +81,19 @@ export interface DataExtent {
 export async function dataExtents(fd: number, offset: number, length: number): Promise<DataExtent[]> {
   if (length === 0) return [];
   const flat = await load().dataExtents(fd, offset, length);
+  const out: DataExtent[] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push({ offset: flat[i], length: flat[i + 1] });
+  return out;
+}
+
+/**
+ * Allocated extents (FIEMAP) inside [offset, offset+length): written data, but also unwritten
+ * extents from ZERO_RANGE and delayed allocations, which SEEK_DATA reports as holes. This is
+ * what provisioning status (GET LBA STATUS) needs.
+ */
+export async function allocExtents(fd: number, offset: number, length: number): Promise<DataExtent[]> {
+  if (length === 0) return [];
+  const flat = await load().allocExtents(fd, offset, length);
   const out: DataExtent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ offset: flat[i], length: flat[i + 1] });
   return out;
