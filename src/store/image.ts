@@ -959,7 +959,7 @@ export class ImageState implements WatchHandler {
     if (op) for (const [x, l] of pieces) await this.applyPiece(op.kind, x, l, op.kind === 'data' ? op.data : undefined, op.off);
     await fdatasync(this.headFd);
     await g.cmap!.value.setDurable([n], CMAP_OWNED);
-    if (this.omap && (!op || op.kind !== 'punch')) this.omap.markExistsList([n]);
+    this.omap?.markExistsList([n]); // parent bytes were copied in, whatever the op was
   }
 
   /** Copy the parent's bytes of [off, off+len) into `fd` at the same offsets (sparse). */

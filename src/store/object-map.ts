@@ -83,6 +83,22 @@ export class ObjectMap {
     return om;
   }
 
+  /** A new, empty image: every object is known not to exist. */
+  static async createClean(file: string, count: number): Promise<void> {
+    const fd = await openFd(file, 'wx');
+    try {
+      const h = Buffer.alloc(HEADER);
+      MAGIC.copy(h, 0);
+      h.writeUInt32LE(CLEAN, 8);
+      h.writeUInt32LE(count, 12);
+      await writeFull(fd, h, 0, HEADER, 0);
+      await ftruncate(fd, HEADER + count);
+      await fdatasync(fd);
+    } finally {
+      await closeFd(fd);
+    }
+  }
+
   /** Mark an on-disk map invalid (a shared writer is about to write without keeping it). */
   static async invalidate(file: string): Promise<void> {
     let fd: number;

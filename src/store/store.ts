@@ -437,10 +437,9 @@ export class ImageStore {
         };
         const ip = new ImagePaths(tmp);
         await createSparseFile(ip.head, shape.size);
-        if (shape.parent) {
-          const count = new Layout(2 ** shape.order, shape.stripeUnit, shape.stripeCount).objectCount(shape.size);
-          await createSparseFile(ip.cmap, count);
-        }
+        const count = new Layout(2 ** shape.order, shape.stripeUnit, shape.stripeCount).objectCount(shape.size);
+        if (shape.parent) await createSparseFile(ip.cmap, count);
+        if (shape.features.includes('object-map')) await ObjectMap.createClean(ip.omap, count);
         await writeHeader(ip.header, header);
         await fsyncDir(tmp);
         await fsp.rename(tmp, pp.image(id).dir);
