@@ -1,12 +1,12 @@
 /**
  * Bulk data movement: export (raw, sparse when the target is a file), import (raw, skipping
- * zero blocks, from a file or a stream) and copy (kernel copy_file_range between the files
- * the source resolves to, so holes stay holes).
+ * zero blocks, from a file or a stream) and copy (the data extents of the files the source
+ * resolves to, zero blocks skipped, so thin data stays thin).
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
-import { copyRange, dataExtents } from '../sys/native';
+import { dataExtents } from '../sys/native';
 import { StoreImageDevice } from './device';
 import { StoreError } from './errors';
 import { closeFd, fdatasync, ftruncate, isZero, openFd, readFull, writeFull } from './fsutil';
@@ -16,18 +16,26 @@ import { CreateImageOptions, ImageStore, Progress } from './store';
 const CHUNK = 4 << 20;
 const BLOCK = 4096;
 
-/** Write the non-zero 4 KiB blocks of buf[0..len) at image offset `off`. */
-async function writeSparse(dev: StoreImageDevice, off: number, buf: Buffer, len: number): Promise<void> {
+/** Runs [start, end) of buf[0..len) that are not all-zero 4 KiB blocks (rbd's sparse size). */
+function dataRuns(buf: Buffer, len: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
   let run = -1;
-  for (let p = 0; p <= len; p += BLOCK) {
+  for (let p = 0; p < len; p += BLOCK) {
     const n = Math.min(BLOCK, len - p);
-    const zero = p >= len || isZero(buf, p, n);
+    const zero = isZero(buf, p, n);
     if (!zero && run < 0) run = p;
     if (zero && run >= 0) {
-      await dev.write(off + run, buf.subarray(run, p));
+      runs.push([run, p]);
       run = -1;
     }
   }
+  if (run >= 0) runs.push([run, len]);
+  return runs;
+}
+
+/** Write the non-zero 4 KiB blocks of buf[0..len) at image offset `off`. */
+async function writeSparse(dev: StoreImageDevice, off: number, buf: Buffer, len: number): Promise<void> {
+  for (const [a, b] of dataRuns(buf, len)) await dev.write(off + a, buf.subarray(a, b));
 }
 
 /** Export an image or snapshot as raw bytes to a file path ('-' = stdout) or a stream. */
@@ -183,11 +191,19 @@ export async function copyImage(store: ImageStore, src: ImageSpec, dst: ImageSpe
       const { paths: dp } = await store.lookup(dst.pool, dst.image);
       const srcState = store.stateOf(sp)!;
       const dstFd = store.stateOf(dp)!.headDescriptor;
-      const step = 64 << 20;
-      for (let off = 0; off < size; off += step) {
-        const n = Math.min(step, size - off);
+      const buf = Buffer.allocUnsafe(CHUNK);
+      for (let off = 0; off < size; off += CHUNK) {
+        const n = Math.min(CHUNK, size - off);
+        // Only the data extents of the files the source resolves to; zero blocks are skipped
+        // as rbd copy does (sparse size 4 KiB).
         await srcState.withSegments(snap ? snap.id : null, off, n, async (segs) => {
-          for (const s of segs) if (s.fd >= 0) await copyRange(s.fd, s.off, dstFd, s.off, s.len, true);
+          for (const s of segs) {
+            if (s.fd < 0) continue;
+            for (const e of await dataExtents(s.fd, s.off, s.len)) {
+              await readFull(s.fd, buf, 0, e.length, e.offset);
+              for (const [a, b] of dataRuns(buf, e.length)) await writeFull(dstFd, buf, a, b - a, e.offset + a);
+            }
+          }
         });
         progress?.(off + n, size);
       }

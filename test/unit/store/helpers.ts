@@ -6,6 +6,7 @@ import { ImageStore } from '../../../src/store/store';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
 
 export function tmpDir(prefix = 'store-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
