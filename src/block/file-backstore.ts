@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
+import { preadFull, pwriteFull } from '../sys/io';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
 
 export interface FileBackstoreOptions {
@@ -14,18 +15,6 @@ export interface FileBackstoreOptions {
   /** Create the file with this size (bytes) when it does not exist. */
   readonly createSize?: number;
   readonly readOnly?: boolean;
-}
-
-function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
 }
 
 function fdatasync(fd: number): Promise<void> {
@@ -114,25 +103,14 @@ export class FileBackstore implements BlockDevice {
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.check(offset, length, false);
     const buf = into ?? Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = await readAt(this.fd, buf, done, length - done, offset + done);
-      if (n === 0) {
-        // A file shrunk behind our back reads as zeros rather than stale memory.
-        buf.fill(0, done, length);
-        break;
-      }
-      done += n;
-    }
+    // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
+    await preadFull(this.fd, buf, 0, length, offset);
     return buf;
   }
 
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
-    let done = 0;
-    while (done < data.length) {
-      done += await writeAt(this.fd, data, done, data.length - done, offset + done);
-    }
+    await pwriteFull(this.fd, data, 0, data.length, offset);
     if (options?.fua) await fdatasync(this.fd);
   }
 
@@ -234,7 +212,8 @@ async function zeroRangeOrWrite(fd: number, offset: number, length: number): Pro
     let done = 0;
     while (done < length) {
       const n = Math.min(ZERO_PAGE.length, length - done);
-      done += await writeAt(fd, ZERO_PAGE, 0, n, offset + done);
+      await pwriteFull(fd, ZERO_PAGE, 0, n, offset + done);
+      done += n;
     }
   }
 }

@@ -8,6 +8,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isErrno } from './errors';
+import { preadFull, pwriteFull } from '../sys/io';
 
 export async function fsyncDir(dir: string): Promise<void> {
   const h = await fsp.open(dir, 'r');
@@ -78,22 +79,9 @@ export function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: 
 }
 
 /** pread until `len` bytes or EOF; bytes past EOF read as zeros. */
-export async function readFull(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<void> {
-  let done = 0;
-  while (done < len) {
-    const n = await readAt(fd, buf, off + done, len - done, pos + done);
-    if (n === 0) {
-      buf.fill(0, off + done, off + len);
-      return;
-    }
-    done += n;
-  }
-}
+export const readFull = preadFull;
 
-export async function writeFull(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<void> {
-  let done = 0;
-  while (done < len) done += await writeAt(fd, buf, off + done, len - done, pos + done);
-}
+export const writeFull = pwriteFull;
 
 export function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));

@@ -737,15 +737,37 @@ export class ImageState implements WatchHandler {
     return s.meta.size;
   }
 
-  async read(snapId: number | null, off: number, len: number, buf: Buffer, bufOff = 0): Promise<void> {
+  read(snapId: number | null, off: number, len: number, buf: Buffer, bufOff = 0): Promise<void> {
+    if (this.broken || this.closed) return Promise.reject(new StoreError(`image ${this.pool}/${this.id} is ${this.closed ? 'closed' : `unusable: ${this.broken!.message}`}`, 'io'));
+    const g = this.gen;
+    if (snapId === null) {
+      if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > g.size) {
+        return Promise.reject(new StoreError(`range ${off}+${len} is outside the image (${g.size} bytes)`, 'invalid-argument'));
+      }
+      // The head file lives as long as the state: no generation pin needed. Owned objects
+      // stay owned, so a clone whose range is all owned reads its own file too.
+      if (!g.parent || this.allOwned(g, off, len)) return readFull(this.headFd, buf, bufOff, len, off);
+    }
+    return this.readResolved(snapId, off, len, buf, bufOff);
+  }
+
+  private allOwned(g: Generation, off: number, len: number): boolean {
+    if (!g.cmap || len === 0) return true;
+    const m = g.cmap.value;
+    if (g.layout.simple) {
+      const os = g.layout.objectSize;
+      const last = Math.floor((off + len - 1) / os);
+      for (let n = Math.floor(off / os); n <= last; n++) if (m.get(n) !== CMAP_OWNED && !this.ownedByRule(g, n)) return false;
+      return true;
+    }
+    for (const n of g.layout.objectsIn(off, len)) if (m.get(n) !== CMAP_OWNED && !this.ownedByRule(g, n)) return false;
+    return true;
+  }
+
+  private async readResolved(snapId: number | null, off: number, len: number, buf: Buffer, bufOff: number): Promise<void> {
     const g = this.pin();
     try {
       this.checkRange(off, len, snapId === null ? g.size : (g.snapById.get(snapId)?.meta.size ?? -1));
-      if (snapId === null && !g.parent) {
-        // Plain image head: one pread, no maps involved.
-        await readFull(this.headFd, buf, bufOff, len, off);
-        return;
-      }
     } finally {
       this.unpin(g);
     }
