@@ -130,28 +130,28 @@ export async function runStoreBench(options: { seconds?: number; dir?: string; l
     await prefill(clone);
 
     const io: StoreBenchRow[] = [];
+    const devices: Array<[string, BlockDevice]> = [
+      ['file', file],
+      ['store', img],
+      ['snapshot', snapped],
+      ['clone', clone],
+    ];
     for (const kind of ['write', 'read'] as const) {
-      // Alternate file and store runs (swapping who goes first), each starting with no dirty
-      // data anywhere, and keep the median: drift and writeback hit both alike.
-      const f: number[] = [];
-      const s: number[] = [];
-      for (let i = 0; i < 6; i++) {
-        const order: Array<[BlockDevice, number[]]> = i % 2 === 0 ? [[file, f], [img, s]] : [[img, s], [file, f]];
-        for (const [dev, out] of order) {
+      // Every round runs every device, in a rotated order, each starting with no dirty data
+      // anywhere; medians over the rounds. Drift and writeback noise then hit all alike.
+      const runs = new Map<string, number[]>(devices.map(([n]) => [n, []]));
+      for (let i = 0; i < 5; i++) {
+        for (let j = 0; j < devices.length; j++) {
+          const [name, dev] = devices[(i + j) % devices.length];
           settle();
-          out.push(await randomIo(dev, kind, seconds, 32, 11 + i));
+          runs.get(name)!.push(await randomIo(dev, kind, seconds, 32, 11 + i));
         }
       }
-      const fm = median(f);
-      const sm = median(s);
-      io.push({ workload: `4k rand${kind} QD32`, file: fm, store: sm, ratio: sm / fm, unit: 'IOPS' });
-      log(`4k rand${kind}: file ${f.map((x) => x.toFixed(0)).join('/')}  store ${s.map((x) => x.toFixed(0)).join('/')}`);
-      settle();
-      const sn = await randomIo(snapped, kind, seconds, 32, 21);
-      io.push({ workload: `4k rand${kind} QD32, image with a snapshot`, file: fm, store: sn, ratio: sn / fm, unit: 'IOPS' });
-      settle();
-      const cl = await randomIo(clone, kind, seconds, 32, 31);
-      io.push({ workload: `4k rand${kind} QD32, clone (copied up)`, file: fm, store: cl, ratio: cl / fm, unit: 'IOPS' });
+      const m = (n: string): number => median(runs.get(n)!);
+      log(`4k rand${kind}: ` + devices.map(([n]) => `${n} ${runs.get(n)!.map((x) => x.toFixed(0)).join('/')}`).join('  '));
+      io.push({ workload: `4k rand${kind} QD32`, file: m('file'), store: m('store'), ratio: m('store') / m('file'), unit: 'IOPS' });
+      io.push({ workload: `4k rand${kind} QD32, image with a snapshot`, file: m('file'), store: m('snapshot'), ratio: m('snapshot') / m('file'), unit: 'IOPS' });
+      io.push({ workload: `4k rand${kind} QD32, clone (copied up)`, file: m('file'), store: m('clone'), ratio: m('clone') / m('file'), unit: 'IOPS' });
     }
     await snapped.close();
     await clone.close();
