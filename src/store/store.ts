@@ -385,7 +385,7 @@ export class ImageStore {
       order = lg;
     }
     const objectSize = 2 ** order;
-    const stripeUnit = o.stripeUnit ?? (o.stripeCount !== undefined && o.stripeCount > 1 ? objectSize : objectSize);
+    const stripeUnit = o.stripeUnit ?? objectSize;
     const stripeCount = o.stripeCount ?? 1;
     Layout.validate(order, stripeUnit, stripeCount);
     const fancy = stripeUnit !== objectSize || stripeCount !== 1;

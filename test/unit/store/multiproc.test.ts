@@ -145,3 +145,24 @@ test('a snapshot taken while another process writes is a consistent cut and stay
     await child.kill();
   }
 });
+
+test('after a writer is killed the object map is flagged invalid, and the next owner rebuilds it', async () => {
+  const { store, root } = await tmpStore();
+  await store.createImage('rbd/img', { size: 16 * MiB });
+  assert.deepEqual((await store.imageInfo('rbd/img')).flags, []);
+  const child = new Child('holder', [root, 'rbd/img', 'exclusive']);
+  try {
+    await child.waitFor(/^ready$/);
+    child.send('loop 2048');
+    await child.waitFor(/^gen 1$/);
+  } finally {
+    await child.kill();
+  }
+  assert.deepEqual((await store.imageInfo('rbd/img')).flags, ['object map invalid']);
+  const dev = await store.openImage('rbd/img');
+  const mapped = (await dev.mapStatus(0, 16 * MiB)).filter((e) => e.state === 'mapped');
+  assert.equal(mapped[0]?.offset, 0);
+  assert.ok(mapped[0].length >= 8 * MiB, 'the rebuilt map knows the data the killed writer wrote');
+  await dev.close();
+  assert.deepEqual((await store.imageInfo('rbd/img')).flags, []);
+});
