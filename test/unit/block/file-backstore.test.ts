@@ -8,8 +8,14 @@ import { BlockDeviceError } from '../../../src/block/block-device';
 
 const MiB = 1 << 20;
 
+const dirs: string[] = [];
+process.once('exit', () => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmpFile(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fbs-'));
+  dirs.push(dir);
   return path.join(dir, 'disk.img');
 }
 
