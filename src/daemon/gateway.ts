@@ -13,9 +13,9 @@ import { IscsiService } from '../iscsi/service';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
-import { openDisk } from './backstores';
+import { Backstores } from './backstores';
 import { ConfiguredCatalog, ConfiguredTarget } from './catalog';
-import { DEMO_TARGET, demoConfig } from './demo';
+import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 
 export interface GatewayOptions {
   readonly dataDir: string;
@@ -30,6 +30,7 @@ export class Gateway {
   private readonly devices = new Map<string, BlockDevice>();
   private readonly scsiTargets = new Map<string, ScsiTarget>();
   private readonly catalog: ConfiguredCatalog;
+  private readonly backstores: Backstores;
   readonly service: IscsiService;
   readonly configStore: ConfigStore;
   config: GatewayConfig | undefined;
@@ -41,6 +42,7 @@ export class Gateway {
     this.catalog = new ConfiguredCatalog(options.portals);
     this.service = new IscsiService(this.catalog, options.log);
     this.configStore = new FileConfigStore(configPath(options.dataDir));
+    this.backstores = new Backstores(options.dataDir, options.log);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -61,6 +63,7 @@ export class Gateway {
     let config = await this.configStore.load();
     if (!config) {
       if (portals.every((p) => isLoopback(p.host))) {
+        await createDemoImage(await this.backstores.imageStore());
         config = await this.configStore.save(demoConfig());
         this.createdDemo = true;
         log.info({ target: DEMO_TARGET }, 'empty data directory: created the demo target');
@@ -77,7 +80,7 @@ export class Gateway {
         if (!disk) throw new Error(`target ${name} maps unknown disk ${diskId}`);
         let device = this.devices.get(diskId);
         if (!device) {
-          device = await openDisk(dataDir, disk);
+          device = await this.backstores.open(disk);
           this.devices.set(diskId, device);
         }
         luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls });
@@ -122,6 +125,7 @@ export class Gateway {
             this.options.log.error({ err: e, disk: id }, 'closing backstore failed');
           }
         }
+        await this.backstores.close();
       })();
     }
     return this.stopping;
