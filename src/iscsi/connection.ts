@@ -382,7 +382,8 @@ export class Connection implements SessionTransport {
       const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log);
       session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
       session.onColdReset = () => {
-        for (const other of sessions.ofTarget(target.name)) void other.terminate('TARGET COLD RESET');
+        // The issuer's connection is closed after its TMF response has left (RFC 7143 §11.5.1).
+        for (const other of sessions.ofTarget(target.name)) void other.terminate('TARGET COLD RESET', other === session);
       };
       sessions.add(session);
       this.session = session;

@@ -39,8 +39,11 @@ export interface SessionTransport {
   reject(reason: RejectReason, bhs: Buffer, message: string): void;
   /** Fail the connection (protocol error at ErrorRecoveryLevel 0). */
   fail(message: string): void;
-  /** Close the connection, which ends the session; resolves once the session is closed. */
-  close(reason: string): Promise<void>;
+  /**
+   * Close the connection, which ends the session; resolves once the session is closed.
+   * `graceful` sends what is queued (e.g. a TMF response) before the FIN.
+   */
+  close(reason: string, graceful?: boolean): Promise<void>;
 }
 
 /** Key that identifies a session for reinstatement (RFC 7143 §4.4.3): initiator, ISID, target. */
@@ -443,9 +446,9 @@ export class Session implements R2TSender {
 
   // ---- Teardown ------------------------------------------------------------------------------
 
-  /** Drop the session's connection (reinstatement, cold reset, shutdown). */
-  terminate(reason: string): Promise<void> {
-    return this.transport.close(reason);
+  /** Drop the session's connection (reinstatement, cold reset, shutdown); `graceful` flushes output first. */
+  terminate(reason: string, graceful = false): Promise<void> {
+    return this.transport.close(reason, graceful);
   }
 
   /** Number of tasks still running (logout waits for them). */
