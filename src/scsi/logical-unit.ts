@@ -61,6 +61,8 @@ export class LuNexus {
   readonly ua = new UnitAttentions();
   /** PREVENT ALLOW MEDIUM REMOVAL: this nexus prevents medium removal. */
   prevent = false;
+  /** Mode parameters in effect when this nexus's pending MODE PARAMETERS CHANGED UA arose. */
+  modeKnown?: ModeParameters;
   constructor(readonly nexus: ITNexus) {}
 }
 
@@ -69,6 +71,10 @@ const enum Opcode {
   Inquiry = 0x12,
   Sanitize = 0x48,
   ReportLuns = 0xa0,
+}
+
+function sameMode(a: ModeParameters, b: ModeParameters): boolean {
+  return (Object.keys(a) as (keyof ModeParameters)[]).every((k) => a[k] === b[k]);
 }
 
 /** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
@@ -304,12 +310,29 @@ export class LogicalUnit {
     return fua || !this.mode.wce;
   }
 
-  /** Change the mode parameters (MODE SELECT) and tell the other nexuses. */
+  /**
+   * Change the mode parameters (MODE SELECT) and tell the other nexuses (MODE PARAMETERS
+   * CHANGED). A nexus whose UA is still pending remembers the parameters it last knew; if
+   * they are back to exactly those before it was told (e.g. SWP set and cleared again), the
+   * UA is withdrawn: nothing has changed from that nexus's point of view, since every command
+   * it sent in between would have been answered with the UA first.
+   */
   setMode(next: ModeParameters, from: LuNexus | undefined): void {
     const prev = this.mode;
     this.mode = Object.freeze({ ...next });
-    const changed = (Object.keys(next) as (keyof ModeParameters)[]).some((k) => next[k] !== prev[k]);
-    if (changed) this.establishUnitAttention(Asc.ModeParametersChanged, from?.nexus.key);
+    if (sameMode(next, prev)) return;
+    for (const ns of this.nexuses.values()) {
+      if (ns === from) continue;
+      if (ns.modeKnown && ns.ua.has(Asc.ModeParametersChanged)) {
+        if (sameMode(next, ns.modeKnown)) {
+          ns.ua.clear(Asc.ModeParametersChanged);
+          ns.modeKnown = undefined;
+        }
+      } else {
+        ns.ua.establish(Asc.ModeParametersChanged);
+        ns.modeKnown = ns.ua.has(Asc.ModeParametersChanged) ? prev : undefined;
+      }
+    }
   }
 
   /** Medium removal is prevented by any I_T nexus. */
