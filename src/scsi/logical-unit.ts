@@ -213,10 +213,12 @@ export class LogicalUnit {
       throw new SenseError(SenseKey.UnitAttention, asc ?? Asc.NoAdditionalSense);
     }
     if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
-    const d = this.commands.lookup(cdb);
-    if (this.sanitizing && !(d.flags & CommandFlag.NoUnitAttention)) {
+    // SBC-3 §4.11: while a sanitize runs, every command but these three is NOT READY, whatever
+    // its CDB holds (libiscsi Sanitize.Reset sends START STOP UNIT with LOEJ=1).
+    if (this.sanitizing && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
     }
+    const d = this.commands.lookup(cdb);
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }

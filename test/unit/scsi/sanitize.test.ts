@@ -130,6 +130,9 @@ describe('SANITIZE', () => {
     assert.equal(fixed[15], 0x80, 'SKSV with a progress indication');
     assertSense(await f.run(cdb10(0x28, 0, 1)), 0x2, 0x041b);
     assertSense(await f.run(cdb10(0x2a, 0, 1), { dataOut: Buffer.alloc(512) }), 0x2, 0x041b);
+    // Whatever the CDB: an eject of the non-removable medium, an unknown operation code.
+    assertSense(await f.run([0x1b, 1, 0, 0, 2, 0]), 0x2, 0x041b);
+    assertSense(await f.run([0xff, 0, 0, 0, 0, 0]), 0x2, 0x041b);
     assertGood(await f.run([0x12, 0, 0, 0, 36, 0]));
     assertGood(await f.run([0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0]));
     const rs = await f.run([0x03, 0, 0, 0, 252, 0]);
