@@ -298,13 +298,14 @@ export class LogicalUnit {
   }
 
   /**
-   * Range lock taken at arrival: with restricted reordering (QUEUE ALGORITHM MODIFIER 0)
-   * overlapping commands take effect in the order received. Writes always take one, so that
-   * COMPARE AND WRITE and the other read-modify-write commands are atomic against them; reads
-   * under unrestricted reordering need none. O(1) while nothing else is in flight.
+   * Range lock taken at arrival: overlapping commands take effect in the order received
+   * (restricted reordering; unrestricted reordering allows but does not require otherwise).
+   * Reads take one too, so that COMPARE AND WRITE, WRITE ATOMIC and the other commands that
+   * must be atomic are never seen half done: the page cache gives no such guarantee to a
+   * concurrent pread. O(1) while nothing else is in flight.
    */
-  orderRange(lba: number, blocks: number, write: boolean): RangeLock | undefined {
-    return write || this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
+  orderRange(lba: number, blocks: number, write: boolean): RangeLock {
+    return this.locks.acquire(lba, blocks, write);
   }
 
   /** Writes are durable before completion unless the write cache is enabled. */
