@@ -28,8 +28,14 @@ export interface BlockDeviceCapabilities {
   readonly discardZeroes: boolean;
   /** mapStatus() reports real allocation (otherwise everything is 'mapped'). */
   readonly mapStatus: boolean;
-  /** A single write() of up to this many bytes is atomic against other writes (0 = not offered). */
+  /**
+   * Writes the backstore makes atomic, against concurrent I/O and against the process dying
+   * in the middle: a single write() of up to this many bytes that starts at a multiple of
+   * atomicWriteAlignment (0 = not offered).
+   */
   readonly atomicWriteBytes: number;
+  /** Alignment in bytes of atomic writes (0 or absent: any offset), e.g. a page of the page cache. */
+  readonly atomicWriteAlignment?: number;
 }
 
 export interface BlockDevice {

@@ -30,6 +30,8 @@ function isZero(buf: Buffer): boolean {
   return true;
 }
 const ZERO_PAGE = Buffer.alloc(65536);
+/** The smallest page size of the platforms we run on (x86-64, arm64). */
+const PAGE_SIZE = 4096;
 
 /** Whether fallocate(PUNCH_HOLE) works on this file: punch one block at EOF (a no-op on data). */
 async function probePunch(fd: number, size: number): Promise<boolean> {
@@ -79,7 +81,10 @@ export class FileBackstore implements BlockDevice {
         discard: punch,
         discardZeroes: punch,
         mapStatus: st.isFile() && nativeAvailable(),
-        atomicWriteBytes: 0,
+        // One pwrite within one page of the page cache is copied under that page's lock and
+        // a fatal signal is only noticed between pages: all or nothing, for readers too.
+        atomicWriteBytes: PAGE_SIZE,
+        atomicWriteAlignment: PAGE_SIZE,
       };
       return new FileBackstore(fd, options, size, capabilities);
     } catch (e) {

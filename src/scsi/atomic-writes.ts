@@ -84,7 +84,11 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
 }
 
-/** WRITE ATOMIC (16): one backstore write, which the backstore makes atomic up to its limit. */
+/**
+ * WRITE ATOMIC (16): one backstore write, which the backstore makes atomic within its limits
+ * (Block Limits VPD: MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH
+ * GRANULARITY). The range is checked first, then the atomic limits (SBC-4 §5.48).
+ */
 async function writeAtomic(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   const cdb = task.command.cdb;
   const lba = u64(cdb, 2);
@@ -92,8 +96,10 @@ async function writeAtomic(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   const fua = (cdb[1] & 0x08) !== 0;
   const bs = lu.blockSize;
   task.dataOutTransferLength = blocks * bs;
-  if (blocks > lu.maxAtomicTransferBlocks) throw invalidFieldInCdb(12, 7);
   lu.checkRange(lba, blocks);
+  const unit = lu.atomicAlignmentBlocks;
+  if (blocks > lu.maxAtomicTransferBlocks || blocks % unit !== 0) throw invalidFieldInCdb(12, 7);
+  if (lba % unit !== 0) throw invalidFieldInCdb(2, 7);
   lu.checkWritable();
   // Partial atomic writes make no sense: the EDTL must cover the whole transfer.
   if (task.command.dataOutLength !== blocks * bs) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);

@@ -105,8 +105,10 @@ export class LogicalUnit {
   readonly optimalTransferBlocks: number;
   /** Largest COMPARE AND WRITE (NUMBER OF LOGICAL BLOCKS is one byte; data is twice that). */
   readonly maxCompareAndWriteBlocks: number;
-  /** Largest WRITE ATOMIC the backstore makes atomic. */
+  /** Largest WRITE ATOMIC the backstore makes atomic (0: WRITE ATOMIC is not offered). */
   readonly maxAtomicTransferBlocks: number;
+  /** ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY of WRITE ATOMIC, in blocks. */
+  readonly atomicAlignmentBlocks: number;
   readonly commands: CommandTable;
   readonly taskSet = new TaskSet();
   readonly locks = new RangeLocks();
@@ -146,7 +148,14 @@ export class LogicalUnit {
     this.maxTransferBlocks = MAX_TRANSFER_BYTES / this.blockSize;
     this.optimalTransferBlocks = Math.min(options.settings.optimal_sectors, this.maxTransferBlocks);
     this.maxCompareAndWriteBlocks = Math.min(255, this.maxTransferBlocks / 2);
-    this.maxAtomicTransferBlocks = Math.min(this.maxTransferBlocks, Math.floor(options.device.capabilities.atomicWriteBytes / this.blockSize));
+    // The backstore's atomic unit, in whole blocks. Transfer lengths are multiples of the
+    // alignment too, so that an initiator never needs a write smaller than the unit at an
+    // offset the unit does not start at (Linux derives atomic_write_unit_min from it).
+    const caps = options.device.capabilities;
+    const atomicBlocks = Math.min(this.maxTransferBlocks, Math.floor(caps.atomicWriteBytes / this.blockSize));
+    this.atomicAlignmentBlocks = Math.max(1, Math.floor((caps.atomicWriteAlignment ?? 0) / this.blockSize));
+    this.maxAtomicTransferBlocks = atomicBlocks >= this.atomicAlignmentBlocks
+      ? atomicBlocks - (atomicBlocks % this.atomicAlignmentBlocks) : 0;
     this.log = log.child({ lun: this.lun });
     this.defaultMode = Object.freeze({
       wce: options.settings.emulate_write_cache === 1,

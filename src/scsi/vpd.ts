@@ -138,8 +138,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
   if (writeSame) writeU64(b, s.max_write_same_len, 32);
   if (lu.commands.find(0x9c)) {
     b.writeUInt32BE(lu.maxAtomicTransferBlocks, 40); // MAXIMUM ATOMIC TRANSFER LENGTH
-    b.writeUInt32BE(1, 44); // ATOMIC ALIGNMENT
-    b.writeUInt32BE(1, 48); // ATOMIC TRANSFER LENGTH GRANULARITY
+    b.writeUInt32BE(lu.atomicAlignmentBlocks, 44); // ATOMIC ALIGNMENT
+    b.writeUInt32BE(lu.atomicAlignmentBlocks, 48); // ATOMIC TRANSFER LENGTH GRANULARITY
   }
   return page(VpdPage.BlockLimits, b, true);
 }

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { MemoryBackstore } from '../../../src/block/memory-backstore';
 import { assertGood, assertInvalidField, assertSense, cdb10, command, deferred, fixture, nexus, pattern, tick } from './helpers';
 
 function caw(lba: number, blocks: number, byte1 = 0): Buffer {
@@ -118,5 +119,24 @@ describe('WRITE ATOMIC (16)', () => {
     assertSense(await f.run(writeAtomic(999, 2), { dataOut: Buffer.alloc(1024) }), 0x5, 0x2100);
     assertInvalidField(await f.run(writeAtomic(0, 1, 8), { dataOut: Buffer.alloc(512) }), 11, 3); // ATOMIC BOUNDARY: not supported
     assertSense(await f.run(writeAtomic(0, 2), { dataOut: Buffer.alloc(512) }), 0x5, 0x0e03);
+  });
+
+  it('a page-cache backstore: exactly one aligned 4 KiB page; the range is checked first', async () => {
+    const device = new MemoryBackstore({ size: 1024 * 512 });
+    Object.defineProperty(device, 'capabilities', {
+      value: { ...device.capabilities, atomicWriteBytes: 4096, atomicWriteAlignment: 4096 },
+    });
+    const f = await fixture({ device });
+    const b0 = (await f.run([0x12, 1, 0xb0, 0, 64, 0])).data!;
+    assert.deepEqual([b0.readUInt32BE(44), b0.readUInt32BE(48), b0.readUInt32BE(52)], [8, 8, 8], 'max, alignment, granularity');
+    const data = pattern(4096);
+    assertGood(await f.run(writeAtomic(16, 8), { dataOut: data }));
+    assert.deepEqual((await f.run(cdb10(0x28, 16, 8))).data, data);
+    assertGood(await f.run(writeAtomic(1016, 0)));
+    assertInvalidField(await f.run(writeAtomic(1, 8), { dataOut: data }), 2, 7);
+    assertInvalidField(await f.run(writeAtomic(0, 4), { dataOut: Buffer.alloc(2048) }), 12, 7);
+    assertInvalidField(await f.run(writeAtomic(0, 16), { dataOut: Buffer.alloc(8192) }), 12, 7);
+    assertSense(await f.run(writeAtomic(1023, 16), { dataOut: Buffer.alloc(8192) }), 0x5, 0x2100);
+    assertSense(await f.run(writeAtomic(1024 + 8, 0)), 0x5, 0x2100);
   });
 });
