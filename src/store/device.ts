@@ -28,6 +28,18 @@ function toBlockError(name: string, e: unknown): BlockDeviceError {
   return new BlockDeviceError(`${name}: ${err?.message ?? String(e)}`, 'io');
 }
 
+/**
+ * A head write within one page that lies in one object is a single pwrite of the head file
+ * (after any copy-on-write of that object), so it is atomic; with fancy striping a page may
+ * span stripe units of different objects, so the unit shrinks to the stripe unit.
+ */
+function atomicWrites(state: ImageState): Pick<BlockDeviceCapabilities, 'atomicWriteBytes' | 'atomicWriteAlignment'> {
+  const layout = state.layout;
+  const unit = layout.simple ? PAGE_SIZE : Math.min(PAGE_SIZE, layout.stripeUnit);
+  return { atomicWriteBytes: unit, atomicWriteAlignment: unit };
+}
+const PAGE_SIZE = 4096;
+
 abstract class BaseDevice implements StoreImageDevice {
   protected closed = false;
   private readonly unsubscribes = new Set<() => void>();
@@ -162,7 +174,7 @@ export class HeadDevice extends BaseDevice {
       discard: writer !== undefined,
       discardZeroes: true,
       mapStatus: true,
-      atomicWriteBytes: 0,
+      ...atomicWrites(state),
     });
   }
 
@@ -193,7 +205,7 @@ export class SnapshotDevice extends BaseDevice {
     snapshot: string,
     protected readonly snapId: number,
   ) {
-    super(state, name, pool, image, snapshot, true, { discard: false, discardZeroes: true, mapStatus: true, atomicWriteBytes: 0 });
+    super(state, name, pool, image, snapshot, true, { discard: false, discardZeroes: true, mapStatus: true, ...atomicWrites(state) });
     this.sizeBytes = state.sizeOf(snapId);
     state.noteSnapshotOpen(snapId, 1);
   }
