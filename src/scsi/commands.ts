@@ -21,9 +21,13 @@ import { sanitizeCommands } from './sanitize';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
   const s = lu.settings;
-  const discard = lu.device.capabilities.discard;
-  const unmap = s.emulate_tpu === 1 && discard && s.max_unmap_lba_count > 0 && s.max_unmap_block_desc_count > 0;
-  const writeSameUnmap = s.emulate_tpws === 1 && discard;
+  const caps = lu.device.capabilities;
+  // A thin backstore frees space on discard. A read-only one (a snapshot) is thin all the
+  // same: GET LBA STATUS reports its holes, and UNMAP is refused with DATA PROTECT like
+  // every other write.
+  const thin = caps.discard || (lu.device.readOnly && caps.mapStatus);
+  const unmap = s.emulate_tpu === 1 && thin && s.max_unmap_lba_count > 0 && s.max_unmap_block_desc_count > 0;
+  const writeSameUnmap = s.emulate_tpws === 1 && thin;
   return [
     ...inquiryCommands(),
     ...requestSenseCommands(),
