@@ -5,12 +5,15 @@
  */
 import type { Server } from 'node:net';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BlockDevice } from '../block/block-device';
 import { ConfigStore, FileConfigStore } from '../config/config-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig } from '../config/schema';
 import { IscsiService } from '../iscsi/service';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
+import { openAptplReservationStore } from '../scsi/aptpl-file';
+import type { ReservationStore } from '../scsi/reservations';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
@@ -28,6 +31,8 @@ export interface GatewayOptions {
 export class Gateway {
   private readonly servers: Server[] = [];
   private readonly devices = new Map<string, BlockDevice>();
+  /** Persistent reservations per disk (shared by every target that maps it). */
+  private readonly reservations = new Map<string, ReservationStore>();
   private readonly scsiTargets = new Map<string, ScsiTarget>();
   private readonly catalog: ConfiguredCatalog;
   private readonly backstores: Backstores;
@@ -83,7 +88,13 @@ export class Gateway {
           device = await this.backstores.open(disk);
           this.devices.set(diskId, device);
         }
-        luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls });
+        let reservations = this.reservations.get(diskId);
+        if (!reservations) {
+          // APTPL state is kept in the data dir under the disk's unit serial number.
+          reservations = await openAptplReservationStore(path.join(dataDir, 'pr'), disk.wwn);
+          this.reservations.set(diskId, reservations);
+        }
+        luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls, reservations });
       }
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: log.child({ target: name }) });
       this.scsiTargets.set(name, scsi);
