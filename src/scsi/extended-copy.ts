@@ -6,7 +6,9 @@
  * an NAA designator from VPD page 83h; they are looked up among all logical units of the
  * gateway, so a copy may go from one target's LU to another's. Segments are block-to-block
  * (02h). Data moves in chunks of at most MAXIMUM TRANSFER LENGTH through the backstores,
- * under the same range locks as READ and WRITE. The copy runs inside the command.
+ * under the same range locks as READ and WRITE, the next chunk read while the last is
+ * written; deallocated source ranges are not moved at all (they stay holes on a thin
+ * destination). The copy runs inside the command.
  */
 import { ScsiResult, ScsiStatus } from './sam';
 import type { ITNexus } from './sam';
@@ -142,6 +144,46 @@ function resolve(lu: LogicalUnit, t: Buffer, segment: number): LogicalUnit {
   return target;
 }
 
+/** One chunk of a segment: where it reads and writes, in blocks. */
+interface Chunk {
+  readonly src: number;
+  readonly dst: number;
+  readonly n: number;
+}
+
+/**
+ * Read a chunk of the source under its range lock: the data, or `undefined` when every block
+ * of it is deallocated on a source whose holes read as zeros (a thin source is copied
+ * without reading or writing its holes).
+ */
+async function readChunk(src: LogicalUnit, c: Chunk): Promise<Buffer | undefined> {
+  const bs = src.blockSize;
+  const caps = src.device.capabilities;
+  if (caps.mapStatus && caps.discardZeroes) {
+    const extents = await src.device.mapStatus(c.src * bs, c.n * bs);
+    if (extents.every((e) => e.state !== 'mapped')) return undefined;
+  }
+  return src.device.read(c.src * bs, c.n * bs, Buffer.allocUnsafe(c.n * bs));
+}
+
+/** Write a chunk to the destination: the data, or zeros (a hole where the LU is thin). */
+async function writeChunk(dst: LogicalUnit, c: Chunk, data: Buffer | undefined): Promise<void> {
+  const bs = dst.blockSize;
+  if (data) {
+    await dst.device.write(c.dst * bs, data, { fua: dst.writeFua(false) });
+    return;
+  }
+  // Zeros: a thin destination whose holes read as zeros keeps them as holes.
+  const thin = dst.device.capabilities.discard && dst.device.capabilities.discardZeroes;
+  await dst.device.writeSame(c.dst * bs, c.n * bs, Buffer.alloc(bs), { deallocate: thin, fua: dst.writeFua(false) });
+}
+
+/**
+ * Copy one block-to-block segment in chunks of at most MAXIMUM TRANSFER LENGTH, reading the
+ * next chunk while the previous one is written. Each chunk holds a shared lock on its source
+ * and an exclusive one on its destination range (one exclusive lock within a single LU) from
+ * its read to its write, so it is ordered like a READ followed by a WRITE.
+ */
 async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets: Buffer[], s: Segment, index: number, result: CopyResult): Promise<void> {
   if (s.src >= targets.length || s.dst >= targets.length) throw copyAborted(Asc.UnreachableCopyTarget, index);
   const src = resolve(lu, targets[s.src], index);
@@ -154,33 +196,62 @@ async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets:
   const srcCap = src.capacity();
   const dstCap = dst.capacity();
   if (s.srcLba + blocks > srcCap || s.dstLba + blocks > dstCap) throw copyAborted(Asc.NoAdditionalSense, index);
-  const chunk = Math.min(lu.maxTransferBlocks, src.maxTransferBlocks, dst.maxTransferBlocks);
+  const size = Math.min(lu.maxTransferBlocks, src.maxTransferBlocks, dst.maxTransferBlocks);
   // Copy backwards when the destination overlaps the source from above (memmove).
-  const backwards = src === dst && s.dstLba > s.srcLba && s.dstLba < s.srcLba + blocks;
-  const starts: number[] = [];
-  for (let done = 0; done < blocks; done += chunk) starts.push(done);
-  if (backwards) starts.reverse();
-  for (const off of starts) {
-    if (task.aborted) throw new TaskAbortedError();
-    const n = Math.min(chunk, blocks - off);
-    // Both locks are registered before waiting, so copies in opposite directions cannot
-    // deadlock (grants are first come, first served); within one LU a single lock covers both.
-    const srcStart = s.srcLba + off;
-    const dstStart = s.dstLba + off;
-    const same = src === dst;
-    const lo = Math.min(srcStart, dstStart);
-    const readLock = same ? dst.locks.acquire(lo, Math.max(srcStart, dstStart) + n - lo, true) : src.locks.acquire(srcStart, n, false);
-    const writeLock = same ? undefined : dst.locks.acquire(dstStart, n, true);
-    try {
-      if (readLock.ready) await readLock.ready;
-      if (writeLock?.ready) await writeLock.ready;
-      const data = await src.device.read(srcStart * bs, n * bs, Buffer.allocUnsafe(n * bs));
-      await dst.device.write(dstStart * bs, data, { fua: dst.writeFua(false) });
-    } finally {
-      src.locks.release(readLock);
-      if (writeLock) dst.locks.release(writeLock);
+  const same = src === dst;
+  const backwards = same && s.dstLba > s.srcLba && s.dstLba < s.srcLba + blocks;
+  const chunks: Chunk[] = [];
+  for (let done = 0; done < blocks; done += size) {
+    const n = Math.min(size, blocks - done);
+    chunks.push({ src: s.srcLba + done, dst: s.dstLba + done, n });
+  }
+  if (backwards) chunks.reverse();
+
+  // Both locks of a chunk are registered before waiting, so copies in opposite directions
+  // cannot deadlock (grants are first come, first served); when the chunk's source and
+  // destination overlap in one LU, one exclusive lock covers both.
+  const lock = (c: Chunk) => {
+    if (same && c.src < c.dst + c.n && c.dst < c.src + c.n) {
+      const lo = Math.min(c.src, c.dst);
+      return { read: dst.locks.acquire(lo, Math.max(c.src, c.dst) + c.n - lo, true), write: undefined };
     }
-    result.bytes += n * bs;
+    return { read: src.locks.acquire(c.src, c.n, false), write: dst.locks.acquire(c.dst, c.n, true) };
+  };
+  const unlock = (l: ReturnType<typeof lock>) => {
+    src.locks.release(l.read);
+    if (l.write) dst.locks.release(l.write);
+  };
+  const read = async (c: Chunk) => {
+    const l = lock(c);
+    try {
+      if (l.read.ready) await l.read.ready;
+      if (l.write?.ready) await l.write.ready;
+      return { l, data: await readChunk(src, c) };
+    } catch (e) {
+      unlock(l);
+      throw e;
+    }
+  };
+
+  // Overlapping chunks of one LU must not be read ahead of the write before them.
+  const pipelined = !(same && Math.abs(s.dstLba - s.srcLba) < blocks);
+  let next = chunks.length > 0 ? read(chunks[0]) : undefined;
+  for (let i = 0; i < chunks.length; i++) {
+    const current = await next!;
+    try {
+      if (task.aborted) throw new TaskAbortedError();
+      next = pipelined && i + 1 < chunks.length ? read(chunks[i + 1]) : undefined;
+      await writeChunk(dst, chunks[i], current.data);
+    } catch (e) {
+      // Let a read that is already under way finish and give back its locks.
+      if (next) next.then((r) => unlock(r.l), () => undefined);
+      next = undefined;
+      throw e;
+    } finally {
+      unlock(current.l);
+    }
+    if (!next && i + 1 < chunks.length) next = read(chunks[i + 1]);
+    result.bytes += chunks[i].n * bs;
   }
 }
 

@@ -78,6 +78,45 @@ describe('EXTENDED COPY (LID1)', () => {
     assert.deepEqual((await f.run(cdb10(0x28, 4000, 5), { lun: 1 })).data, data.subarray(0, 5 * 512));
   });
 
+  it('moves no data for the holes of a thin source: they stay holes on a thin destination', async () => {
+    const dst = new MemoryBackstore({ size: 65536 * 512 });
+    await dst.write(0, Buffer.alloc(65536 * 512, 0xee));
+    const f = await fixture({ blocks: 65536, extraUnits: [{ lun: 1, device: dst, wwn: 'thin-dst', name: 'd1' }] });
+    const data = pattern(100 * 512, 9);
+    assertGood(await f.run(cdb10(0x2a, 0, 100), { dataOut: data }));
+    let reads = 0;
+    const read = f.device.read.bind(f.device);
+    f.device.read = (o, l, into) => { reads++; return read(o, l, into); };
+    const copied = 40960; // a multiple of the memory backstore's 64 KiB allocation unit
+    assertGood(await xcopy(f, params(1, 2, [target(NAA0), target(deriveNaa('thin-dst'))], [segment(0, 1, copied, 0, 0)])));
+    assert.equal(reads, 1, 'only the first chunk (16384 blocks) holds data');
+    assert.deepEqual((await f.run(cdb10(0x28, 0, 100), { lun: 1 })).data, data);
+    assert.deepEqual((await f.run(cdb10(0x28, 100, 16284), { lun: 1 })).data, Buffer.alloc(16284 * 512));
+    assert.deepEqual((await f.run(cdb10(0x28, 16384, 16384), { lun: 1 })).data, Buffer.alloc(16384 * 512));
+    assert.deepEqual((await f.run(cdb10(0x28, copied, 1), { lun: 1 })).data, Buffer.alloc(512, 0xee), 'nothing past the segment');
+    const map = await dst.mapStatus(16384 * 512, (copied - 16384) * 512);
+    assert.ok(map.every((e) => e.state === 'deallocated'), JSON.stringify(map));
+  });
+
+  it('copies many chunks between LUs while other I/O runs (reads ahead, writes in order)', async () => {
+    const f = await fixture({
+      blocks: 70000,
+      extraUnits: [{ lun: 1, device: new MemoryBackstore({ size: 70000 * 512 }), wwn: 'second-disk', name: 'd1' }],
+    });
+    const data = pattern(65535 * 512, 5);
+    for (let at = 0; at < 65535; at += 16384) {
+      const n = Math.min(16384, 65535 - at);
+      assertGood(await f.run(cdb10(0x2a, at, n), { dataOut: data.subarray(at * 512, (at + n) * 512) }));
+    }
+    const copy = xcopy(f, params(1, 2, [target(NAA0), target(deriveNaa('second-disk'))], [segment(0, 1, 65535, 0, 10)]));
+    const reader = f.run(cdb10(0x28, 0, 8), { lun: 1 });
+    assertGood(await copy);
+    assertGood(await reader);
+    const back: Buffer[] = [];
+    for (let at = 0; at < 65535; at += 16384) back.push((await f.run(cdb10(0x28, 10 + at, Math.min(16384, 65535 - at)), { lun: 1 })).data!);
+    assert.ok(Buffer.concat(back).equals(data));
+  });
+
   it('copies overlapping ranges like memmove', async () => {
     const f = await fixture({ blocks: 100000 });
     const data = pattern(40000 * 512, 3);
