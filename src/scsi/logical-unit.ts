@@ -231,7 +231,8 @@ export class LogicalUnit {
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
-    if (!(d.flags & CommandFlag.ReservationAllowed) && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
+    if (!(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
+      && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
