@@ -235,22 +235,22 @@ async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets:
 
   // Overlapping chunks of one LU must not be read ahead of the write before them.
   const pipelined = !(same && Math.abs(s.dstLba - s.srcLba) < blocks);
-  let next = chunks.length > 0 ? read(chunks[0]) : undefined;
+  let pending = chunks.length > 0 ? read(chunks[0]) : undefined;
   for (let i = 0; i < chunks.length; i++) {
-    const current = await next!;
+    const current = await pending!;
+    pending = undefined;
     try {
       if (task.aborted) throw new TaskAbortedError();
-      next = pipelined && i + 1 < chunks.length ? read(chunks[i + 1]) : undefined;
+      if (pipelined && i + 1 < chunks.length) pending = read(chunks[i + 1]);
       await writeChunk(dst, chunks[i], current.data);
     } catch (e) {
       // Let a read that is already under way finish and give back its locks.
-      if (next) next.then((r) => unlock(r.l), () => undefined);
-      next = undefined;
+      pending?.then((r) => unlock(r.l), () => undefined);
       throw e;
     } finally {
       unlock(current.l);
     }
-    if (!next && i + 1 < chunks.length) next = read(chunks[i + 1]);
+    if (!pending && i + 1 < chunks.length) pending = read(chunks[i + 1]);
     result.bytes += chunks[i].n * bs;
   }
 }
