@@ -265,8 +265,8 @@ export function assertSense(r: ScsiOutcome, key: number, asc: number, what = 'co
 // ---- Other initiators ----------------------------------------------------------------------------
 
 /** Run qemu-io commands against an iSCSI URL; fails the test when qemu-io fails. */
-export async function qemuIo(url: string, commands: string[]): Promise<string> {
-  const args = ['-f', 'raw'];
+export async function qemuIo(url: string, commands: string[], o: { readOnly?: boolean } = {}): Promise<string> {
+  const args = ['-f', 'raw', ...(o.readOnly ? ['-r'] : [])];
   for (const c of commands) args.push('-c', c);
   const r = await run('qemu-io', [...args, url], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, `qemu-io failed: ${r.stdout}${r.stderr}`);
