@@ -44,8 +44,9 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
       dpofua: lu.dpofua,
     }),
     ...provisioningCommands(unmap, writeSameUnmap),
-    // BLOCK ERASE deallocates every block, so only a thin-provisioned LU (LBPME=1) offers it.
-    ...sanitizeCommands(unmap || writeSameUnmap),
+    // Only where the administrator allows it; BLOCK ERASE deallocates every block, so only a
+    // thin-provisioned LU (LBPME=1) offers it.
+    ...(s.emulate_sanitize === 1 ? sanitizeCommands(unmap || writeSameUnmap) : []),
     ...(s.emulate_3pc === 1 ? extendedCopyCommands() : []),
     // emulate_pr=0 leaves reservations to nobody: the commands do not exist.
     ...(lu.settings.emulate_pr === 1 ? reservationCommands() : []),

@@ -23,6 +23,8 @@ import { GiB, dataDirWith } from '../helpers/scsi';
 
 const IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:conformance';
 const THIN = { emulate_tpu: 1, emulate_tpws: 1, unmap_zeroes_data: 1, emulate_write_cache: 1 };
+// The conformance LU allows SANITIZE (libiscsi -S); a gateway disk does not by default.
+const CONFORMANCE = { ...THIN, emulate_sanitize: 1 };
 
 // MultipathIO first: its CompareAndWrite test zeroes LBAs 0..255 and then compares LBA 256
 // too (off by one), so it passes only while LBA 256 still reads as zeros.
@@ -73,7 +75,7 @@ describe('iscsi-test-cu: thin provisioning, VAAI, reservations, sanitize, multip
   before(async () => {
     const { dir } = await dataDirWith(
       [
-        { id: 'rbd/conf', size: GiB, controls: THIN },
+        { id: 'rbd/conf', size: GiB, controls: CONFORMANCE },
         { id: 'rbd/ro', size: 64 << 20, controls: THIN },
         { id: 'rbd/ro', snapshot: 'frozen', size: 64 << 20, controls: THIN },
       ],

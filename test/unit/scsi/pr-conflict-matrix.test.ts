@@ -73,7 +73,7 @@ function expectConflict(type: number, who: Who, cls: Class): boolean {
   return !(cls === 'read' && writeExclusive);
 }
 
-const ALL_FEATURES = { emulate_tpu: 1, emulate_tpws: 1, emulate_3pc: 1, emulate_caw: 1, emulate_pr: 1 };
+const ALL_FEATURES = { emulate_tpu: 1, emulate_tpws: 1, emulate_3pc: 1, emulate_caw: 1, emulate_pr: 1, emulate_sanitize: 1 };
 
 function key(opcode: number, sa?: number): string {
   const op = opcode.toString(16).padStart(2, '0');

@@ -36,8 +36,11 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
     const all = parseAll(r.data!);
     const names = all.map((d) => d.opcode.toString(16) + (d.servactv ? '/' + d.sa.toString(16) : ''));
     assert.deepEqual(names, ['0', '3', '8', 'a', '12', '15', '16', '17', '1a', '1b', '1e', '25', '28', '2a', '2e', '2f', '34', '35', '37',
-      '41', '48/1', '48/1f', '55', '56', '57', '5a', '5e/0', '5e/1', '5e/2', '5e/3', '5f/0', '5f/1', '5f/2', '5f/3', '5f/4', '5f/5', '5f/6', '5f/7',
+      '41', '55', '56', '57', '5a', '5e/0', '5e/1', '5e/2', '5e/3', '5f/0', '5f/1', '5f/2', '5f/3', '5f/4', '5f/5', '5f/6', '5f/7',
       '83/0', '84/0', '84/1', '84/3', '84/4', '88', '89', '8a', '8b', '8e', '8f', '90', '91', '93', '9c', '9e/10', '9e/12', 'a0', 'a3/c', 'a3/d', 'a8', 'aa', 'ae', 'af', 'b7']);
+    // SANITIZE only where the administrator allowed it (emulate_sanitize).
+    const withSanitize = parseAll((await (await fixture({ settings: { emulate_sanitize: 1 } })).run(rsoc(false, 0, 0, 0, 65535))).data!);
+    assert.deepEqual(withSanitize.filter((d) => d.opcode === 0x48).map((d) => d.sa), [0x01, 0x1f]);
     for (const d of all) {
       assert.equal(d.ctdp, false);
       if (!d.servactv) assert.equal(d.sa, 0);

@@ -3,9 +3,14 @@ import assert from 'node:assert/strict';
 import { ScsiStatus, TaskManagementFunction as Fn, TaskManagementResponse as Rsp } from '../../../src/scsi/sam';
 import { MemoryBackstore } from '../../../src/block/memory-backstore';
 import { BlockDeviceError } from '../../../src/block/block-device';
-import { assertGood, assertInvalidField, assertSense, cdb10, cdb16, command, deferred, fixture, nexus, pattern, tick } from './helpers';
+import { Fixture, FixtureOptions, assertGood, assertInvalidField, assertSense, cdb10, cdb16, command, deferred, fixture as plainFixture, nexus, pattern, tick } from './helpers';
 
 const TP = { emulate_tpu: 1, emulate_tpws: 1, unmap_zeroes_data: 1 };
+
+/** A LU on which the administrator allowed SANITIZE. */
+function fixture(o: FixtureOptions = {}): Promise<Fixture> {
+  return plainFixture({ ...o, settings: { emulate_sanitize: 1, ...o.settings } });
+}
 const OVERWRITE = 0x01;
 const BLOCK_ERASE = 0x02;
 const EXIT_FAILURE_MODE = 0x1f;
@@ -38,6 +43,16 @@ function slowDevice(blocks = 2048): { device: MemoryBackstore; release: () => vo
 }
 
 describe('SANITIZE', () => {
+  it('exists only where emulate_sanitize allows it', async () => {
+    const f = await plainFixture({ settings: TP });
+    assertSense(await f.run(sanitizeCdb(BLOCK_ERASE, 0)), 0x5, 0x2000);
+    const rsoc = await f.run([0xa3, 0x0c, 0x03, 0x48, 0, 2, 0, 0, 0, 16, 0, 0]);
+    assertGood(rsoc);
+    assert.equal(rsoc.data![1] & 0x07, 0x01, 'REPORT SUPPORTED OPERATION CODES: not supported');
+    const b1 = (await f.run([0x12, 1, 0xb1, 0, 64, 0])).data!;
+    assert.equal(b1[7] & 0xc0, 0, 'no WABEREQ without BLOCK ERASE');
+  });
+
   it('OVERWRITE fills the whole medium with the pattern', async () => {
     const f = await fixture({ blocks: 1024 });
     assertGood(await f.run(cdb10(0x2a, 1000, 8), { dataOut: pattern(4096) }));
