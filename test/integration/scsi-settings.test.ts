@@ -2,7 +2,7 @@
  * The seed's disk settings (ceph-iscsi-reference.md §4.3), each observed from an initiator
  * in both states. One daemon, one target, one LUN per settings profile:
  *   LUN 0  the defaults
- *   LUN 1  block_size 4096 and most switches inverted (thin, no 3PC/CAW/DPO/PR, ...)
+ *   LUN 1  block_size 4096 and most switches inverted (thin, no 3PC/CAW/DPO/PR, SANITIZE allowed, ...)
  *   LUN 2  FUA writes off, UA_INTLCK_CTRL 10b, PR without ISIDs, forced APTPL, thin without LBPRZ
  *   LUN 3  UA_INTLCK_CTRL 11b
  * emulate_fua_read only decides whether a READ with FUA writes the volatile cache back
@@ -28,7 +28,7 @@ const PROFILES: Record<string, Record<string, number>> = {
     block_size: 4096, emulate_3pc: 0, emulate_caw: 0, emulate_dpo: 0, emulate_model_alias: 1, emulate_pr: 0,
     emulate_rest_reord: 0, emulate_tas: 0, emulate_tpu: 1, emulate_tpws: 1, emulate_write_cache: 1, is_nonrot: 0,
     max_unmap_block_desc_count: 4, max_unmap_lba_count: 2048, max_write_same_len: 1024, optimal_sectors: 64,
-    unmap_granularity: 16, unmap_granularity_alignment: 3, unmap_zeroes_data: 1, queue_depth: 1,
+    unmap_granularity: 16, unmap_granularity_alignment: 3, unmap_zeroes_data: 1, queue_depth: 1, emulate_sanitize: 1,
   },
   'rbd/cluster': {
     emulate_fua_write: 0, emulate_ua_intlck_ctrl: 1, enforce_pr_isids: 0, force_pr_aptpl: 1, emulate_tpu: 1, unmap_zeroes_data: 0,
@@ -243,6 +243,13 @@ describe('disk settings observed from an initiator', () => {
     } finally {
       j.close();
     }
+  });
+
+  it('emulate_sanitize (gateway extension): SANITIZE exists only where it is allowed', async () => {
+    const sanitize = Buffer.from([0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assertSense(await i.scsi(sanitize, { lun: 0 }), 0x5, INVALID_OPCODE);
+    const rsoc = (lun: number) => i.scsi(Buffer.from([0xa3, 0x0c, 0x03, 0x48, 0, 0x02, 0, 0, 0, 32, 0, 0]), { read: 32, lun });
+    assert.deepEqual([(await rsoc(0)).data[1] & 0x07, (await rsoc(1)).data[1] & 0x07], [0x01, 0x03], 'BLOCK ERASE: not supported / supported');
   });
 
   it('pi_prot_type: protection information is refused when the gateway starts', async () => {
