@@ -9,10 +9,12 @@
  *   copyRange(fdIn, offIn, fdOut, offOut, length, sparse) -> Promise<number> (copy_file_range; holes stay holes)
  *   flock(fd, op)                                  -> boolean            (non-blocking; false = held elsewhere)
  *   ofdLock(fd, type, start, length)               -> boolean            (non-blocking OFD byte-range lock)
+ *   preadNowait(fd, buffer, offset, length, pos)   -> number             (page-cache read that never blocks; -1 = not cached)
  *
  * Everything that can block on the disk runs as napi async work on libuv's thread pool, so the
  * event loop (the gateway's data path) never waits for it. The lock calls are non-blocking by
- * design and stay synchronous; callers retry.
+ * design and stay synchronous; callers retry. preadNowait is synchronous too: with RWF_NOWAIT
+ * the kernel returns at once instead of waiting for the disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define CHECK(call)                                                                                \
@@ -564,6 +567,44 @@ static napi_value js_ofd_lock(napi_env env, napi_callback_info info) {
   return throw_errno(env, errno, "fcntl(F_OFD_SETLK)");
 }
 
+/*
+ * preadNowait(fd, buffer, offset, length, position) -> bytes read, or -1 when the data is
+ * not all in the page cache (RWF_NOWAIT: the kernel refuses to block). Synchronous on
+ * purpose: a page-cache hit costs a memcpy, far less than a thread-pool round trip; a miss
+ * falls back to the asynchronous read.
+ */
+static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  int64_t off, len, pos;
+  void *data;
+  size_t size;
+  if (argc < 5 || !get_int(env, argv[0], &fd, "fd") || !get_i64(env, argv[2], &off, "offset") ||
+      !get_i64(env, argv[3], &len, "length") || !get_i64(env, argv[4], &pos, "position"))
+    return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, NULL, "buffer must be a Buffer");
+    return NULL;
+  }
+  if (off < 0 || len < 0 || pos < 0 || (uint64_t)(off + len) > size) {
+    napi_throw_range_error(env, NULL, "range outside the buffer");
+    return NULL;
+  }
+  struct iovec iov = {(char *)data + off, (size_t)len};
+  ssize_t r;
+  do r = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+  while (r < 0 && errno == EINTR);
+  napi_value out;
+  if (r < 0) {
+    if (errno != EAGAIN && errno != EOPNOTSUPP) return throw_errno(env, errno, "preadv2");
+    r = -1;
+  }
+  napi_create_int64(env, r, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -573,6 +614,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"copyRange", NULL, js_copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ofdLock", NULL, js_ofd_lock, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"preadNowait", NULL, js_pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -23,6 +23,7 @@ interface Addon {
   copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number, sparse: boolean): Promise<number>;
   flock(fd: number, op: number): boolean;
   ofdLock(fd: number, type: number, start: number, length: number): boolean;
+  preadNowait(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
 }
 
 const ADDON_FILE = path.join('native', 'build', 'Release', 'iscsi_gateway_sys.node');
@@ -43,6 +44,14 @@ function load(): Addon {
     dir = path.dirname(dir);
   }
   throw new Error(`native addon ${ADDON_FILE} is not built; run \`npm run build:native\` (needs gcc, make, python3)`);
+}
+
+/**
+ * Read from the page cache without blocking (preadv2 RWF_NOWAIT): the bytes read (possibly
+ * short), or -1 when nothing could be read without waiting for the disk.
+ */
+export function preadNowait(fd: number, buffer: Buffer, offset: number, length: number, position: number): number {
+  return load().preadNowait(fd, buffer, offset, length, position);
 }
 
 /** True when the addon can be loaded (used to give a clear message early). */
