@@ -107,7 +107,10 @@ function settle(): void {
 
 /** Every regular file below `dir`. */
 function filesBelow(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? filesBelow(p) : e.isFile() ? [p] : [];
+  });
 }
 
 /**
