@@ -72,8 +72,11 @@ describe('store images through the gateway (qemu-io)', () => {
     } finally {
       i.close();
     }
-    // The head is writable and still holds the new data.
-    await qemuIoOk(url('vol'), ['read -P 0x33 0 512k', 'read -P 0x44 8M 1M']);
+    // The head is writable and still holds the new data; writing it while the snapshot is
+    // exported by the same daemon leaves the snapshot LUN as it was.
+    await qemuIoOk(url('vol'), ['read -P 0x33 0 512k', 'read -P 0x44 8M 1M', 'write -P 0x5c 40M 1M', 'write -P 0x5d 4104k 56k']);
+    await qemuIoOk(url('snap'), ['read -P 0x22 4M 64k', 'read -P 0 40M 1M'], { readOnly: true });
+    await qemuIoOk(url('vol'), ['read -P 0x55 4M 4k', 'read -P 0x22 4100k 4k', 'read -P 0x5d 4104k 56k', 'read -P 0x5c 40M 1M']);
   });
 
   it('refuses to remove or roll back to an exported snapshot, and to roll back an exported image', async () => {
