@@ -394,9 +394,9 @@ async function startGateway(cli: string, dataDir: string): Promise<{ proc: Child
  * The store against a plain sparse file through the whole gateway: one daemon, two targets
  * (LUN 0 on a 1 GiB store image, LUN 0 on a 1 GiB sparse file), identical disk controls
  * (the demo's: thin, write-back cache), both prefilled and given the same page-cache state.
- * Clients as in the project bench: `iscsi-perf` 4 KiB random read QD32 and `qemu-img bench`
- * 4 KiB writes QD32 (qemu-img bench writes sequentially, wrapping at the end; there is no
- * random mode). Rounds alternate which LUN goes first; medians; daemon CPU per I/O from /proc.
+ * Clients as in the project bench: `iscsi-perf` 4 KiB random read QD32, `qemu-img bench` 4 KiB
+ * writes QD32 — scattered (a large prime step, as close to random as qemu-img bench gets) and
+ * sequential. Rounds alternate which LUN goes first; medians; daemon CPU per I/O from /proc.
  */
 export async function runStoreGatewayBench(
   options: { seconds?: number; warmup?: number; rounds?: number; dir?: string; cli?: string; log?: (s: string) => void } = {},
@@ -455,31 +455,40 @@ export async function runStoreGatewayBench(
       const total = per.reduce((a, x) => a + x.iops, 0);
       return { value: measured.reduce((a, b) => a + b, 0) / measured.length, cpuUs: ((c1 - c0) * 1e6) / Math.max(1, total) };
     };
-    let writeCount: number | undefined;
-    const qemuBench = async (which: string, count: number): Promise<GwSample & { secs: number }> => {
-      const args = ['bench', '-f', 'raw', '-t', 'none', '-w', '--pattern=165', '-c', String(count), '-d', '32', '-s', '4096', url(which)];
+    // qemu-img bench has no random mode: besides its sequential writes, a step of 48271 blocks
+    // (prime, so coprime with the block count: every block once per pass) scatters the 4 KiB
+    // writes 188 MiB apart — no locality, no merging, like random writes.
+    const SCATTER_STEP = 48271 * 4096;
+    const counts = new Map<string, number>();
+    const qemuBench = async (which: string, count: number, step: number | undefined): Promise<GwSample> => {
+      const args = ['bench', '-f', 'raw', '-t', 'none', '-w', '--pattern=165', '-c', String(count), '-d', '32', '-s', '4096', ...(step ? ['-S', String(step)] : []), url(which)];
       settle();
       const c0 = cpuSeconds(pid);
       const r = await runTool('qemu-img', args, { timeoutMs: 600_000 });
       const c1 = cpuSeconds(pid);
       const m = /Run completed in ([\d.]+) seconds/.exec(r.out);
       if (r.code !== 0 || !m) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
-      const secs = Number(m[1]);
-      return { value: count / secs, cpuUs: ((c1 - c0) * 1e6) / count, secs };
+      return { value: count / Number(m[1]), cpuUs: ((c1 - c0) * 1e6) / count };
     };
-    const write = async (which: string): Promise<GwSample> => {
-      if (writeCount === undefined) {
-        const probe = await qemuBench(which, 20_000);
-        writeCount = Math.max(20_000, Math.round((probe.value * seconds) / 1000) * 1000);
-        log(`  qemu-img bench calibrated on the ${which} LUN: -c ${writeCount}`);
+    /** qemu-img bench counts requests: calibrate once (first LUN measured) to about `seconds`, then keep the count. */
+    const write = (step: number | undefined) => async (which: string): Promise<GwSample> => {
+      const key = String(step ?? 0);
+      if (!counts.has(key)) {
+        const probe = await qemuBench(which, 20_000, step);
+        counts.set(key, Math.max(20_000, Math.round((probe.value * seconds) / 1000) * 1000));
+        log(`  qemu-img bench${step ? ` -S ${step}` : ''} calibrated on the ${which} LUN: -c ${counts.get(key)}`);
       }
-      await qemuBench(which, Math.max(1000, Math.round((writeCount * warmup) / seconds)));
-      return qemuBench(which, writeCount);
+      const count = counts.get(key)!;
+      await qemuBench(which, Math.max(1000, Math.round((count * warmup) / seconds)), step);
+      return qemuBench(which, count, step);
     };
+    const qemuCmd = (step: number | undefined): string =>
+      `qemu-img bench -f raw -t none -w --pattern=165 -c ${counts.get(String(step ?? 0)) ?? '?'} -d 32 -s 4096${step ? ` -S ${step}` : ''} URL`;
 
     const workloads: Array<{ name: string; unit: string; command: () => string; run: (which: string) => Promise<GwSample> }> = [
       { name: '4k randread QD32 (iscsi-perf)', unit: 'IOPS', command: () => 'iscsi-perf -m 32 -b 8 -r URL', run: perf },
-      { name: '4k write QD32 (qemu-img bench)', unit: 'IOPS', command: () => `qemu-img bench -f raw -t none -w --pattern=165 -c ${writeCount ?? '?'} -d 32 -s 4096 URL`, run: write },
+      { name: '4k scattered write QD32 (qemu-img bench -S)', unit: 'IOPS', command: () => qemuCmd(SCATTER_STEP), run: write(SCATTER_STEP) },
+      { name: '4k sequential write QD32 (qemu-img bench)', unit: 'IOPS', command: () => qemuCmd(undefined), run: write(undefined) },
     ];
     const rows: GatewayBenchRow[] = [];
     for (const w of workloads) {
