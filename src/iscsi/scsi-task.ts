@@ -209,6 +209,7 @@ export class IscsiTask implements ScsiCommand {
     }
     seq.nextDataSN++;
     seq.nextOffset = end;
+    if (this.waitingSince > 0) this.waitingSince = Date.now(); // progress: not stalled
     const complete = end === seq.offset + seq.length;
     // The unsolicited burst may end (F) before FirstBurstLength; a solicited one may not.
     if (pdu.final !== complete && !(pdu.final && seq.ttt === RESERVED_TAG)) {
