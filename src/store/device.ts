@@ -214,6 +214,11 @@ export class SnapshotDevice extends BaseDevice {
     return this.sizeBytes;
   }
 
+  /** A snapshot never changes size: resizing the image resizes only its head. */
+  override onResize(): () => void {
+    return () => undefined;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

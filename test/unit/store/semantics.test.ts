@@ -337,3 +337,20 @@ test('opening the same image twice for writing in one process is refused; reader
   await b.close();
   void path;
 });
+
+test('resizing an image announces the new size on its head, never on its snapshots', async () => {
+  const { store } = await tmpStore();
+  await store.createImage('rbd/img', { size: 8 * MiB });
+  await store.createSnapshot('rbd/img@s');
+  const head = await store.openImage('rbd/img');
+  const snap = await store.openImage('rbd/img@s');
+  const seen: string[] = [];
+  head.onResize((n) => seen.push(`head ${n}`));
+  snap.onResize((n) => seen.push(`snap ${n}`));
+  await store.resizeImage('rbd/img', 16 * MiB);
+  await store.resizeImage('rbd/img', 4 * MiB, { allowShrink: true });
+  assert.deepEqual(seen, [`head ${16 * MiB}`, `head ${4 * MiB}`]);
+  assert.equal(snap.size(), 8 * MiB);
+  await snap.close();
+  await head.close();
+});
