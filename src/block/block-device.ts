@@ -19,6 +19,11 @@ export interface Extent {
 export interface WriteOptions {
   /** Force Unit Access: the data is on stable storage when the promise resolves. */
   readonly fua?: boolean;
+  /**
+   * All or nothing, against concurrent I/O and any crash (WRITE ATOMIC). Only within
+   * capabilities.atomicWriteBytes / atomicWriteAlignment.
+   */
+  readonly atomic?: boolean;
 }
 
 export interface BlockDeviceCapabilities {
@@ -29,12 +34,12 @@ export interface BlockDeviceCapabilities {
   /** mapStatus() reports real allocation (otherwise everything is 'mapped'). */
   readonly mapStatus: boolean;
   /**
-   * Writes the backstore makes atomic, against concurrent I/O and against the process dying
-   * in the middle: a single write() of up to this many bytes that starts at a multiple of
-   * atomicWriteAlignment (0 = not offered).
+   * Largest write() with `atomic: true` the backstore makes all-or-nothing, against concurrent
+   * I/O and against a crash in the middle (0 = not offered); it must start at a multiple of
+   * atomicWriteAlignment.
    */
   readonly atomicWriteBytes: number;
-  /** Alignment in bytes of atomic writes (0 or absent: any offset), e.g. a page of the page cache. */
+  /** Alignment (and granularity) in bytes of atomic writes (0 or absent: any block). */
   readonly atomicWriteAlignment?: number;
 }
 

@@ -3,11 +3,13 @@
  * node:fs's callback API (cheapest path into libuv's thread pool), fdatasync for flush/FUA.
  * Thin provisioning through the native addon: discard = FALLOC_FL_PUNCH_HOLE, WRITE SAME of
  * zeros = FALLOC_FL_ZERO_RANGE (or a punched hole when deallocation is allowed), allocation
- * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE).
+ * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE). Atomic writes beyond one page
+ * go through a journal next to a regular file (`<file>.atomic-journal`).
  */
 import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
 import { preadFull, pwriteFull } from '../sys/io';
+import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
 
 export interface FileBackstoreOptions {
@@ -77,16 +79,20 @@ export class FileBackstore implements BlockDevice {
       const size = st.isBlockDevice() ? blockDeviceSize(fd) : st.size;
       // A regular file reports real allocation; a block device node has none to report.
       const punch = !options.readOnly && (await probePunch(fd, size));
+      // One pwrite within one page of the page cache is copied under that page's lock and a
+      // fatal signal is only noticed between pages: all or nothing, for readers too. Larger
+      // atomic writes need the journal (regular, writable files only).
+      const journaled = st.isFile() && !options.readOnly;
       const capabilities: BlockDeviceCapabilities = {
         discard: punch,
         discardZeroes: punch,
         mapStatus: st.isFile() && nativeAvailable(),
-        // One pwrite within one page of the page cache is copied under that page's lock and
-        // a fatal signal is only noticed between pages: all or nothing, for readers too.
-        atomicWriteBytes: PAGE_SIZE,
-        atomicWriteAlignment: PAGE_SIZE,
+        atomicWriteBytes: journaled ? MAX_JOURNALED_ATOMIC_WRITE : PAGE_SIZE,
+        atomicWriteAlignment: journaled ? 0 : PAGE_SIZE,
       };
-      return new FileBackstore(fd, options, size, capabilities);
+      const dev = new FileBackstore(fd, options, size, capabilities);
+      if (journaled) dev.journal = await AtomicJournal.open(`${options.path}.atomic-journal`, dev.inPlace);
+      return dev;
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -115,9 +121,21 @@ export class FileBackstore implements BlockDevice {
 
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
+    if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
+      await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
+      return;
+    }
     await pwriteFull(this.fd, data, 0, data.length, offset);
     if (options?.fua) await fdatasync(this.fd);
   }
+
+  private journal: AtomicJournal | undefined;
+
+  /** How the atomic journal writes in place and makes it durable. */
+  private readonly inPlace: JournalTarget = {
+    apply: (offset, data) => pwriteFull(this.fd, data, 0, data.length, offset),
+    flush: () => fdatasync(this.fd),
+  };
 
   async flush(): Promise<void> {
     if (this.closed) throw new BlockDeviceError(`${this.name} is closed`, 'closed');
@@ -186,9 +204,15 @@ export class FileBackstore implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.journal?.close();
     if (!this.readOnly) await fdatasync(this.fd);
     fs.closeSync(this.fd);
   }
+}
+
+/** Inside one page of the page cache: a single pwrite is atomic by itself. */
+export function withinOnePage(offset: number, length: number): boolean {
+  return length === 0 || Math.floor(offset / PAGE_SIZE) === Math.floor((offset + length - 1) / PAGE_SIZE);
 }
 
 /** Turn data extents inside [offset, offset+length) into a gap-free mapped/deallocated list. */

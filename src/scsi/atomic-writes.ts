@@ -85,7 +85,8 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
 }
 
 /**
- * WRITE ATOMIC (16): one backstore write, which the backstore makes atomic within its limits
+ * WRITE ATOMIC (16): one backstore write flagged atomic, which the backstore makes
+ * all-or-nothing within its limits
  * (Block Limits VPD: MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH
  * GRANULARITY). The range is checked first, then the atomic limits (SBC-4 §5.48).
  */
@@ -105,7 +106,7 @@ async function writeAtomic(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (task.command.dataOutLength !== blocks * bs) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
   if (blocks > 0) {
     const data = await lu.receiveDataOut(task, blocks * bs);
-    await locked(lu, lba, blocks, task, () => lu.device.write(lba * bs, data, { fua: lu.writeFua(fua) }));
+    await locked(lu, lba, blocks, task, () => lu.device.write(lba * bs, data, { fua: lu.writeFua(fua), atomic: true }));
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
 }

@@ -285,7 +285,7 @@ async function checkImage(c: Ctx, pp: PoolPaths, id: string, names: string[]): P
   if (h.rollback) await problem(c, where, `rollback to snapshot '${h.rollback.snapName}' was interrupted; the head is partly rolled back (run snap rollback again)`);
 
   // leftovers
-  const known = new Set(['header.json', 'head', 'head.cmap', 'head.omap', 'locks.json', 'meta.lock', 'exclusive.lock', 'objects.lock', 'watchers']);
+  const known = new Set(['header.json', 'head', 'head.cmap', 'head.omap', 'locks.json', 'meta.lock', 'exclusive.lock', 'objects.lock', 'watchers', 'atomic.journal']);
   for (const s of h.snapshots) {
     known.add(`snap-${s.id}.data`);
     known.add(`snap-${s.id}.pmap`);

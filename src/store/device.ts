@@ -3,6 +3,7 @@
  * read-only). Thin wrappers over the shared ImageState of the image; errors become
  * BlockDeviceErrors the SCSI layer maps to sense data.
  */
+import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from '../block/atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from '../block/block-device';
 import { isZero } from './fsutil';
 import { ImageState, WriterMode } from './image';
@@ -33,9 +34,13 @@ function toBlockError(name: string, e: unknown): BlockDeviceError {
  * (after any copy-on-write of that object), so it is atomic; with fancy striping a page may
  * span stripe units of different objects, so the unit shrinks to the stripe unit.
  */
-function atomicWrites(state: ImageState): Pick<BlockDeviceCapabilities, 'atomicWriteBytes' | 'atomicWriteAlignment'> {
+function singleWriteUnit(state: ImageState): number {
   const layout = state.layout;
-  const unit = layout.simple ? PAGE_SIZE : Math.min(PAGE_SIZE, layout.stripeUnit);
+  return layout.simple ? PAGE_SIZE : Math.min(PAGE_SIZE, layout.stripeUnit);
+}
+
+function atomicWrites(state: ImageState): Pick<BlockDeviceCapabilities, 'atomicWriteBytes' | 'atomicWriteAlignment'> {
+  const unit = singleWriteUnit(state);
   return { atomicWriteBytes: unit, atomicWriteAlignment: unit };
 }
 const PAGE_SIZE = 4096;
@@ -88,14 +93,30 @@ abstract class BaseDevice implements StoreImageDevice {
     }
   }
 
+  /** Set on an exclusively opened head: makes atomic writes larger than one unit crash-safe. */
+  protected journal: AtomicJournal | undefined;
+
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.live(true);
     try {
+      if (options?.atomic && this.journal) {
+        const unit = singleWriteUnit(this.state);
+        if (Math.floor(offset / unit) !== Math.floor((offset + data.length - 1) / unit)) {
+          await this.journal.write(offset, data, this.inPlace);
+          return;
+        }
+      }
       await this.state.write(offset, data, options?.fua ?? false);
     } catch (e) {
       throw toBlockError(this.name, e);
     }
   }
+
+  /** How the atomic journal writes in place (through copy-on-write) and makes it durable. */
+  protected readonly inPlace: JournalTarget = {
+    apply: (offset, data) => this.state.write(offset, data, false),
+    flush: () => this.state.flush(),
+  };
 
   async flush(): Promise<void> {
     this.live(false);
@@ -174,8 +195,14 @@ export class HeadDevice extends BaseDevice {
       discard: writer !== undefined,
       discardZeroes: true,
       mapStatus: true,
-      ...atomicWrites(state),
+      // The exclusive writer owns the image's atomic-write journal; a shared writer cannot.
+      ...(writer === 'exclusive' ? { atomicWriteBytes: MAX_JOURNALED_ATOMIC_WRITE, atomicWriteAlignment: 0 } : atomicWrites(state)),
     });
+  }
+
+  /** Open the atomic-write journal, replaying a write a crash interrupted. */
+  async openJournal(): Promise<void> {
+    if (this.writer === 'exclusive') this.journal = await AtomicJournal.open(this.state.paths.atomicJournal, this.inPlace);
   }
 
   size(): number {
@@ -185,6 +212,7 @@ export class HeadDevice extends BaseDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.journal?.close();
     if (this.writer) {
       await this.state.flush().catch(() => undefined);
       await this.state.removeWriter(this.writer);

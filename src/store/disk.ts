@@ -87,6 +87,10 @@ export class ImagePaths {
   get objectsLock(): string {
     return path.join(this.dir, 'objects.lock');
   }
+  /** Write-ahead record of an atomic write in progress (exclusive writer only). */
+  get atomicJournal(): string {
+    return path.join(this.dir, 'atomic.journal');
+  }
   get watchersDir(): string {
     return path.join(this.dir, 'watchers');
   }

@@ -633,6 +633,7 @@ export class ImageStore {
       const mode = options.exclusive === false ? 'shared' : 'exclusive';
       await state.addWriter(mode);
       const dev = new HeadDevice(state, name, img.pool, img.name, mode);
+      await dev.openJournal();
       // A snapshot removal interrupted by a crash is finished by the next exclusive writer.
       for (const r of state.header.snapshots.filter((x) => x.state === 'removing')) {
         if (mode !== 'exclusive') break;
