@@ -18,6 +18,12 @@ export interface DiskSettings {
   readonly emulate_model_alias: number;
   readonly emulate_pr: number;
   readonly emulate_rest_reord: number;
+  /**
+   * Gateway extension: report a removable medium (RMB=1) that START STOP UNIT ejects and
+   * loads and PREVENT ALLOW MEDIUM REMOVAL locks, as tgt's `removable` LUN parameter. Off by
+   * default: Windows failover clusters and ESXi want fixed disks.
+   */
+  readonly emulate_removable: number;
   /** Gateway extension (not in the seed): offer SANITIZE, which erases the whole LU. Off by default. */
   readonly emulate_sanitize: number;
   readonly emulate_tas: number;
@@ -82,6 +88,7 @@ export const DISK_SETTING_SPECS: { readonly [K in DiskSettingName]: Spec } = {
   // Gateway extensions. SANITIZE wipes every block of the image at once (BLOCK ERASE in
   // milliseconds on a thin image): an administrator has to allow it per disk.
   emulate_sanitize: bool(0),
+  emulate_removable: bool(0),
 };
 
 /** The settings of the seed (§4.3); the others are this gateway's extensions. */

@@ -89,7 +89,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const settings = validateDiskSettings(config.settings ?? {});
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
-      removable: config.removable ?? false, reservations: config.reservations,
+      removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
     }, this, this.log);
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, Asc.PowerOnResetOrBusDeviceReset);
     this.units.set(config.lun, lu);

@@ -2,7 +2,8 @@
  * The seed's disk settings (ceph-iscsi-reference.md §4.3), each observed from an initiator
  * in both states. One daemon, one target, one LUN per settings profile:
  *   LUN 0  the defaults
- *   LUN 1  block_size 4096 and most switches inverted (thin, no 3PC/CAW/DPO/PR, SANITIZE allowed, ...)
+ *   LUN 1  block_size 4096 and most switches inverted (thin, no 3PC/CAW/DPO/PR, SANITIZE allowed,
+ *          removable medium, ...)
  *   LUN 2  FUA writes off, UA_INTLCK_CTRL 10b, PR without ISIDs, forced APTPL, thin without LBPRZ
  *   LUN 3  UA_INTLCK_CTRL 11b
  * emulate_fua_read only decides whether a READ with FUA writes the volatile cache back
@@ -29,6 +30,7 @@ const PROFILES: Record<string, Record<string, number>> = {
     emulate_rest_reord: 0, emulate_tas: 0, emulate_tpu: 1, emulate_tpws: 1, emulate_write_cache: 1, is_nonrot: 0,
     max_unmap_block_desc_count: 4, max_unmap_lba_count: 2048, max_write_same_len: 1024, optimal_sectors: 64,
     unmap_granularity: 16, unmap_granularity_alignment: 3, unmap_zeroes_data: 1, queue_depth: 1, emulate_sanitize: 1,
+    emulate_removable: 1,
   },
   'rbd/cluster': {
     emulate_fua_write: 0, emulate_ua_intlck_ctrl: 1, enforce_pr_isids: 0, force_pr_aptpl: 1, emulate_tpu: 1, unmap_zeroes_data: 0,
@@ -250,6 +252,23 @@ describe('disk settings observed from an initiator', () => {
     assertSense(await i.scsi(sanitize, { lun: 0 }), 0x5, INVALID_OPCODE);
     const rsoc = (lun: number) => i.scsi(Buffer.from([0xa3, 0x0c, 0x03, 0x48, 0, 0x02, 0, 0, 0, 32, 0, 0]), { read: 32, lun });
     assert.deepEqual([(await rsoc(0)).data[1] & 0x07, (await rsoc(1)).data[1] & 0x07], [0x01, 0x03], 'BLOCK ERASE: not supported / supported');
+  });
+
+  it('emulate_removable (gateway extension): RMB, PREVENT ALLOW and eject only on a removable LUN', async () => {
+    const rmb = async (lun: number) => ((await i.scsi(Buffer.from([0x12, 0, 0, 0, 36, 0]), { read: 36, lun })).data[1] & 0x80) !== 0;
+    assert.deepEqual([await rmb(0), await rmb(1)], [false, true]);
+    const prevent = Buffer.from([0x1e, 0, 0, 0, 0x01, 0]);
+    const allow = Buffer.from([0x1e, 0, 0, 0, 0x00, 0]);
+    const eject = Buffer.from([0x1b, 0, 0, 0, 0x02, 0]); // LOEJ, START=0
+    const load = Buffer.from([0x1b, 0, 0, 0, 0x03, 0]);
+    assertGood(await i.scsi(prevent, { lun: 1 }), 'PREVENT on the removable LUN');
+    assertSense(await i.scsi(eject, { lun: 1 }), 0x5, 0x5302, 'eject while removal is prevented: MEDIUM REMOVAL PREVENTED');
+    assertGood(await i.scsi(allow, { lun: 1 }), 'ALLOW');
+    assertGood(await i.scsi(eject, { lun: 1 }), 'eject');
+    assertSense(await i.scsi(cdb10(0x28, 0, 1), { read: 4096, lun: 1 }), 0x2, 0x3a00, 'READ after eject: MEDIUM NOT PRESENT');
+    assertGood(await i.scsi(load, { lun: 1 }), 'load');
+    await takeUnitAttentions(i, [1]);
+    assertGood(await i.scsi(cdb10(0x28, 0, 1), { read: 4096, lun: 1 }), 'READ after load');
   });
 
   it('pi_prot_type: protection information is refused when the gateway starts', async () => {
