@@ -10,6 +10,7 @@
  *   flock(fd, op)                                  -> boolean            (non-blocking; false = held elsewhere)
  *   ofdLock(fd, type, start, length)               -> boolean            (non-blocking OFD byte-range lock)
  *   preadNowait(fd, buffer, offset, length, pos)   -> number             (page-cache read that never blocks; -1 = not cached)
+ *   pwriteBatch(fds[], buffers[], positions[])     -> Promise<number[]>  (whole pwrites in order on one pool thread; errno each)
  *
  * Everything that can block on the disk runs as napi async work on libuv's thread pool, so the
  * event loop (the gateway's data path) never waits for it. The lock calls are non-blocking by
@@ -605,6 +606,116 @@ static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * pwriteBatch: many positional writes in one thread-pool job. Writes issued during one turn
+ * of the event loop then cost one hand-off to the pool instead of one each; they run in the
+ * order given, each written completely (short writes and EINTR retried).
+ */
+typedef struct {
+  int fd;
+  const char *data;
+  size_t len;
+  int64_t pos;
+  int err;
+} wr_item_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep; /* the array of Buffers stays alive while the pool thread writes them */
+  uint32_t n;
+  wr_item_t *items;
+} wr_batch_t;
+
+static void wr_batch_execute(napi_env env, void *data) {
+  wr_batch_t *b = data;
+  for (uint32_t i = 0; i < b->n; i++) {
+    wr_item_t *w = &b->items[i];
+    size_t done = 0;
+    while (done < w->len) {
+      ssize_t r = pwrite(w->fd, w->data + done, w->len - done, w->pos + (int64_t)done);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        w->err = errno;
+        break;
+      }
+      done += (size_t)r;
+    }
+  }
+}
+
+static void wr_batch_complete(napi_env env, napi_status status, void *data) {
+  wr_batch_t *b = data;
+  napi_value arr;
+  napi_create_array_with_length(env, b->n, &arr);
+  for (uint32_t i = 0; i < b->n; i++) {
+    napi_value v;
+    napi_create_int32(env, status == napi_ok ? b->items[i].err : EIO, &v);
+    napi_set_element(env, arr, i, v);
+  }
+  napi_resolve_deferred(env, b->deferred, arr);
+  napi_delete_reference(env, b->keep);
+  napi_delete_async_work(env, b->work);
+  free(b->items);
+  free(b);
+}
+
+static napi_value js_pwrite_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t n = 0, nf = 0, np = 0;
+  if (argc < 3 || napi_get_array_length(env, argv[0], &nf) != napi_ok || napi_get_array_length(env, argv[1], &n) != napi_ok ||
+      napi_get_array_length(env, argv[2], &np) != napi_ok || nf != n || np != n) {
+    napi_throw_type_error(env, NULL, "pwriteBatch(fds[], buffers[], positions[]): three arrays of the same length");
+    return NULL;
+  }
+  wr_batch_t *b = calloc(1, sizeof *b);
+  wr_item_t *items = calloc(n ? n : 1, sizeof *items);
+  if (!b || !items) {
+    free(b);
+    free(items);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  b->n = n;
+  b->items = items;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value fd, buf, pos;
+    void *data;
+    size_t len;
+    int64_t p;
+    if (napi_get_element(env, argv[0], i, &fd) != napi_ok || napi_get_element(env, argv[1], i, &buf) != napi_ok ||
+        napi_get_element(env, argv[2], i, &pos) != napi_ok || !get_int(env, fd, &items[i].fd, "fd") ||
+        !get_i64(env, pos, &p, "position")) {
+      free(items);
+      free(b);
+      return NULL;
+    }
+    if (napi_get_buffer_info(env, buf, &data, &len) != napi_ok) {
+      free(items);
+      free(b);
+      napi_throw_type_error(env, NULL, "buffers must be Buffers");
+      return NULL;
+    }
+    items[i].data = data;
+    items[i].len = len;
+    items[i].pos = p;
+  }
+  napi_value promise, name;
+  napi_create_reference(env, argv[1], 1, &b->keep);
+  napi_create_promise(env, &b->deferred, &promise);
+  napi_create_string_utf8(env, "pwriteBatch", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, wr_batch_execute, wr_batch_complete, b, &b->work) != napi_ok ||
+      napi_queue_async_work(env, b->work) != napi_ok) {
+    napi_reject_deferred(env, b->deferred, make_error(env, EAGAIN, "napi_queue_async_work"));
+    napi_delete_reference(env, b->keep);
+    free(items);
+    free(b);
+  }
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -615,6 +726,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"flock", NULL, js_flock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ofdLock", NULL, js_ofd_lock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadNowait", NULL, js_pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwriteBatch", NULL, js_pwrite_batch, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

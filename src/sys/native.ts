@@ -24,6 +24,7 @@ interface Addon {
   flock(fd: number, op: number): boolean;
   ofdLock(fd: number, type: number, start: number, length: number): boolean;
   preadNowait(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  pwriteBatch(fds: number[], buffers: Buffer[], positions: number[]): Promise<number[]>;
 }
 
 const ADDON_FILE = path.join('native', 'build', 'Release', 'iscsi_gateway_sys.node');
@@ -52,6 +53,14 @@ function load(): Addon {
  */
 export function preadNowait(fd: number, buffer: Buffer, offset: number, length: number, position: number): number {
   return load().preadNowait(fd, buffer, offset, length, position);
+}
+
+/**
+ * Several whole positional writes in one thread-pool job, in order. Resolves with an errno per
+ * write (0 = written completely).
+ */
+export function pwriteBatch(fds: number[], buffers: Buffer[], positions: number[]): Promise<number[]> {
+  return load().pwriteBatch(fds, buffers, positions);
 }
 
 /** True when the addon can be loaded (used to give a clear message early). */
