@@ -1,0 +1,395 @@
+/**
+ * Child processes for the benchmark: tools run to completion (or stopped after a fixed time),
+ * long-running targets, and a cleanup registry so no target outlives the harness — not on an
+ * error, not on Ctrl-C.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+
+export interface ToolResult {
+  readonly command: string;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly wallMs: number;
+  /** True when the harness stopped the tool with `stopSignal` after `stopAfterMs` (expected). */
+  readonly stoppedByUs: boolean;
+  /** True when the hard timeout killed it (a hang). */
+  readonly timedOut: boolean;
+}
+
+export interface ToolOptions {
+  /** Hard limit; SIGKILL after it. */
+  readonly timeoutMs: number;
+  /** Tools that run until interrupted (iscsi-perf): send `stopSignal` after this long. */
+  readonly stopAfterMs?: number;
+  readonly stopSignal?: NodeJS.Signals;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function commandLine(cmd: string, args: readonly string[]): string {
+  return [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export function runTool(cmd: string, args: readonly string[], opts: ToolOptions): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const untrack = track(child);
+    let stdout = '';
+    let stderr = '';
+    let stoppedByUs = false;
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const stopTimer =
+      opts.stopAfterMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            stoppedByUs = true;
+            child.kill(opts.stopSignal ?? 'SIGINT');
+          }, opts.stopAfterMs);
+    const killTimer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs);
+    const done = () => {
+      clearTimeout(killTimer);
+      if (stopTimer) clearTimeout(stopTimer);
+      untrack();
+    };
+    child.on('error', (e) => {
+      done();
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      done();
+      resolve({ command: commandLine(cmd, args), code, signal, stdout, stderr, wallMs: Date.now() - started, stoppedByUs, timedOut });
+    });
+  });
+}
+
+/** A tool must have exited 0; otherwise throw with what it printed. */
+export async function runChecked(cmd: string, args: readonly string[], timeoutMs = 30_000): Promise<ToolResult> {
+  const r = await runTool(cmd, args, { timeoutMs });
+  if (r.code !== 0) {
+    throw new Error(`${r.command} failed (${r.timedOut ? 'timed out' : `exit ${r.code ?? r.signal}`}):\n${tail(r.stdout + r.stderr)}`);
+  }
+  return r;
+}
+
+export function tail(text: string, lines = 15): string {
+  return text.replace(/\r/g, '\n').trimEnd().split('\n').filter(Boolean).slice(-lines).join('\n');
+}
+
+// ---- long-running children and cleanup ------------------------------------------------
+
+const live = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void>> = [];
+
+function track(child: ChildProcess): () => void {
+  live.add(child);
+  const untrack = () => live.delete(child);
+  child.on('exit', untrack);
+  return untrack;
+}
+
+/** A daemon the harness owns: output captured, killed with the harness. */
+export class Daemon {
+  private out = '';
+  private err = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  constructor(
+    readonly command: string,
+    readonly proc: ChildProcess,
+  ) {
+    track(proc);
+    proc.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (this.err += d.toString()));
+    this.exited = new Promise((resolve) =>
+      proc.on('exit', (code, signal) => {
+        this.exitInfo = { code, signal };
+        resolve(this.exitInfo);
+      }),
+    );
+  }
+
+  static spawn(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Daemon {
+    const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (proc.pid !== undefined) recordDaemon(proc.pid, args.join(' '));
+    return new Daemon(commandLine(cmd, args), proc);
+  }
+
+  get pid(): number {
+    if (this.proc.pid === undefined) throw new Error(`${this.command}: no pid (spawn failed)`);
+    return this.proc.pid;
+  }
+  get stdout(): string {
+    return this.out;
+  }
+  get stderr(): string {
+    return this.err;
+  }
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.exitInfo;
+  }
+
+  /** Resolve once `predicate` holds; reject when the daemon exits first or time runs out. */
+  async waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      if (!this.alive) throw new Error(`${this.command} exited (${describeExit(this.exitInfo)}) before ${what}:\n${tail(this.out + this.err, 40)}`);
+      if (await predicate()) return;
+      if (Date.now() > deadline) throw new Error(`${this.command}: no ${what} after ${timeoutMs} ms:\n${tail(this.out + this.err)}`);
+      await sleep(50);
+    }
+  }
+
+  /** Send `signal`, wait up to `graceMs`, then SIGKILL. Returns how it ended. */
+  async stop(signal: NodeJS.Signals | null, graceMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; killed: boolean }> {
+    if (!this.alive) return { ...this.exitInfo!, killed: false };
+    if (signal) this.proc.kill(signal);
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs));
+    const first = await Promise.race([this.exited, timer]);
+    if (first !== 'timeout') return { ...first, killed: false };
+    this.proc.kill('SIGKILL');
+    const end = await this.exited;
+    return { ...end, killed: true };
+  }
+}
+
+export function describeExit(e: { code: number | null; signal: NodeJS.Signals | null } | undefined): string {
+  if (!e) return 'running';
+  return e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
+}
+
+/** Register async cleanup (run in reverse order by `runCleanups`). */
+export function onCleanup(fn: () => Promise<void>): () => void {
+  cleanups.push(fn);
+  return () => {
+    const i = cleanups.indexOf(fn);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
+}
+
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (e) {
+      process.stderr.write(`bench: cleanup failed: ${(e as Error).message}\n`);
+    }
+  }
+}
+
+/** Last resort: whatever is still running dies with us (synchronous; safe in 'exit'). */
+export function killAllNow(): void {
+  for (const c of live) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+let installed = false;
+export function installSignalHandlers(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\nbench: ${sig}: stopping targets and cleaning up\n`);
+      void runCleanups().finally(() => {
+        killAllNow();
+        process.exit(130);
+      });
+    });
+  }
+}
+
+// ---- small helpers -----------------------------------------------------------------
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address() as net.AddressInfo;
+      s.close(() => resolve(a.port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+// ---- CPU accounting from /proc -----------------------------------------------------
+
+export interface CpuTimes {
+  /** user+system seconds of the whole process (all threads). */
+  readonly process: number;
+  /** user+system seconds of the main thread (the event loop of tgtd and of node). */
+  readonly mainThread: number;
+}
+
+const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts in these ticks.
+
+function statTicks(file: string): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the parenthesised comm (which may contain spaces): utime is the 14th field
+  // overall, i.e. index 11 after ") ".
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+export function cpuTimes(pid: number): CpuTimes | undefined {
+  const p = statTicks(`/proc/${pid}/stat`);
+  const m = statTicks(`/proc/${pid}/task/${pid}/stat`);
+  if (p === undefined || m === undefined) return undefined;
+  return { process: p / CLK_TCK, mainThread: m / CLK_TCK };
+}
+
+/** Busy seconds of the whole machine (all CPUs) so far, from /proc/stat. */
+export function machineBusy(): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+// ---- stale daemons from a harness that was killed -9 -------------------------------
+
+/**
+ * Daemons we start are listed here (pid, a piece of their command line, our pid); a later run
+ * kills those whose harness is gone but which still run, since a SIGKILLed harness cannot
+ * clean up after itself. Daemons of a harness that is still running are left alone.
+ */
+const LEDGER = '/tmp/iscsi-gateway-bench.daemons';
+
+interface LedgerEntry {
+  readonly pid: number;
+  readonly marker: string;
+  readonly owner: number;
+}
+
+export function recordDaemon(pid: number, marker: string): void {
+  const entry: LedgerEntry = { pid, marker, owner: process.pid };
+  fs.appendFileSync(LEDGER, JSON.stringify(entry) + '\n');
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function reapStaleDaemons(log: (line: string) => void): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(LEDGER, 'utf8');
+  } catch {
+    return;
+  }
+  const keep: string[] = [];
+  for (const line of text.split('\n').filter(Boolean)) {
+    let entry: LedgerEntry;
+    try {
+      entry = JSON.parse(line) as LedgerEntry;
+    } catch {
+      continue;
+    }
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(`/proc/${entry.pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      continue; // gone
+    }
+    if (!cmdline.includes(entry.marker)) continue; // pid reused by something else
+    if (entry.owner !== process.pid && running(entry.owner)) {
+      keep.push(line);
+      continue;
+    }
+    log(`killing stale benchmark daemon ${entry.pid} (${cmdline}) left by an earlier run`);
+    try {
+      process.kill(entry.pid, 'SIGKILL');
+    } catch {
+      // raced with its exit
+    }
+  }
+  fs.writeFileSync(LEDGER, keep.map((l) => l + '\n').join(''));
+}
+
+// ---- is the machine quiet? ---------------------------------------------------------
+
+function allProcessTicks(): Map<number, { ticks: number; comm: string }> {
+  const out = new Map<number, { ticks: number; comm: string }>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    out.set(Number(name), { ticks: Number(rest[11]) + Number(rest[12]), comm });
+  }
+  return out;
+}
+
+export interface BackgroundLoad {
+  /** Machine busy over the window, % of all cores. */
+  readonly busyPct: number;
+  /** The busiest processes in the window ("comm pid: % of one core"). */
+  readonly top: string[];
+}
+
+/** Sample the machine for `ms` while we do nothing: what else competes for the cores. */
+export async function backgroundLoad(ms: number): Promise<BackgroundLoad> {
+  const m0 = machineBusy();
+  const p0 = allProcessTicks();
+  await sleep(ms);
+  const m1 = machineBusy();
+  const p1 = allProcessTicks();
+  const secs = Math.max(m1.total - m0.total, 1e-9);
+  const deltas: Array<{ pid: number; comm: string; pct: number }> = [];
+  for (const [pid, v] of p1) {
+    const before = p0.get(pid)?.ticks ?? 0;
+    const pct = ((v.ticks - before) / CLK_TCK / (ms / 1000)) * 100;
+    if (pct >= 5) deltas.push({ pid, comm: v.comm, pct });
+  }
+  deltas.sort((a, b) => b.pct - a.pct);
+  return { busyPct: ((m1.busy - m0.busy) / secs) * 100, top: deltas.slice(0, 3).map((d) => `${d.comm} ${d.pid}: ${d.pct.toFixed(0)}%`) };
+}
