@@ -20,7 +20,7 @@ const LUN = 1;
 /** A control port no other tgtd holds (its socket lock file would be there). */
 function pickControlPort(): number {
   for (let i = 0; i < 100; i++) {
-    const n = 20000 + Math.floor(Math.random() * 40000);
+    const n = 20000 + Math.floor(Math.random() * 12000); // tgtd accepts -C up to 32767
     if (!fs.existsSync(path.join(SOCKET_DIR, `socket.${n}`))) return n;
   }
   throw new Error(`no free tgtd control port under ${SOCKET_DIR}`);
