@@ -4,9 +4,6 @@
 import { Command } from 'commander';
 import { registerServeCommand } from './serve';
 
-// More threads for node:fs: every backstore read/write goes through libuv's pool.
-if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = '16';
-
 const program = new Command();
 program.name('iscsi-gateway').description('iSCSI gateway for thin-provisioned block images').version('0.1.0');
 registerServeCommand(program);

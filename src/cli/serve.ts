@@ -12,7 +12,7 @@ function collectPortal(value: string, previous: PortalAddress[] | undefined): Po
   try {
     return [...(previous ?? []), parsePortal(value)];
   } catch (e) {
-    if (e instanceof PortalAddressError) throw new Error(e.message);
+    if (e instanceof PortalAddressError) throw new Error(e.message, { cause: e });
     throw e;
   }
 }

@@ -93,7 +93,7 @@ export class Gateway {
       try {
         this.servers.push(await listenPortal(portal, (socket) => this.service.accept(socket)));
       } catch (e) {
-        throw new Error(`cannot listen on ${formatAddress(portal)}: ${(e as Error).message}`);
+        throw new Error(`cannot listen on ${formatAddress(portal)}: ${(e as Error).message}`, { cause: e });
       }
       this.options.log.info({ portal: formatAddress(portal) }, 'portal listening');
     }

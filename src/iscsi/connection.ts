@@ -112,6 +112,10 @@ export class Connection implements SessionTransport {
       dataDigest: false,
       placeData: (bhs, length) =>
         this.session && opcodeOf(bhs) === InitiatorOpcode.DataOut ? this.session.placeDataOut(bhs, length) : undefined,
+      checkHeader: (bhs) =>
+        this.state === State.Login && opcodeOf(bhs) !== InitiatorOpcode.LoginRequest
+          ? new PduError(`opcode 0x${opcodeOf(bhs).toString(16)} during login`, RejectReason.ProtocolError, true)
+          : undefined,
     };
     this.reader = new PduReader(
       this.readerSettings,

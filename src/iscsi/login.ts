@@ -150,7 +150,8 @@ export class LoginStateMachine {
       return { transit: false, csg: this.stage, nsg: 0, keys, complete: false };
     }
     let nsg = pdu.nsg as LoginStage;
-    if (!this.offersSent) {
+    // Our own offers belong to the operational stage (or to a jump straight to full feature).
+    if (!this.offersSent && (this.stage === LoginStage.Operational || nsg === LoginStage.FullFeature)) {
       this.offersSent = true;
       const offers = negotiator.targetOffers();
       if (offers.length > 0) {

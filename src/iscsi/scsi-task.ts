@@ -65,6 +65,8 @@ export class IscsiTask implements ScsiCommand {
   private nextR2TOffset = 0;
   private r2tSN = 0;
   private readonly outstanding = new Map<number, Sequence>();
+  /** False once Data-Out for this task is no longer accepted. */
+  collecting = true;
   private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private abortListener: (() => void) | undefined;
   private signal: AbortSignal | undefined;
@@ -74,6 +76,13 @@ export class IscsiTask implements ScsiCommand {
   waitingSince = 0;
   /** Set once the task must produce no further PDUs (aborted, or the connection is gone). */
   finished = false;
+  /**
+   * A Data-Out protocol error (DataSN, offset, F bit) ended the command: it completes with
+   * CHECK CONDITION carrying this sense, whatever the SCSI layer reports.
+   */
+  transportFailure: Buffer | undefined;
+  /** The W bit was set. */
+  readonly write: boolean;
 
   constructor(
     readonly nexus: ITNexus,
@@ -89,6 +98,7 @@ export class IscsiTask implements ScsiCommand {
     this.attribute = pdu.attr as TaskAttribute;
     this.cmdSN = pdu.cmdSN;
     this.immediate = pdu.immediate;
+    this.write = pdu.write;
     this.dataOutLength = pdu.write ? pdu.expectedDataTransferLength : 0;
     this.dataInLength = pdu.read ? (pdu.write ? (pdu.bidiReadLength ?? 0) : pdu.expectedDataTransferLength) : 0;
     const unsolicitedLimit = Math.min(this.dataOutLength, params.firstBurstLength);
@@ -120,6 +130,7 @@ export class IscsiTask implements ScsiCommand {
       return Promise.reject(new Error(`receiveDataOut(${length}) beyond the expected length ${this.dataOutLength}`));
     }
     if (signal.aborted || this.finished) return Promise.reject(new TaskAbortedError());
+    if (!this.collecting) return Promise.reject(new DataOutError('the Data-Out sequence failed'));
     this.wanted = length;
     // Fast path: everything wanted came as immediate data (no copy).
     const first = this.unsolicited[0];
@@ -235,9 +246,24 @@ export class IscsiTask implements ScsiCommand {
     }
   }
 
+  /**
+   * A Data-Out sequence went wrong: stop collecting (later Data-Out for this task is
+   * discarded) and make the command end with ABORTED COMMAND / DATA PHASE ERROR. At
+   * ErrorRecoveryLevel 0 this is the command-level outcome; the session carries on.
+   */
+  failDataOut(error: DataOutError): void {
+    this.transportFailure = DATA_PHASE_ERROR_SENSE;
+    this.stopCollecting(error);
+  }
+
   /** Fail an outstanding receiveDataOut (abort, connection loss). */
   fail(error: Error): void {
     this.finished = true;
+    this.stopCollecting(error);
+  }
+
+  private stopCollecting(error: Error): void {
+    this.collecting = false;
     for (const ttt of this.outstanding.keys()) this.r2t.releaseTransferTag(ttt);
     this.outstanding.clear();
     this.unsolicited = [];
@@ -264,3 +290,13 @@ export class IscsiTask implements ScsiCommand {
     return this.r2tSN;
   }
 }
+
+/** ABORTED COMMAND / DATA PHASE ERROR (0x4B/0x00), fixed format. */
+const DATA_PHASE_ERROR_SENSE = (() => {
+  const s = Buffer.alloc(18);
+  s[0] = 0x70;
+  s[2] = 0x0b;
+  s[7] = 10;
+  s[12] = 0x4b;
+  return s;
+})();

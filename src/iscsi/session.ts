@@ -157,6 +157,11 @@ export class Session implements R2TSender {
     this.forget(task);
     if (this.closed || task.finished) return;
     task.finished = true;
+    if (task.transportFailure) {
+      // The Data-Out failure decides the outcome (the SCSI layer only saw receiveDataOut fail).
+      this.sendResponse(task, ScsiStatus.CheckCondition, task.transportFailure, 0, false, false);
+      return;
+    }
     if (result.aborted) {
       if (result.aborted.reportStatus) this.sendResponse(task, ScsiStatus.TaskAborted, undefined, 0, false, false);
       return;
@@ -164,7 +169,7 @@ export class Session implements R2TSender {
     let overflow = false;
     let underflow = false;
     let residual = 0;
-    if (task.dataOutLength > 0 && result.dataOutTransferLength !== undefined) {
+    if (result.dataOutTransferLength !== undefined && (task.write || result.dataOutTransferLength > 0)) {
       const wanted = result.dataOutTransferLength;
       if (wanted > task.dataOutLength) {
         overflow = true;
@@ -297,8 +302,8 @@ export class Session implements R2TSender {
 
   onDataOut(pdu: DataOutPdu, bhs: Buffer): void {
     const task = this.tasks.get(pdu.itt);
-    if (!task || task.finished) {
-      if (this.recentTags.includes(pdu.itt) || (task && task.finished)) return; // late data for an ended task
+    if (!task || !task.collecting) {
+      if (task || this.recentTags.includes(pdu.itt)) return; // late data for an ended or failed task
       this.transport.reject(RejectReason.InvalidPduField, bhs, `Data-Out for unknown ITT 0x${pdu.itt.toString(16)}`);
       return;
     }
@@ -306,7 +311,8 @@ export class Session implements R2TSender {
       task.onDataOut(pdu);
     } catch (e) {
       if (e instanceof DataOutError) {
-        this.transport.fail(e.message);
+        this.log.warn({ itt: pdu.itt }, `Data-Out error, command failed: ${e.message}`);
+        task.failDataOut(e);
         return;
       }
       throw e;

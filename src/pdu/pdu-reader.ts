@@ -32,6 +32,11 @@ export interface PduReaderSettings {
    * header has been validated, before any data byte is consumed.
    */
   placeData?: (bhs: Buffer, length: number) => Buffer | undefined;
+  /**
+   * Optional: judge a BHS as soon as its 48 bytes are in, before AHS and data. A returned
+   * error stops the reader (fatal), e.g. anything but a Login Request during login.
+   */
+  checkHeader?: (bhs: Buffer) => PduError | undefined;
 }
 
 const enum State {
@@ -57,7 +62,7 @@ export class PduReader {
   private ahs: Buffer | undefined;
   private dataLength = 0;
   private skipRemaining = 0;
-  private skipError: PduError | undefined;
+  private checkedBhs = false;
 
   constructor(
     readonly settings: PduReaderSettings,
@@ -99,10 +104,20 @@ export class PduReader {
 
   private readHeader(): boolean {
     if (this.available < BHS_LENGTH) return false;
+    if (!this.checkedBhs) {
+      // Judge the BHS before waiting for AHS and data: garbage must not make us wait.
+      const error = this.settings.checkHeader?.(this.peek(BHS_LENGTH));
+      if (error) {
+        this.fail(error);
+        return false;
+      }
+      this.checkedBhs = true;
+    }
     const ahsLength = this.peekByte(4) * 4;
     const headerLength = BHS_LENGTH + ahsLength + (this.settings.headerDigest ? DIGEST_LENGTH : 0);
     if (this.available < headerLength) return false;
     const header = this.take(headerLength);
+    this.checkedBhs = false;
     const bhs = header.subarray(0, BHS_LENGTH);
     if (this.settings.headerDigest) {
       const expected = header.readUInt32LE(BHS_LENGTH + ahsLength);
@@ -122,9 +137,11 @@ export class PduReader {
         false,
         Buffer.from(bhs),
       );
-      this.skipError = error;
+      // Report at once (the connection may drop now rather than wait for the bytes), then
+      // skip the segment so framing stays intact if the connection carries on.
       this.skipRemaining = this.segmentWireLength();
       this.state = State.Skip;
+      this.onError(error);
       return true;
     }
     this.state = State.Data;
@@ -169,10 +186,7 @@ export class PduReader {
     this.discard(n);
     this.skipRemaining -= n;
     if (this.skipRemaining > 0) return false;
-    const error = this.skipError;
-    this.skipError = undefined;
     this.state = State.Header;
-    if (error) this.onError(error);
     return true;
   }
 
@@ -196,6 +210,23 @@ export class PduReader {
       i -= c.length;
     }
     throw new RangeError('peek beyond available data');
+  }
+
+  /** The next n bytes without consuming them. */
+  private peek(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first.length - this.head >= n) return first.subarray(this.head, this.head + n);
+    const out = Buffer.allocUnsafe(n);
+    let written = 0;
+    let offset = this.head;
+    for (const c of this.chunks) {
+      const m = Math.min(c.length - offset, n - written);
+      c.copy(out, written, offset, offset + m);
+      written += m;
+      offset = 0;
+      if (written === n) break;
+    }
+    return out;
   }
 
   /** Remove n bytes: a subarray when they lie in one chunk, else one assembled copy. */

@@ -293,6 +293,6 @@ export function decodeRequest(raw: RawPdu): RequestPdu {
         runLength: b.readUInt32BE(44),
       };
     default:
-      throw new PduError(`unsupported opcode 0x${opcode.toString(16)}`, RejectReason.ProtocolError, false, Buffer.from(b));
+      throw new PduError(`unsupported opcode 0x${opcode.toString(16)}`, RejectReason.CommandNotSupported, false, Buffer.from(b));
   }
 }

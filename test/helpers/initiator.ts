@@ -63,6 +63,10 @@ export class TestInitiator {
   expStatSN = 0;
   private itt = 1;
   maxRecv = 8192;
+  /** ITT of the last SCSI command sent. */
+  lastItt = 0;
+  /** R2Ts seen (offset, length), for tests of solicitation. */
+  r2ts: Array<{ offset: number; length: number }> = [];
 
   private constructor(private readonly socket: net.Socket) {
     socket.on('data', (c: Buffer) => this.onData(c));
@@ -191,12 +195,13 @@ export class TestInitiator {
     if ((opts.sessionType ?? 'Normal') === 'Normal') first.splice(1, 0, ['TargetName', opts.targetName ?? '']);
     const r1 = await this.loginStep(0x81, first, isid); // T=1 CSG=0 NSG=1
     if (!r1 || r1.bhs[36] !== 0) throw new Error(`login failed at security stage: status ${r1?.bhs[36]}/${r1?.bhs[37]}`);
-    let keys: Array<[string, string]> = [
+    const defaults: Array<[string, string]> = [
       ['HeaderDigest', 'None'],
       ['DataDigest', 'None'],
       ['MaxRecvDataSegmentLength', String(this.maxRecv)],
-      ...(opts.keys ?? []),
     ];
+    const extra = opts.keys ?? [];
+    let keys: Array<[string, string]> = [...defaults.filter(([k]) => !extra.some(([e]) => e === k)), ...extra];
     const all: Record<string, string> = Object.fromEntries(parsePairs(r1.data));
     for (let round = 0; round < 4; round++) {
       const r = await this.loginStep(0x87, keys, isid); // T=1 CSG=1 NSG=3
@@ -221,7 +226,20 @@ export class TestInitiator {
    */
   async scsi(
     cdb: Buffer,
-    opts: { read?: number; write?: Buffer; edtl?: number; lun?: number; immediate?: number } = {},
+    opts: {
+      read?: number;
+      write?: Buffer;
+      edtl?: number;
+      lun?: number;
+      immediate?: number;
+      /** Bytes (after the immediate data) to send as unsolicited Data-Out (needs InitialR2T=No). */
+      unsolicited?: number;
+      /** Data-Out segment size (the target's MaxRecvDataSegmentLength). */
+      segment?: number;
+      /** Do not answer R2Ts (to test aborts and timeouts); resolves after the first R2T. */
+      stallOnR2T?: boolean;
+      attr?: number;
+    } = {},
   ): Promise<ScsiOutcome> {
     const itt = this.nextItt();
     const write = opts.write;
@@ -229,7 +247,9 @@ export class TestInitiator {
     const immediateLen = write ? Math.min(write.length, opts.immediate ?? 0, edtl) : 0;
     const cdb16 = Buffer.alloc(16);
     cdb.copy(cdb16, 0, 0, Math.min(16, cdb.length));
-    const flags = 0x80 | (opts.read !== undefined ? 0x40 : 0) | (write ? 0x20 : 0) | 0x01;
+    const unsolicited = write ? Math.min(opts.unsolicited ?? 0, edtl - immediateLen) : 0;
+    const segment = opts.segment ?? 8192;
+    const flags = (unsolicited > 0 ? 0 : 0x80) | (opts.read !== undefined ? 0x40 : 0) | (write ? 0x20 : 0) | (opts.attr ?? 0x01);
     const bhs = TestInitiator.bhs(0x01, flags, immediateLen, (h) => {
       h[9] = opts.lun ?? 0;
       h.writeUInt32BE(itt, 16);
@@ -240,6 +260,21 @@ export class TestInitiator {
     });
     this.cmdSN = (this.cmdSN + 1) >>> 0;
     this.sendRaw(bhs, write ? write.subarray(0, immediateLen) : Buffer.alloc(0));
+    for (let sent = 0, dataSN = 0; sent < unsolicited; dataSN++) {
+      const n = Math.min(segment, unsolicited - sent);
+      const offset = immediateLen + sent;
+      const d = TestInitiator.bhs(0x05, sent + n === unsolicited ? 0x80 : 0, n, (h) => {
+        h[9] = opts.lun ?? 0;
+        h.writeUInt32BE(itt, 16);
+        h.writeUInt32BE(0xffffffff, 20);
+        h.writeUInt32BE(this.expStatSN, 28);
+        h.writeUInt32BE(dataSN, 36);
+        h.writeUInt32BE(offset, 40);
+      });
+      this.sendRaw(d, write!.subarray(offset, offset + n));
+      sent += n;
+    }
+    this.lastItt = itt;
     const dataIn: Buffer[] = [];
     for (;;) {
       const p = await this.receive();
@@ -252,13 +287,15 @@ export class TestInitiator {
       }
       if (p.bhs.readUInt32BE(16) !== itt) throw new Error(`unexpected PDU opcode 0x${p.opcode.toString(16)} for ITT ${p.bhs.readUInt32BE(16)}`);
       if (p.opcode === 0x31) {
+        this.r2ts.push({ offset: p.bhs.readUInt32BE(40), length: p.bhs.readUInt32BE(44) });
+        if (opts.stallOnR2T) return { status: -1, sense: undefined, data: Buffer.alloc(0), overflow: false, underflow: false, residual: 0 };
         const ttt = p.bhs.readUInt32BE(20);
         const offset = p.bhs.readUInt32BE(40);
         const length = p.bhs.readUInt32BE(44);
         let sent = 0;
         let dataSN = 0;
         while (sent < length) {
-          const n = Math.min(8192, length - sent);
+          const n = Math.min(segment, length - sent);
           const chunk = write!.subarray(offset + sent, offset + sent + n);
           const d = TestInitiator.bhs(0x05, sent + n === length ? 0x80 : 0, chunk.length, (h) => {
             h[9] = opts.lun ?? 0;
@@ -302,6 +339,18 @@ export class TestInitiator {
       }
       throw new Error(`unexpected PDU opcode 0x${p.opcode.toString(16)}`);
     }
+  }
+
+  /** TEST UNIT READY until GOOD: consumes the unit attentions a new I_T nexus may carry. */
+  async clearUnitAttentions(lun = 0): Promise<void> {
+    for (let i = 0; i < 8; i++) {
+      const r = await this.scsi(Buffer.alloc(6), { lun });
+      if (r.status === 0) return;
+      if (r.status !== 2 || !r.sense || (r.sense[2] & 0x0f) !== 0x06) {
+        throw new Error(`TEST UNIT READY: status ${r.status}, sense ${r.sense?.toString('hex')}`);
+      }
+    }
+    throw new Error('unit attentions do not clear');
   }
 
   nopOutReply(ttt: number): void {

@@ -131,4 +131,17 @@ describe('PduReader', () => {
       assert.ok(target.subarray(100, 400).equals(data), name);
     }
   });
+
+  it('judges a BHS before waiting for its AHS and data (checkHeader)', () => {
+    const garbage = Buffer.from('GET / HTTP/1.1\r\nHost: example\r\n\r\n' + 'x'.repeat(40));
+    for (const { name, chunks } of splits(garbage)) {
+      const { pdus, errors } = readAll(
+        chunks,
+        settings({ checkHeader: (bhs) => (bhs[0] & 0x3f) !== 0x03 ? new PduError('not a login', 0x04, true) : undefined }),
+      );
+      assert.equal(pdus.length, 0, name);
+      assert.equal(errors.length, 1, name);
+      assert.equal(errors[0].fatal, true, name);
+    }
+  });
 });

@@ -1,0 +1,458 @@
+/**
+ * A disk logical unit (SBC-3 direct-access block device) on top of a BlockDevice: the task
+ * set, per-I_T-nexus state (unit attentions, PREVENT), the shared mode parameters, and the
+ * one place where a command's errors become CHECK CONDITION.
+ *
+ * Order of checks for a command (SAM-5/SPC-4, as LIO does it): task attribute and queue
+ * depth -> task set ordering -> unit attention -> operation code and CDB bits (command
+ * table) -> medium -> the handler's own field checks -> Data-Out -> backstore.
+ */
+import type { Logger } from '../util/log';
+import { BlockDevice, BlockDeviceError } from '../block/block-device';
+import {
+  ITNexus, ScsiCommand, ScsiResult, ScsiStatus, TaskAttribute, TaskManagementResponse,
+} from './sam';
+import { Task, TaskSet, TaskState } from './task-set';
+import { UnitAttentions } from './unit-attention';
+import {
+  Asc, ReservationConflictError, SenseError, SenseInfo, SenseKey, encodeSense, lbaOutOfRange, mediumNotPresent, writeProtected,
+} from './sense';
+import { CommandFlag, CommandTable } from './command-table';
+import { diskCommands } from './commands';
+import { ModeParameters } from './mode-pages';
+import { RangeLock, RangeLocks } from './range-lock';
+import { DiskSettings } from './disk-settings';
+import { deriveNaa } from './vpd';
+import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
+import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
+
+/** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
+export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
+
+/** What a logical unit needs from the SCSI target device it belongs to. */
+export interface TargetContext {
+  readonly targetName: string;
+  /** LUNs of the target, ascending. */
+  luns(): number[];
+  /** REPORT LUNS was processed on this nexus: clear REPORTED LUNS DATA HAS CHANGED on every LU. */
+  reportedLunsDelivered(nexusKey: string): void;
+}
+
+export interface LogicalUnitOptions {
+  readonly lun: number;
+  readonly device: BlockDevice;
+  readonly wwn: string;
+  readonly name: string;
+  readonly settings: DiskSettings;
+  /** Report a removable medium (RMB=1): START STOP UNIT can eject/load it. */
+  readonly removable: boolean;
+  /** Persistent reservation state (shared by every gateway exporting the image in HA setups). */
+  readonly reservations?: ReservationStore;
+}
+
+/** State of one I_T nexus in one logical unit. */
+export class LuNexus {
+  readonly ua = new UnitAttentions();
+  /** PREVENT ALLOW MEDIUM REMOVAL: this nexus prevents medium removal. */
+  prevent = false;
+  constructor(readonly nexus: ITNexus) {}
+}
+
+const enum Opcode {
+  RequestSense = 0x03,
+  Inquiry = 0x12,
+  ReportLuns = 0xa0,
+}
+
+export class LogicalUnit {
+  readonly lun: number;
+  readonly device: BlockDevice;
+  readonly wwn: string;
+  readonly name: string;
+  readonly settings: DiskSettings;
+  readonly removable: boolean;
+  readonly blockSize: number;
+  readonly blockShift: number;
+  /**
+   * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. 0: a 4 KiB physical block would be honest for
+   * page-cache and object backstores, but libiscsi's GetLBAStatus.UnmapSingle then fails (it
+   * asks for LBA i+1 and expects a descriptor at i+LBPPB), and initiators align to 4 KiB anyway.
+   */
+  readonly physicalBlockExponent = 0;
+  /** NAA designator (VPD 83h), the LU's identity across gateways. */
+  readonly naa: Buffer;
+  /** DPO and FUA bits are supported (MODE SENSE DPOFUA; CDB bits evaluated). */
+  readonly dpofua: boolean;
+  readonly maxTransferBlocks: number;
+  readonly optimalTransferBlocks: number;
+  /** Largest COMPARE AND WRITE (NUMBER OF LOGICAL BLOCKS is one byte; data is twice that). */
+  readonly maxCompareAndWriteBlocks: number;
+  /** Largest WRITE ATOMIC the backstore makes atomic. */
+  readonly maxAtomicTransferBlocks: number;
+  readonly commands: CommandTable;
+  readonly taskSet = new TaskSet();
+  readonly locks = new RangeLocks();
+  readonly defaultMode: ModeParameters;
+  mode: ModeParameters;
+  /** Removable medium state: false after START STOP UNIT ejected it. */
+  mediumPresent = true;
+  readonly reservations: ReservationStore;
+  /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
+  spc2Holder?: string;
+  readonly log: Logger;
+
+  private readonly nexuses = new Map<string, LuNexus>();
+  private seq = 0;
+  private closed = false;
+  private readonly unsubscribeResize: () => void;
+  private lastCapacity: number;
+
+  constructor(options: LogicalUnitOptions, readonly target: TargetContext, log: Logger) {
+    this.lun = options.lun;
+    this.device = options.device;
+    this.wwn = options.wwn;
+    this.name = options.name;
+    this.settings = options.settings;
+    this.removable = options.removable;
+    this.blockSize = options.settings.block_size;
+    this.blockShift = Math.log2(this.blockSize);
+    this.naa = deriveNaa(options.wwn);
+    this.dpofua = options.settings.emulate_dpo === 1 && options.settings.emulate_fua_write === 1;
+    this.maxTransferBlocks = MAX_TRANSFER_BYTES / this.blockSize;
+    this.optimalTransferBlocks = Math.min(options.settings.optimal_sectors, this.maxTransferBlocks);
+    this.maxCompareAndWriteBlocks = Math.min(255, this.maxTransferBlocks / 2);
+    this.maxAtomicTransferBlocks = Math.min(this.maxTransferBlocks, Math.floor(options.device.capabilities.atomicWriteBytes / this.blockSize));
+    this.log = log.child({ lun: this.lun });
+    this.defaultMode = Object.freeze({
+      wce: options.settings.emulate_write_cache === 1,
+      dSense: false,
+      swp: false,
+      tas: options.settings.emulate_tas === 1,
+      uaIntlckCtrl: [0, 2, 3][options.settings.emulate_ua_intlck_ctrl],
+      qam: options.settings.emulate_rest_reord === 1 ? 0 : 1,
+    });
+    this.mode = this.defaultMode;
+    this.reservations = options.reservations ?? new LocalReservationStore();
+    this.commands = new CommandTable(diskCommands(this));
+    this.lastCapacity = this.capacity();
+    this.unsubscribeResize = this.device.onResize(() => this.resized());
+  }
+
+  /** Capacity in logical blocks. */
+  capacity(): number {
+    return Math.floor(this.device.size() / this.blockSize);
+  }
+
+  writeProtected(): boolean {
+    return this.device.readOnly || this.mode.swp;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Command execution
+
+  async execute(cmd: ScsiCommand): Promise<ScsiResult> {
+    const ns = this.nexusState(cmd.nexus);
+    if (this.closed) return this.checkCondition({ key: SenseKey.IllegalRequest, asc: Asc.LogicalUnitNotSupported });
+    let attribute = cmd.attribute;
+    if (attribute === TaskAttribute.ACA) {
+      // NormACA=0: ACA is not supported, so no ACA condition can exist.
+      return this.checkCondition({ key: SenseKey.IllegalRequest, asc: Asc.InvalidMessageError });
+    }
+    if (attribute === TaskAttribute.Untagged) attribute = TaskAttribute.Simple;
+    const depth = this.settings.queue_depth;
+    if (depth !== 0 && this.taskSet.size >= depth) {
+      if (this.mode.uaIntlckCtrl === 3) ns.ua.establish(Asc.PreviousTaskSetFullStatus);
+      return { status: ScsiStatus.TaskSetFull };
+    }
+    const task = new Task(cmd, this.seq++, attribute);
+    const enabled = this.taskSet.admit(task);
+    try {
+      if (!enabled) await task.waitEnabled();
+      if (task.aborted) return this.abortedResult(task);
+      const result = await this.dispatch(task, ns);
+      return task.aborted ? this.abortedResult(task) : result;
+    } catch (e) {
+      if (task.aborted) return this.abortedResult(task);
+      return this.errorResult(e, task);
+    } finally {
+      this.taskSet.remove(task);
+    }
+  }
+
+  private dispatch(task: Task, ns: LuNexus): Promise<ScsiResult> | ScsiResult {
+    const cdb = task.command.cdb;
+    const op = cdb.length > 0 ? cdb[0] : -1;
+    if (ns.ua.pending && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
+      const asc = this.mode.uaIntlckCtrl === 0 ? ns.ua.take() : ns.ua.peek();
+      if (this.mode.uaIntlckCtrl === 0 && asc === Asc.ReportedLunsDataHasChanged) this.target.reportedLunsDelivered(ns.nexus.key);
+      throw new SenseError(SenseKey.UnitAttention, asc ?? Asc.NoAdditionalSense);
+    }
+    if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+    const d = this.commands.lookup(cdb);
+    if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
+      throw new ReservationConflictError();
+    }
+    const pr = this.reservations.state;
+    if (pr.reservation && !(d.flags & CommandFlag.ReservationAllowed)
+      && persistentConflict(pr, ns.nexus, this.settings.enforce_pr_isids === 1, (d.flags & CommandFlag.ReadClass) !== 0)) {
+      throw new ReservationConflictError();
+    }
+    if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
+    return d.handler(this, task, ns);
+  }
+
+  private abortedResult(task: Task): ScsiResult {
+    const report = task.aborted?.reportStatus ?? false;
+    return { status: ScsiStatus.TaskAborted, aborted: { reportStatus: report }, dataOutTransferLength: task.dataOutTransferLength };
+  }
+
+  /** CHECK CONDITION with sense data in the format the control mode page selects. */
+  checkCondition(info: SenseInfo, dataOutTransferLength?: number): ScsiResult {
+    return { status: ScsiStatus.CheckCondition, sense: encodeSense(info, this.mode.dSense), dataOutTransferLength };
+  }
+
+  private errorResult(e: unknown, task: Task): ScsiResult {
+    if (e instanceof SenseError) return this.checkCondition(e, task.dataOutTransferLength);
+    if (e instanceof ReservationConflictError) {
+      if (this.mode.uaIntlckCtrl === 3) this.nexusState(task.command.nexus).ua.establish(Asc.PreviousReservationConflictStatus);
+      return { status: ScsiStatus.ReservationConflict, dataOutTransferLength: task.dataOutTransferLength };
+    }
+    if (e instanceof BlockDeviceError) {
+      this.log.warn({ err: e, cdb: task.command.cdb.toString('hex') }, 'backstore error');
+      return this.checkCondition(blockDeviceSense(e, task), task.dataOutTransferLength);
+    }
+    this.log.error({ err: e, cdb: task.command.cdb.toString('hex') }, 'command failed unexpectedly');
+    return this.checkCondition({ key: SenseKey.HardwareError, asc: Asc.InternalTargetFailure }, task.dataOutTransferLength);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Helpers for command handlers
+
+  /** LBA OUT OF RANGE unless [lba, lba+blocks) lies within the medium (lba itself must exist). */
+  checkRange(lba: number, blocks: number): void {
+    const cap = this.capacity();
+    if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
+  }
+
+  checkWritable(): void {
+    if (this.writeProtected()) throw writeProtected();
+  }
+
+  /**
+   * Fetch `length` bytes of the command's Data-Out buffer (once per command). An abort
+   * interrupts the transfer; any other failure of the transport is a data phase error.
+   */
+  async receiveDataOut(task: Task, length: number): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0);
+    let data: Buffer;
+    try {
+      data = await task.command.receiveDataOut(length, task.signal);
+    } catch (e) {
+      if (task.aborted) throw e;
+      this.log.debug({ err: e }, 'Data-Out failed');
+      throw new SenseError(SenseKey.AbortedCommand, Asc.DataPhaseError);
+    }
+    if (data.length < length) throw new SenseError(SenseKey.AbortedCommand, Asc.DataPhaseError);
+    return data.length === length ? data : data.subarray(0, length);
+  }
+
+  /**
+   * Range lock for restricted reordering (QUEUE ALGORITHM MODIFIER 0): overlapping commands
+   * take effect in the order received. Undefined when unrestricted reordering is in force.
+   */
+  orderRange(lba: number, blocks: number, write: boolean): RangeLock | undefined {
+    return this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
+  }
+
+  /** Writes are durable before completion unless the write cache is enabled. */
+  writeFua(fua: boolean): boolean {
+    return fua || !this.mode.wce;
+  }
+
+  /** Change the mode parameters (MODE SELECT) and tell the other nexuses. */
+  setMode(next: ModeParameters, from: LuNexus | undefined): void {
+    const prev = this.mode;
+    this.mode = Object.freeze({ ...next });
+    const changed = (Object.keys(next) as (keyof ModeParameters)[]).some((k) => next[k] !== prev[k]);
+    if (changed) this.establishUnitAttention(Asc.ModeParametersChanged, from?.nexus.key);
+  }
+
+  /** Medium removal is prevented by any I_T nexus. */
+  removalPrevented(): boolean {
+    for (const ns of this.nexuses.values()) if (ns.prevent) return true;
+    return false;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Nexus state and unit attentions
+
+  nexusState(nexus: ITNexus): LuNexus {
+    let ns = this.nexuses.get(nexus.key);
+    if (!ns) {
+      ns = new LuNexus(nexus);
+      this.nexuses.set(nexus.key, ns);
+    }
+    return ns;
+  }
+
+  hasNexus(key: string): boolean {
+    return this.nexuses.has(key);
+  }
+
+  /** A new I_T nexus: it starts with the given unit attention (power on / nexus loss). */
+  nexusCreated(nexus: ITNexus, asc: Asc): void {
+    const ns = new LuNexus(nexus);
+    ns.ua.establish(asc);
+    this.nexuses.set(nexus.key, ns);
+  }
+
+  /** Establish a unit attention for every I_T nexus (but `exceptKey`). */
+  establishUnitAttention(asc: Asc, exceptKey?: string): void {
+    for (const [key, ns] of this.nexuses) if (key !== exceptKey) ns.ua.establish(asc);
+  }
+
+  /** Establish a unit attention for the I_T nexuses of these registrations (but `exceptKey`). */
+  establishUnitAttentionFor(regs: readonly Registration[], asc: Asc, exceptKey?: string): void {
+    if (regs.length === 0) return;
+    const enforce = this.settings.enforce_pr_isids === 1;
+    for (const [key, ns] of this.nexuses) {
+      if (key !== exceptKey && regs.some((r) => matches(r, ns.nexus, enforce))) ns.ua.establish(asc);
+    }
+  }
+
+  /** PREEMPT AND ABORT: end the tasks of the preempted registrations' I_T nexuses. */
+  async abortTasksOf(regs: readonly Registration[], issuer: ITNexus): Promise<void> {
+    const enforce = this.settings.enforce_pr_isids === 1;
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuer.key
+      && regs.some((r) => matches(r, t.command.nexus, enforce)));
+    await this.abortAll(tasks, issuer.key);
+  }
+
+  clearUnitAttention(nexusKey: string, asc: Asc): void {
+    this.nexuses.get(nexusKey)?.ua.clear(asc);
+  }
+
+  private resized(): void {
+    const cap = this.capacity();
+    if (cap === this.lastCapacity) return;
+    this.lastCapacity = cap;
+    this.log.info({ blocks: cap }, 'capacity changed');
+    this.establishUnitAttention(Asc.CapacityDataHasChanged);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Task management (SAM-5 §7). Each resolves once every affected task has ended.
+
+  private tasksOf(key: string, scope?: (tag: number) => boolean): Task[] {
+    const out: Task[] = [];
+    for (const t of this.taskSet.tasks) {
+      if (t.command.nexus.key === key && t.state !== TaskState.Ended && (!scope || scope(t.command.tag))) out.push(t);
+    }
+    return out;
+  }
+
+  private async abortAll(tasks: Task[], issuerKey: string | undefined): Promise<void> {
+    const tas = this.mode.tas;
+    const cleared = new Set<string>();
+    for (const t of tasks) {
+      const other = t.command.nexus.key !== issuerKey;
+      t.abort({ reportStatus: other && tas });
+      if (other && !tas) cleared.add(t.command.nexus.key);
+    }
+    for (const key of cleared) this.nexuses.get(key)?.ua.establish(Asc.CommandsClearedByAnotherInitiator);
+    await Promise.all(tasks.map((t) => t.whenEnded()));
+  }
+
+  async abortTask(nexus: ITNexus, tag: number): Promise<TaskManagementResponse> {
+    const t = this.tasksOf(nexus.key).find((x) => x.command.tag === tag);
+    if (!t) return TaskManagementResponse.TaskDoesNotExist;
+    await this.abortAll([t], nexus.key);
+    return TaskManagementResponse.FunctionComplete;
+  }
+
+  async abortTaskSet(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<TaskManagementResponse> {
+    await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
+    return TaskManagementResponse.FunctionComplete;
+  }
+
+  /** CLEAR TASK SET: the issuer's tasks (within scope) and every other nexus's tasks. */
+  async clearTaskSet(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<TaskManagementResponse> {
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
+      && (t.command.nexus.key !== nexus.key || !scope || scope(t.command.tag)));
+    await this.abortAll(tasks, nexus.key);
+    return TaskManagementResponse.FunctionComplete;
+  }
+
+  /**
+   * Logical unit reset (also the per-LU part of a target reset): abort every task, release
+   * PREVENT and SPC-2 reservations, return the mode parameters to their defaults (nothing is
+   * saved), and report the reset to every other nexus. The issuer got FUNCTION COMPLETE, so
+   * it is not told again (as tgt does; a UA there would fail its next PERSISTENT RESERVE IN).
+   */
+  async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
+      && (!issuer || t.command.nexus.key !== issuer.key || !scope || scope(t.command.tag)));
+    const wait = this.abortAll(tasks, issuer?.key);
+    this.spc2Holder = undefined;
+    for (const ns of this.nexuses.values()) {
+      ns.prevent = false;
+      if (ns.nexus.key !== issuer?.key) ns.ua.establish(asc);
+    }
+    this.mode = this.defaultMode;
+    await wait;
+  }
+
+  /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */
+  async nexusReset(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<void> {
+    await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
+    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    const ns = this.nexuses.get(nexus.key);
+    if (ns) {
+      ns.prevent = false;
+      ns.ua.establish(Asc.ITNexusLossOccurred);
+    }
+  }
+
+  async nexusLost(nexus: ITNexus): Promise<void> {
+    await this.abortAll(this.tasksOf(nexus.key), nexus.key);
+    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    this.nexuses.delete(nexus.key);
+  }
+
+  queryTask(nexus: ITNexus, tag: number): TaskManagementResponse {
+    return this.tasksOf(nexus.key).some((t) => t.command.tag === tag)
+      ? TaskManagementResponse.FunctionSucceeded : TaskManagementResponse.FunctionComplete;
+  }
+
+  queryTaskSet(nexus: ITNexus): TaskManagementResponse {
+    return this.tasksOf(nexus.key).length > 0 ? TaskManagementResponse.FunctionSucceeded : TaskManagementResponse.FunctionComplete;
+  }
+
+  queryAsyncEvent(nexus: ITNexus): TaskManagementResponse {
+    return this.nexuses.get(nexus.key)?.ua.pending ? TaskManagementResponse.FunctionSucceeded : TaskManagementResponse.FunctionComplete;
+  }
+
+  /** Stop accepting commands, abort what is running and wait for it to end. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribeResize();
+    const tasks = [...this.taskSet.tasks];
+    for (const t of tasks) t.abort({ reportStatus: false });
+    await Promise.all(tasks.map((t) => t.whenEnded()));
+  }
+}
+
+/** Map a backstore failure to sense data (SBC-3 §4.18). */
+function blockDeviceSense(e: BlockDeviceError, task: Task): SenseInfo {
+  switch (e.kind) {
+    case 'out-of-range': return { key: SenseKey.IllegalRequest, asc: Asc.LbaOutOfRange };
+    case 'read-only': return { key: SenseKey.DataProtect, asc: Asc.WriteProtected };
+    case 'no-space': return { key: SenseKey.DataProtect, asc: Asc.SpaceAllocationFailedWriteProtect };
+    case 'closed': return { key: SenseKey.NotReady, asc: Asc.LogicalUnitNotReadyCauseNotReportable };
+    default:
+      return task.dataOutTransferLength !== undefined
+        ? { key: SenseKey.MediumError, asc: Asc.WriteError }
+        : { key: SenseKey.MediumError, asc: Asc.UnrecoveredReadError };
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The SCSI target device behind one iSCSI target node: its logical units, the I_T nexuses
+ * that reach them, and the task manager. This is the whole interface the iSCSI layer uses
+ * (sam.ts ScsiTargetDevice) plus the construction API for the daemon.
+ */
+import type { Logger } from '../util/log';
+import { silentLogger } from '../util/log';
+import type { BlockDevice } from '../block/block-device';
+import {
+  ITNexus, ScsiCommand, ScsiResult, ScsiStatus, ScsiTargetDevice, TaskManagementFunction, TaskManagementRequest,
+  TaskManagementResponse,
+} from './sam';
+import { DiskSettings, validateDiskSettings } from './disk-settings';
+import { LogicalUnit, TargetContext } from './logical-unit';
+import { Asc, SenseError, SenseKey, encodeSense } from './sense';
+import { inquiryNoLun } from './inquiry';
+import { requestSenseNoLun } from './request-sense';
+import { reportLunsData } from './report-luns';
+import { LogicalUnitRegistry, gatewayRegistry } from './lu-registry';
+import type { ReservationStore } from './reservations';
+
+export interface LogicalUnitConfig {
+  /** 0..16383 */
+  readonly lun: number;
+  readonly device: BlockDevice;
+  /** Unit serial number (a UUID), stable across restarts and gateways; the NAA id derives from it. */
+  readonly wwn: string;
+  /** Backstore object name, e.g. "rbd/disk_1" (product identification with emulate_model_alias). */
+  readonly name: string;
+  /** The seed's disk settings; validated, defaults applied. */
+  readonly settings?: Partial<DiskSettings>;
+  /** Report a removable medium (RMB=1) that START STOP UNIT can eject and load. Default false. */
+  readonly removable?: boolean;
+  /**
+   * Persistent reservation state of the image. Default: in-process, not persisted. Give a
+   * store that persists APTPL state with the image, or one shared by all gateways (HA).
+   */
+  readonly reservations?: ReservationStore;
+}
+
+export interface ScsiTargetOptions {
+  readonly targetName: string;
+  readonly logicalUnits: LogicalUnitConfig[];
+  readonly log?: Logger;
+  /** Where EXTENDED COPY finds other LUs; defaults to the process-wide registry. */
+  readonly registry?: LogicalUnitRegistry;
+}
+
+export const MAX_LUN = 16383;
+/** How many lost nexus keys are remembered (to report I_T NEXUS LOSS OCCURRED on return). */
+const LOST_NEXUS_MEMORY = 1024;
+
+export class ScsiTarget implements ScsiTargetDevice, TargetContext {
+  readonly targetName: string;
+  private readonly units = new Map<number, LogicalUnit>();
+  private sortedLuns: number[] = [];
+  private readonly nexuses = new Map<string, ITNexus>();
+  private readonly lost = new Set<string>();
+  private readonly log: Logger;
+  private readonly registry: LogicalUnitRegistry;
+  private closed = false;
+
+  constructor(options: ScsiTargetOptions) {
+    this.targetName = options.targetName;
+    this.log = (options.log ?? silentLogger()).child({ target: options.targetName });
+    this.registry = options.registry ?? gatewayRegistry;
+    for (const config of options.logicalUnits) this.attach(config);
+  }
+
+  /** Add a logical unit; every nexus gets REPORTED LUNS DATA HAS CHANGED. Throws on bad config. */
+  addLogicalUnit(config: LogicalUnitConfig): void {
+    const lu = this.attach(config);
+    for (const other of this.units.values()) {
+      if (other !== lu) other.establishUnitAttention(Asc.ReportedLunsDataHasChanged);
+    }
+  }
+
+  private attach(config: LogicalUnitConfig): LogicalUnit {
+    if (this.closed) throw new Error('target is closed');
+    if (!Number.isInteger(config.lun) || config.lun < 0 || config.lun > MAX_LUN) {
+      throw new RangeError(`LUN ${config.lun} is outside 0..${MAX_LUN}`);
+    }
+    if (this.units.has(config.lun)) throw new Error(`LUN ${config.lun} already exists`);
+    if (!config.wwn || !/^[\x21-\x7e]{1,252}$/.test(config.wwn)) throw new Error(`invalid unit serial number ${JSON.stringify(config.wwn)}`);
+    const settings = validateDiskSettings(config.settings ?? {});
+    const lu = new LogicalUnit({
+      lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
+      removable: config.removable ?? false, reservations: config.reservations,
+    }, this, this.log);
+    for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, Asc.PowerOnResetOrBusDeviceReset);
+    this.units.set(config.lun, lu);
+    this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
+    this.registry.register(lu);
+    this.log.info({ lun: config.lun, device: config.device.name, blocks: lu.capacity(), blockSize: lu.blockSize }, 'logical unit added');
+    return lu;
+  }
+
+  /** Remove a logical unit once its tasks have ended; every nexus gets REPORTED LUNS DATA HAS CHANGED. */
+  async removeLogicalUnit(lun: number): Promise<void> {
+    const lu = this.units.get(lun);
+    if (!lu) throw new Error(`LUN ${lun} does not exist`);
+    this.units.delete(lun);
+    this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
+    this.registry.unregister(lu);
+    for (const other of this.units.values()) other.establishUnitAttention(Asc.ReportedLunsDataHasChanged);
+    await lu.close();
+    this.log.info({ lun }, 'logical unit removed');
+  }
+
+  /** Abort everything and detach all LUs. The BlockDevices stay open: their owner closes them. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const units = [...this.units.values()];
+    this.units.clear();
+    this.sortedLuns = [];
+    for (const lu of units) this.registry.unregister(lu);
+    await Promise.all(units.map((lu) => lu.close()));
+  }
+
+  /** The logical unit at a LUN (for the daemon's status and tests). */
+  logicalUnit(lun: number): LogicalUnit | undefined {
+    return this.units.get(lun);
+  }
+
+  // TargetContext ------------------------------------------------------------------------
+
+  luns(): number[] {
+    return this.sortedLuns;
+  }
+
+  reportedLunsDelivered(nexusKey: string): void {
+    for (const lu of this.units.values()) lu.clearUnitAttention(nexusKey, Asc.ReportedLunsDataHasChanged);
+  }
+
+  // ScsiTargetDevice ---------------------------------------------------------------------
+
+  execute(command: ScsiCommand): Promise<ScsiResult> {
+    const lu = this.units.get(command.lun);
+    if (lu) return lu.execute(command);
+    return Promise.resolve(this.noLogicalUnit(command));
+  }
+
+  /** A LUN without a logical unit: INQUIRY, REQUEST SENSE and REPORT LUNS work, the rest fails. */
+  private noLogicalUnit(command: ScsiCommand): ScsiResult {
+    const cdb = command.cdb;
+    try {
+      switch (cdb.length >= 6 ? cdb[0] : -1) {
+        case 0x12: return { status: ScsiStatus.Good, data: inquiryNoLun(cdb) };
+        case 0x03: return { status: ScsiStatus.Good, data: requestSenseNoLun(cdb) };
+        case 0xa0:
+          if (cdb.length < 12) break;
+          this.reportedLunsDelivered(command.nexus.key);
+          return { status: ScsiStatus.Good, data: reportLunsData(cdb, this.sortedLuns) };
+      }
+      throw new SenseError(SenseKey.IllegalRequest, Asc.LogicalUnitNotSupported);
+    } catch (e) {
+      if (!(e instanceof SenseError)) throw e;
+      return { status: ScsiStatus.CheckCondition, sense: encodeSense(e, false) };
+    }
+  }
+
+  async taskManagement(req: TaskManagementRequest): Promise<TaskManagementResponse> {
+    try {
+      return await this.tmf(req);
+    } catch (err) {
+      this.log.error({ err, fn: req.fn }, 'task management function failed');
+      return TaskManagementResponse.Rejected;
+    }
+  }
+
+  private async tmf(req: TaskManagementRequest): Promise<TaskManagementResponse> {
+    const { nexus, scope } = req;
+    switch (req.fn) {
+      case TaskManagementFunction.TargetWarmReset:
+      case TaskManagementFunction.TargetColdReset: {
+        const asc = req.fn === TaskManagementFunction.TargetColdReset ? Asc.PowerOnOccurred : Asc.PowerOnResetOrBusDeviceReset;
+        this.log.warn({ initiator: nexus.initiatorPortName, fn: req.fn }, 'target reset');
+        await Promise.all([...this.units.values()].map((lu) => lu.reset(nexus, scope, asc)));
+        return TaskManagementResponse.FunctionComplete;
+      }
+      case TaskManagementFunction.ITNexusReset:
+        await Promise.all([...this.units.values()].map((lu) => lu.nexusReset(nexus, scope)));
+        return TaskManagementResponse.FunctionComplete;
+      case TaskManagementFunction.ClearAca:
+      case TaskManagementFunction.TaskReassign:
+        return TaskManagementResponse.NotSupported;
+    }
+    const lu = this.units.get(req.lun);
+    if (!lu) return TaskManagementResponse.LunDoesNotExist;
+    switch (req.fn) {
+      case TaskManagementFunction.AbortTask:
+        return req.referencedTag === undefined ? TaskManagementResponse.TaskDoesNotExist : lu.abortTask(nexus, req.referencedTag);
+      case TaskManagementFunction.AbortTaskSet:
+        return lu.abortTaskSet(nexus, scope);
+      case TaskManagementFunction.ClearTaskSet:
+        return lu.clearTaskSet(nexus, scope);
+      case TaskManagementFunction.LogicalUnitReset:
+        this.log.warn({ initiator: nexus.initiatorPortName, lun: req.lun }, 'logical unit reset');
+        await lu.reset(nexus, scope, Asc.BusDeviceResetFunctionOccurred);
+        return TaskManagementResponse.FunctionComplete;
+      case TaskManagementFunction.QueryTask:
+        return req.referencedTag === undefined ? TaskManagementResponse.FunctionComplete : lu.queryTask(nexus, req.referencedTag);
+      case TaskManagementFunction.QueryTaskSet:
+        return lu.queryTaskSet(nexus);
+      case TaskManagementFunction.QueryAsyncEvent:
+        return lu.queryAsyncEvent(nexus);
+      default:
+        return TaskManagementResponse.NotSupported;
+    }
+  }
+
+  nexusCreated(nexus: ITNexus): void {
+    this.nexuses.set(nexus.key, nexus);
+    const asc = this.lost.delete(nexus.key) ? Asc.ITNexusLossOccurred : Asc.PowerOnResetOrBusDeviceReset;
+    for (const lu of this.units.values()) lu.nexusCreated(nexus, asc);
+  }
+
+  async nexusLost(nexus: ITNexus): Promise<void> {
+    this.nexuses.delete(nexus.key);
+    this.lost.add(nexus.key);
+    if (this.lost.size > LOST_NEXUS_MEMORY) this.lost.delete(this.lost.values().next().value as string);
+    await Promise.all([...this.units.values()].map((lu) => lu.nexusLost(nexus)));
+  }
+}

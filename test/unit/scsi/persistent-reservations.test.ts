@@ -1,0 +1,392 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ITNexus, ScsiStatus, TaskManagementFunction as Fn } from '../../../src/scsi/sam';
+import { LocalReservationStore, PrState, prStateFromJson, prStateToJson } from '../../../src/scsi/reservations';
+import { assertGood, assertSense, cdb10, command, deferred, fixture, Fixture, nexus, tick } from './helpers';
+
+const RESERVATION_CONFLICT = ScsiStatus.ReservationConflict;
+const WE = 1, EA = 3, WE_RO = 5, EA_RO = 6, WE_AR = 7, EA_AR = 8;
+
+function prIn(sa: number, alloc = 4096): Buffer {
+  return Buffer.from([0x5e, sa, 0, 0, 0, 0, 0, alloc >> 8, alloc & 0xff, 0]);
+}
+
+function prOutCdb(sa: number, type = 0, scope = 0): Buffer {
+  return Buffer.from([0x5f, sa, (scope << 4) | type, 0, 0, 0, 0, 0, 24, 0]);
+}
+
+function params(rk: bigint, sark: bigint, flags = 0): Buffer {
+  const p = Buffer.alloc(24);
+  p.writeBigUInt64BE(rk, 0);
+  p.writeBigUInt64BE(sark, 8);
+  p[20] = flags;
+  return p;
+}
+
+async function out(f: Fixture, n: ITNexus, sa: number, rk: bigint, sark: bigint, type = 0, flags = 0) {
+  return f.run(prOutCdb(sa, type), { nexus: n, dataOut: params(rk, sark, flags) });
+}
+
+async function keys(f: Fixture, n: ITNexus): Promise<{ generation: number; keys: bigint[] }> {
+  const d = (await f.run(prIn(0), { nexus: n })).data!;
+  const list: bigint[] = [];
+  for (let at = 8; at < 8 + d.readUInt32BE(4); at += 8) list.push(d.readBigUInt64BE(at));
+  return { generation: d.readUInt32BE(0), keys: list };
+}
+
+async function reservation(f: Fixture, n: ITNexus): Promise<{ key: bigint; type: number } | undefined> {
+  const d = (await f.run(prIn(1), { nexus: n })).data!;
+  return d.readUInt32BE(4) === 0 ? undefined : { key: d.readBigUInt64BE(8), type: d[21] & 0x0f };
+}
+
+async function two(settings = {}): Promise<{ f: Fixture; a: ITNexus; b: ITNexus }> {
+  const f = await fixture({ settings });
+  const b = nexus(2);
+  f.target.nexusCreated(b);
+  await f.run([0, 0, 0, 0, 0, 0], { nexus: b });
+  return { f, a: f.nexus, b };
+}
+
+const READ = cdb10(0x28, 1, 1);
+const WRITE = cdb10(0x2a, 1, 1);
+async function canRead(f: Fixture, n: ITNexus): Promise<boolean> {
+  const r = await f.run(READ, { nexus: n });
+  return r.status === ScsiStatus.Good;
+}
+async function canWrite(f: Fixture, n: ITNexus): Promise<boolean> {
+  const r = await f.run(WRITE, { nexus: n, dataOut: Buffer.alloc(512) });
+  if (r.status !== ScsiStatus.Good) assert.equal(r.status, RESERVATION_CONFLICT);
+  return r.status === ScsiStatus.Good;
+}
+
+describe('PERSISTENT RESERVE OUT: registration', () => {
+  it('REGISTER / REGISTER AND IGNORE EXISTING KEY / unregister, with PRGENERATION', async () => {
+    const { f, a, b } = await two();
+    assert.deepEqual(await keys(f, a), { generation: 0, keys: [] });
+    assertGood(await out(f, a, 0, 0n, 0x1111n));
+    assertGood(await out(f, b, 6, 0n, 0x2222n));
+    assert.deepEqual(await keys(f, a), { generation: 2, keys: [0x1111n, 0x2222n] });
+    assert.equal((await out(f, a, 0, 0x9999n, 0x3333n)).status, RESERVATION_CONFLICT, 'wrong reservation key');
+    assert.equal((await out(f, a, 0, 0n, 0x3333n)).status, RESERVATION_CONFLICT, 'already registered');
+    assertGood(await out(f, a, 0, 0x1111n, 0x3333n));
+    assertGood(await out(f, a, 6, 0n, 0x4444n));
+    assert.deepEqual(await keys(f, b), { generation: 4, keys: [0x4444n, 0x2222n] });
+    assertGood(await out(f, a, 0, 0x4444n, 0n));
+    assert.deepEqual(await keys(f, b), { generation: 5, keys: [0x2222n] });
+    assertGood(await out(f, a, 0, 0n, 0n));
+    assert.equal((await keys(f, b)).generation, 5, 'registering key 0 when unregistered changes nothing');
+    assert.equal((await out(f, a, 0, 0x77n, 0n)).status, RESERVATION_CONFLICT);
+  });
+
+  it('READ KEYS truncates to the allocation length but keeps ADDITIONAL LENGTH', async () => {
+    const { f, a } = await two();
+    assertGood(await out(f, a, 0, 0n, 0xabn));
+    const r = await f.run(prIn(0, 8), { nexus: a });
+    assert.equal(r.data!.toString('hex'), '00000001' + '00000008');
+  });
+
+  it('checks the parameter list and CDB', async () => {
+    const { f, a } = await two();
+    const short = Buffer.from([0x5f, 0, 0, 0, 0, 0, 0, 0, 20, 0]);
+    assertSense(await f.run(short, { nexus: a, dataOut: Buffer.alloc(20) }), 0x5, 0x1a00);
+    assertSense(await out(f, a, 0, 0n, 1n, 0, 0x08), 0x5, 0x2600); // SPEC_I_PT
+    assertSense(await out(f, a, 0, 0n, 1n, 0, 0x10), 0x5, 0x2600); // reserved bit
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertSense(await f.run(prOutCdb(1, 2), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400); // bad type
+    assertSense(await f.run(prOutCdb(1, WE, 1), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400); // scope
+    assertSense(await f.run(Buffer.from([0x5f, 7, 0, 0, 0, 0, 0, 0, 24, 0]), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400);
+    for (let sa = 4; sa < 0x20; sa++) assertSense(await f.run(prIn(sa), { nexus: a }), 0x5, 0x2400);
+  });
+
+  it('without enforce_pr_isids a registration follows the initiator across ISIDs', async () => {
+    for (const enforce of [1, 0]) {
+      const f = await fixture({ settings: { enforce_pr_isids: enforce } });
+      const other: ITNexus = { ...f.nexus, isid: '400000000099', initiatorPortName: f.nexus.initiatorName + ',i,0x400000000099', key: 'other-isid' };
+      f.target.nexusCreated(other);
+      await f.run([0, 0, 0, 0, 0, 0], { nexus: other });
+      assertGood(await out(f, f.nexus, 0, 0n, 5n));
+      const again = await out(f, other, 0, 0n, 6n);
+      assert.equal(again.status, enforce ? ScsiStatus.Good : RESERVATION_CONFLICT);
+    }
+  });
+
+  it('ALL_TG_PT registers the initiator through every target port', async () => {
+    const f = await fixture();
+    const viaPort2 = nexus(1, 2);
+    f.target.nexusCreated(viaPort2);
+    await f.run([0, 0, 0, 0, 0, 0], { nexus: viaPort2 });
+    assertGood(await out(f, f.nexus, 0, 0n, 9n, 0, 0x04));
+    assertGood(await out(f, viaPort2, 1, 9n, 0n, EA));
+    assert.equal(await canWrite(f, f.nexus), false, 'the holder is the I_T nexus that reserved');
+    assert.equal(await canWrite(f, viaPort2), true);
+  });
+});
+
+describe('PERSISTENT RESERVE OUT: reservations', () => {
+  const matrix: [string, number, boolean, boolean, boolean, boolean][] = [
+    // type, registered other can read/write, unregistered other can read/write (libiscsi ProutReserve.Access*)
+    ['EA', EA, false, false, false, false],
+    ['WE', WE, true, false, true, false],
+    ['EA_RO', EA_RO, true, true, false, false],
+    ['WE_RO', WE_RO, true, true, true, false],
+    ['EA_AR', EA_AR, true, true, false, false],
+    ['WE_AR', WE_AR, true, true, true, false],
+  ];
+  for (const [name, type, regRead, regWrite, unregRead, unregWrite] of matrix) {
+    it(`${name}: access of the holder and of other nexuses`, async () => {
+      const { f, a, b } = await two();
+      assertGood(await out(f, a, 0, 0n, 0xan));
+      assertGood(await out(f, b, 0, 0n, 0xbn));
+      assertGood(await out(f, a, 1, 0xan, 0n, type));
+      assert.deepEqual(await reservation(f, b), { key: type === WE_AR || type === EA_AR ? 0n : 0xan, type });
+      assert.equal(await canRead(f, a), true);
+      assert.equal(await canWrite(f, a), true);
+      assert.equal(await canRead(f, b), regRead);
+      assert.equal(await canWrite(f, b), regWrite);
+      assertGood(await out(f, b, 0, 0xbn, 0n));
+      assert.equal(await canRead(f, b), unregRead);
+      assert.equal(await canWrite(f, b), unregWrite);
+      assertGood(await f.run([0x12, 0, 0, 0, 36, 0], { nexus: b }));
+      assertGood(await f.run(prIn(0), { nexus: b }));
+      assertGood(await f.run([0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], { nexus: b }));
+      assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }));
+      assertGood(await f.run([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], { nexus: b }));
+      const modeSense = await f.run([0x1a, 0, 0x3f, 0, 255, 0], { nexus: b });
+      assert.equal(modeSense.status === ScsiStatus.Good, unregRead);
+      assertGood(await out(f, a, 2, 0xan, 0n, type));
+      assert.equal(await reservation(f, a), undefined);
+      assert.equal(await canWrite(f, b), true);
+    });
+  }
+
+  it('RESERVE: a second reserve by the holder is a no-op, anyone else conflicts; no generation change', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    assertGood(await out(f, a, 1, 1n, 0n, WE));
+    assertGood(await out(f, a, 1, 1n, 0n, WE));
+    assert.equal((await out(f, a, 1, 1n, 0n, EA)).status, RESERVATION_CONFLICT);
+    assert.equal((await out(f, b, 1, 2n, 0n, WE)).status, RESERVATION_CONFLICT);
+    assert.equal((await out(f, a, 1, 2n, 0n, WE)).status, RESERVATION_CONFLICT, 'wrong key');
+    assert.equal((await keys(f, a)).generation, 2);
+  });
+
+  it('RELEASE: non-holders are ignored, a wrong type is INVALID RELEASE OF PERSISTENT RESERVATION', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    assertGood(await out(f, a, 1, 1n, 0n, EA));
+    assertGood(await out(f, b, 2, 2n, 0n, EA));
+    assert.deepEqual(await reservation(f, a), { key: 1n, type: EA });
+    assertSense(await out(f, a, 2, 1n, 0n, WE), 0x5, 0x2604);
+    assert.equal((await f.run(prOutCdb(2, EA), { nexus: nexus(3), dataOut: params(0n, 0n) })).status, RESERVATION_CONFLICT);
+    assertGood(await out(f, a, 2, 1n, 0n, EA));
+  });
+
+  it('releasing a registrants-only reservation tells the other registrants (RESERVATIONS RELEASED)', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    assertGood(await out(f, a, 1, 1n, 0n, WE_RO));
+    assertGood(await out(f, a, 2, 1n, 0n, WE_RO));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, 0x2a04);
+    assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }));
+  });
+
+  it('unregistering the holder releases the reservation; all-registrants reservations survive it', async () => {
+    for (const [type, shared] of [[EA, false], [WE_RO, false], [EA_AR, true]] as const) {
+      const { f, a, b } = await two();
+      assertGood(await out(f, a, 0, 0n, 1n));
+      assertGood(await out(f, b, 0, 0n, 2n));
+      assertGood(await out(f, a, 1, 1n, 0n, type));
+      assertGood(await out(f, a, 0, 1n, 0n));
+      assert.deepEqual(await reservation(f, a), shared ? { key: 0n, type } : undefined);
+      assertGood(await f.run(prIn(1), { nexus: a })); // no unit attention for the unregistering nexus
+      if (type === WE_RO) assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, 0x2a04);
+      if (shared) {
+        assertGood(await out(f, b, 2, 2n, 0n, type));
+        assert.equal(await reservation(f, a), undefined);
+      }
+    }
+  });
+
+  it('CLEAR removes everything, bumps the generation once and tells the others', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    assertGood(await out(f, a, 1, 1n, 0n, EA));
+    const g = (await keys(f, a)).generation;
+    assertGood(await out(f, a, 3, 1n, 0n));
+    assert.deepEqual(await keys(f, a), { generation: g + 1, keys: [] });
+    assert.equal(await reservation(f, a), undefined);
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, 0x2a03);
+  });
+
+  it('PREEMPT removes registrations (REGISTRATIONS PREEMPTED) and takes over the reservation', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    const g = (await keys(f, a)).generation;
+    assertGood(await out(f, b, 4, 2n, 1n, EA));
+    assert.deepEqual(await keys(f, b), { generation: g + 1, keys: [2n] });
+    assert.equal(await reservation(f, b), undefined, 'no reservation: only registrations are preempted');
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }), 0x6, 0x2a05);
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, a, 1, 1n, 0n, WE));
+    assertGood(await out(f, b, 4, 2n, 1n, EA));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }), 0x6, 0x2a05);
+    assert.deepEqual(await reservation(f, a), { key: 2n, type: EA });
+    assert.equal((await out(f, b, 4, 2n, 0x55n, EA)).status, RESERVATION_CONFLICT, 'no such key');
+    assertSense(await out(f, b, 4, 2n, 0n, EA), 0x5, 0x2600);
+  });
+
+  it('PREEMPT AND ABORT also ends the preempted nexus\'s tasks', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, b, 0, 0n, 2n));
+    const held = deferred<Buffer>();
+    const w = f.target.execute(command(cdb10(0x2a, 0, 1), { nexus: a, dataOutLength: 512, receive: (_n, signal) => {
+      signal.addEventListener('abort', () => held.reject(new Error('aborted')));
+      return held.promise;
+    } }));
+    await tick();
+    assertGood(await out(f, b, 5, 2n, 1n, EA));
+    const r = await w;
+    assert.deepEqual(r.aborted, { reportStatus: true });
+  });
+
+  it('REPORT CAPABILITIES and READ FULL STATUS', async () => {
+    const { f, a, b } = await two();
+    assert.equal((await f.run(prIn(2), { nexus: a })).data!.toString('hex'), '0008059' + '0ea01' + '0000');
+    assertGood(await out(f, a, 0, 0n, 0x11n, 0, 0x01));
+    assertGood(await out(f, b, 0, 0n, 0x22n, 0, 0x05));
+    assertGood(await out(f, a, 1, 0x11n, 0n, WE_RO));
+    assert.equal((await f.run(prIn(2), { nexus: a })).data![3], 0x91, 'PTPL_A');
+    const d = (await f.run(prIn(3), { nexus: a })).data!;
+    assert.equal(d.readUInt32BE(0), 2);
+    const name = Buffer.from(a.initiatorPortName);
+    const tidLen = (name.length + 1 + 3) & ~3;
+    assert.equal(d.readUInt32BE(4), 2 * (24 + 4 + tidLen));
+    let at = 8;
+    assert.equal(d.readBigUInt64BE(at), 0x11n);
+    assert.equal(d[at + 12], 0x01, 'R_HOLDER');
+    assert.equal(d[at + 13], WE_RO);
+    assert.equal(d.readUInt16BE(at + 18), 1);
+    assert.equal(d.readUInt32BE(at + 20), 4 + tidLen);
+    assert.equal(d[at + 24], 0x45);
+    assert.equal(d.readUInt16BE(at + 26), tidLen);
+    assert.equal(d.subarray(at + 28, at + 28 + name.length).toString(), a.initiatorPortName);
+    at += 24 + 4 + tidLen;
+    assert.equal(d.readBigUInt64BE(at), 0x22n);
+    assert.equal(d[at + 12], 0x02, 'ALL_TG_PT, not the holder');
+    assert.equal(d.readUInt16BE(at + 18), 0);
+  });
+
+  it('persistent reservations survive resets and nexus loss', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assertGood(await out(f, a, 1, 1n, 0n, EA));
+    await f.target.taskManagement({ nexus: b, fn: Fn.LogicalUnitReset, lun: 0 });
+    await f.target.nexusLost(a);
+    f.target.nexusCreated(a);
+    assert.deepEqual(await reservation(f, b), { key: 1n, type: EA });
+    assert.equal((await f.run(READ, { nexus: b })).status, RESERVATION_CONFLICT);
+  });
+});
+
+describe('reservation store', () => {
+  it('persists while APTPL is set, and drops the copy when APTPL is cleared', async () => {
+    const saved: (PrState | undefined)[] = [];
+    const store = new LocalReservationStore({ persist: async (s) => { saved.push(s); } });
+    const f = await fixture({ reservations: store });
+    assertGood(await out(f, f.nexus, 0, 0n, 7n, 0, 0x01));
+    assertGood(await out(f, f.nexus, 1, 7n, 0n, EA));
+    assertGood(await out(f, f.nexus, 0, 7n, 8n, 0, 0x00));
+    assert.equal(saved.length, 3);
+    assert.equal(saved[1]?.reservation?.type, EA);
+    assert.equal(saved[2], undefined);
+    const restored = prStateFromJson(JSON.parse(JSON.stringify(prStateToJson(saved[1]!))));
+    assert.equal(restored.reservation?.holder, restored.registrations[0]);
+    assert.equal(restored.registrations[0].key, 7n);
+  });
+
+  it('force_pr_aptpl persists every registration', async () => {
+    const f = await fixture({ settings: { force_pr_aptpl: 1 } });
+    assertGood(await out(f, f.nexus, 0, 0n, 7n));
+    assert.equal((await f.run(prIn(2))).data![3] & 0x01, 1);
+  });
+
+  it('a failing persist leaves the state unchanged and fails the command', async () => {
+    const store = new LocalReservationStore({ persist: async () => { throw new Error('disk full'); } });
+    await assert.rejects(store.update((s) => ({ state: { ...s, aptpl: true, generation: 1 }, result: 1 })), /disk full/);
+    assert.equal(store.state.generation, 0);
+    assert.equal(await store.update((s) => ({ state: { ...s, generation: 2 }, result: 2 })), 2);
+  });
+});
+
+describe('SPC-2 RESERVE / RELEASE', () => {
+  it('reserve the LU for one nexus; others conflict except INQUIRY, REPORT LUNS, REQUEST SENSE, RELEASE', async () => {
+    const { f, a, b } = await two();
+    for (const op of [0x16, 0x56]) {
+      const reserve = op === 0x16 ? [0x16, 0, 0, 0, 0, 0] : [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      const release = op === 0x16 ? [0x17, 0, 0, 0, 0, 0] : [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      assertGood(await f.run(reserve, { nexus: a }));
+      assertGood(await f.run(reserve, { nexus: a }));
+      assert.equal((await f.run(reserve, { nexus: b })).status, RESERVATION_CONFLICT);
+      assertGood(await f.run(release, { nexus: b }));
+      assert.equal((await f.run([0x1a, 0, 0x3f, 0, 255, 0], { nexus: b })).status, RESERVATION_CONFLICT);
+      assert.equal((await f.run([0, 0, 0, 0, 0, 0], { nexus: b })).status, RESERVATION_CONFLICT);
+      assertGood(await f.run([0x12, 0, 0, 0, 36, 0], { nexus: b }));
+      assertGood(await f.run([0x03, 0, 0, 0, 18, 0], { nexus: b }));
+      assertGood(await f.run([0x1a, 0, 0x3f, 0, 255, 0], { nexus: a }));
+      assertGood(await f.run(release, { nexus: a }));
+      assertGood(await f.run(reserve, { nexus: b }));
+      assertGood(await f.run(release, { nexus: b }));
+    }
+  });
+
+  it('is released by LU reset, target reset, I_T nexus reset and nexus loss', async () => {
+    for (const fn of [Fn.LogicalUnitReset, Fn.TargetWarmReset, Fn.TargetColdReset, Fn.ITNexusReset, -1]) {
+      const { f, a, b } = await two();
+      assertGood(await f.run([0x16, 0, 0, 0, 0, 0], { nexus: a }));
+      if (fn < 0) await f.target.nexusLost(a);
+      else await f.target.taskManagement({ nexus: a, fn, lun: 0 });
+      const r = await f.run([0x16, 0, 0, 0, 0, 0], { nexus: b });
+      if (r.status === ScsiStatus.CheckCondition) assertGood(await f.run([0x16, 0, 0, 0, 0, 0], { nexus: b }));
+      else assertGood(r);
+    }
+  });
+
+  it('conflicts with persistent registrations (CRH=0)', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, a, 0, 0n, 1n));
+    assert.equal((await f.run([0x16, 0, 0, 0, 0, 0], { nexus: b })).status, RESERVATION_CONFLICT);
+    assert.equal((await f.run([0x17, 0, 0, 0, 0, 0], { nexus: a })).status, RESERVATION_CONFLICT);
+  });
+
+  it('UA_INTLCK_CTRL 11b leaves PREVIOUS RESERVATION CONFLICT STATUS behind', async () => {
+    const { f, a, b } = await two({ emulate_ua_intlck_ctrl: 2 });
+    await f.run([0x03, 0, 0, 0, 18, 0], { nexus: b });
+    assertGood(await f.run([0x16, 0, 0, 0, 0, 0], { nexus: a }));
+    assert.equal((await f.run(READ, { nexus: b })).status, RESERVATION_CONFLICT);
+    const rs = await f.run([0x03, 0, 0, 0, 18, 0], { nexus: b });
+    assert.equal(rs.data!.readUInt16BE(12), 0x2c09);
+  });
+
+  it('with emulate_pr=0 neither persistent nor SPC-2 reservations exist', async () => {
+    const f = await fixture({ settings: { emulate_pr: 0 } });
+    assertSense(await f.run(prIn(0)), 0x5, 0x2000);
+    assertSense(await f.run([0x16, 0, 0, 0, 0, 0]), 0x5, 0x2000);
+  });
+});
+
+describe('target resets', () => {
+  it('report POWER ON, RESET (warm) or POWER ON OCCURRED (cold) to the other nexuses on every LU', async () => {
+    for (const [fn, asc] of [[Fn.TargetWarmReset, 0x2900], [Fn.TargetColdReset, 0x2901]]) {
+      const { f, a, b } = await two();
+      assert.equal(await f.target.taskManagement({ nexus: a, fn, lun: 0 }), 0);
+      assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }));
+      assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, asc);
+    }
+  });
+});
