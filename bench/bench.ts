@@ -44,6 +44,8 @@ interface Options {
   gatewayLog: string;
   gatewayNodeArgs: string[];
   profile?: boolean;
+  summarize?: string[];
+  waitQuiet?: number;
   out: string;
 }
 
@@ -94,6 +96,8 @@ function parseOptions(argv: string[]): Options {
     .option('--gateway-log <level>', 'ISCSI_GATEWAY_LOG for the gateway daemon', 'warn')
     .option('--gateway-node-args <args>', 'extra node flags for the gateway, space-separated', (v: string) => v.split(/\s+/).filter(Boolean), [])
     .option('--profile', 'instead of the comparison: CPU-profile the gateway once per selected workload (default rows: 4k-randread, 4k-write)')
+    .option('--summarize <files...>', 'only print the summary of existing .cpuprofile files')
+    .option('--wait-quiet <s>', 'before each target session wait up to this long for other load to stop (default 30, quick 0)', nonNegative)
     .option('--out <file>', 'results JSON', path.join(RESULTS_DIR, 'latest.json'))
     .allowExcessArguments(false);
   program.parse(argv);
@@ -138,11 +142,16 @@ async function main(): Promise<number> {
   const rounds = o.runs ?? (quick ? 1 : 3);
   const durationS = o.duration ?? (quick ? 4 : 12);
   const warmupS = o.warmup ?? (quick ? 1 : 3);
+  const quietWaitS = o.waitQuiet ?? (quick ? 0 : 30);
   const log = (line: string) => process.stdout.write(line + '\n');
 
   const workloads = createWorkloads();
   const allRows = createRows(workloads);
   let kinds: TargetKind[] = createTargetKinds({ cli: path.resolve(o.gatewayCli), logLevel: o.gatewayLog, nodeArgs: o.gatewayNodeArgs });
+  if (o.summarize) {
+    for (const f of o.summarize) log(`== ${f} ==\n${formatProfileSummary(summarizeCpuProfile(f, REPO_ROOT))}\n`);
+    return 0;
+  }
   if (o.list) {
     log('rows (baseline -> candidate):');
     for (const r of allRows) log(`  ${r.id.padEnd(14)} ${r.title}  [${r.baseline.target}/${r.baseline.workload} -> ${r.candidate.target}/${r.candidate.workload}]`);
@@ -174,7 +183,7 @@ async function main(): Promise<number> {
 
   const started = new Date();
   log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${kinds.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
-  const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, env });
+  const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, env });
   const summaries = summarizeRows(rows, result.cells, workloads);
 
   const targetInfo: Record<string, string> = {};
@@ -185,7 +194,7 @@ async function main(): Promise<number> {
     host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / (1 << 30)), kernel: os.release() },
     tools: await toolVersions(),
     targets: targetInfo,
-    options: { rounds, durationS, warmupS, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
+    options: { rounds, durationS, warmupS, quietWaitS, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
     workloads: Object.fromEntries(workloads.filter((w) => rows.some((r) => r.candidate.workload === w.id || r.baseline.workload === w.id)).map((w) => [w.id, { title: w.title, tool: w.tool, unit: w.metric.unit, ...w.parameters() }])),
     rows: summaries,
     failures: result.failures,

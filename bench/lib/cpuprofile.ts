@@ -60,9 +60,10 @@ export function areaOf(frame: CallFrame, repoRoot: string): string {
   return m ? `src/${m[1]}` : rel;
 }
 
-function frameName(frame: CallFrame, repoRoot: string): string {
+function frameName(frame: CallFrame, repoRoot: string, caller?: CallFrame): string {
   const fn = frame.functionName || '(anonymous)';
-  if (!frame.url) return fn;
+  // Native bindings share names (socket and fs both have "writeBuffer"): say who called.
+  if (!frame.url) return caller && caller.url && !fn.startsWith('(') ? `${fn} <- ${caller.functionName || '(anonymous)'}` : fn;
   let file = frame.url.replace(/^file:\/\//, '');
   if (file.startsWith(repoRoot + '/')) file = file.slice(repoRoot.length + 1);
   const nm = file.lastIndexOf('/node_modules/');
@@ -94,7 +95,8 @@ export function summarizeCpuProfile(file: string, repoRoot: string): ProfileSumm
       continue;
     }
     busyMs += ms;
-    const name = frameName(node.callFrame, repoRoot);
+    const callerId = parent.get(node.id);
+    const name = frameName(node.callFrame, repoRoot, callerId === undefined ? undefined : byId.get(callerId)!.callFrame);
     const s = self.get(name) ?? { area, ms: 0 };
     s.ms += ms;
     self.set(name, s);
@@ -104,7 +106,8 @@ export function summarizeCpuProfile(file: string, repoRoot: string): ProfileSumm
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
       const f = byId.get(id)!.callFrame;
       if (f.functionName === '(root)') continue;
-      const fname = frameName(f, repoRoot);
+      const up = parent.get(id);
+      const fname = frameName(f, repoRoot, up === undefined ? undefined : byId.get(up)!.callFrame);
       if (seen.has(fname)) continue;
       seen.add(fname);
       total.set(fname, (total.get(fname) ?? 0) + ms);

@@ -252,6 +252,9 @@ export interface CpuTimes {
   readonly process: number;
   /** user+system seconds of the main thread (the event loop of tgtd and of node). */
   readonly mainThread: number;
+  /** Context switches of all threads so far (voluntary + involuntary). */
+  readonly contextSwitches: number;
+  readonly threads: number;
 }
 
 const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts in these ticks.
@@ -269,11 +272,34 @@ function statTicks(file: string): number | undefined {
   return Number(rest[11]) + Number(rest[12]);
 }
 
+function contextSwitches(pid: number): { switches: number; threads: number } {
+  let switches = 0;
+  let threads = 0;
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return { switches, threads };
+  }
+  for (const t of tasks) {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+    } catch {
+      continue; // thread ended meanwhile
+    }
+    threads++;
+    for (const m of text.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) switches += Number(m[1]);
+  }
+  return { switches, threads };
+}
+
 export function cpuTimes(pid: number): CpuTimes | undefined {
   const p = statTicks(`/proc/${pid}/stat`);
   const m = statTicks(`/proc/${pid}/task/${pid}/stat`);
   if (p === undefined || m === undefined) return undefined;
-  return { process: p / CLK_TCK, mainThread: m / CLK_TCK };
+  const cs = contextSwitches(pid);
+  return { process: p / CLK_TCK, mainThread: m / CLK_TCK, contextSwitches: cs.switches, threads: cs.threads };
 }
 
 /** Busy seconds of the whole machine (all CPUs) so far, from /proc/stat. */

@@ -19,6 +19,8 @@ export interface CellSummary {
   readonly targetCpuPct?: number;
   readonly targetMainThreadPct?: number;
   readonly targetUsPerIo?: number;
+  readonly targetSwitchesPerIo?: number;
+  readonly targetThreads?: number;
   readonly machinePct?: number;
   readonly command?: string;
   readonly samples: Sample[];
@@ -64,6 +66,8 @@ export function summarizeCell(result: CellResult | undefined, target: string, wo
     targetCpuPct: median(defined(samples.map((s) => s.cpu?.processPct))),
     targetMainThreadPct: median(defined(samples.map((s) => s.cpu?.mainThreadPct))),
     targetUsPerIo: median(defined(samples.map((s) => s.cpu?.usPerIo))),
+    targetSwitchesPerIo: median(defined(samples.map((s) => s.cpu?.switchesPerIo))),
+    targetThreads: median(defined(samples.map((s) => s.cpu?.threads))),
     machinePct: median(defined(samples.map((s) => s.cpu?.machinePct))),
     command: samples[samples.length - 1]?.command,
     samples,
@@ -129,11 +133,17 @@ export function formatCpuTable(rows: readonly RowSummary[]): string {
         pct(c.targetCpuPct),
         pct(c.targetMainThreadPct),
         c.targetUsPerIo === undefined ? 'n/a' : c.targetUsPerIo.toFixed(1),
+        c.targetSwitchesPerIo === undefined ? 'n/a' : c.targetSwitchesPerIo.toFixed(2),
+        c.targetThreads === undefined ? 'n/a' : String(c.targetThreads),
         pct(c.machinePct),
       ]);
     }
   }
-  return table(['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'machine busy'], body, new Set([2, 3, 4, 5, 6]));
+  return table(
+    ['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'ctx sw/IO', 'threads', 'machine busy'],
+    body,
+    new Set([2, 3, 4, 5, 6, 7, 8]),
+  );
 }
 
 export function formatFailures(failures: readonly Failure[]): string {

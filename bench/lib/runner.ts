@@ -18,6 +18,9 @@ export interface CpuUse {
   readonly mainThreadPct: number;
   /** Target CPU microseconds per I/O (all threads). */
   readonly usPerIo?: number;
+  /** Target context switches per I/O (all threads): wake-ups of worker threads and the loop. */
+  readonly switchesPerIo?: number;
+  readonly threads?: number;
   /** Whole machine busy, % of all cores (client + target + everything else). */
   readonly machinePct: number;
 }
@@ -50,6 +53,8 @@ export interface RunnerOptions {
   readonly rounds: number;
   readonly durationS: number;
   readonly warmupS: number;
+  /** Wait up to this long before each target session for the machine to become quiet. */
+  readonly quietWaitS: number;
   readonly env: BenchEnv;
 }
 
@@ -85,7 +90,7 @@ export async function runCells(rows: readonly Row[], kinds: readonly TargetKind[
   for (let round = 1; round <= opts.rounds; round++) {
     const order = round % 2 === 1 ? active : [...active].reverse();
     for (const kind of order) {
-      const bg = await backgroundLoad(1500);
+      const bg = await quietMachine(opts.quietWaitS, env.log);
       background.push({ ...bg, round, target: kind.id });
       const noisy = bg.busyPct > NOISY_PCT ? `  — NOT QUIET: ${bg.busyPct.toFixed(0)}% busy before start (${bg.top.join(', ')})` : '';
       env.log(`round ${round}/${opts.rounds}: starting ${kind.id}${noisy}`);
@@ -119,6 +124,8 @@ export async function runCells(rows: readonly Row[], kinds: readonly TargetKind[
                   processPct: ((cpu1.process - cpu0.process) / wallS) * 100,
                   mainThreadPct: ((cpu1.mainThread - cpu0.mainThread) / wallS) * 100,
                   usPerIo: m.totalIos ? ((cpu1.process - cpu0.process) / m.totalIos) * 1e6 : undefined,
+                  switchesPerIo: m.totalIos ? (cpu1.contextSwitches - cpu0.contextSwitches) / m.totalIos : undefined,
+                  threads: cpu1.threads,
                   machinePct: ((m1.busy - m0.busy) / Math.max(m1.total - m0.total, 1e-9)) * 100,
                 }
               : undefined;
@@ -142,6 +149,17 @@ export async function runCells(rows: readonly Row[], kinds: readonly TargetKind[
     }
   }
   return { cells: [...cells.values()], failures, background };
+}
+
+/** Sample the background load; while it is above NOISY_PCT, keep waiting up to `waitS`. */
+async function quietMachine(waitS: number, log: (line: string) => void): Promise<BackgroundLoad> {
+  const deadline = Date.now() + waitS * 1000;
+  let bg = await backgroundLoad(1500);
+  if (bg.busyPct > NOISY_PCT && waitS > 0) {
+    log(`  machine busy (${bg.busyPct.toFixed(0)}%: ${bg.top.join(', ') || 'short-lived processes'}); waiting up to ${waitS} s for it to quieten`);
+    while (bg.busyPct > NOISY_PCT && Date.now() < deadline) bg = await backgroundLoad(1500);
+  }
+  return bg;
 }
 
 export function formatValue(v: number): string {

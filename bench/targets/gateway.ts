@@ -26,12 +26,19 @@ export interface GatewayKindOptions {
   readonly nodeArgs: readonly string[];
 }
 
-export function benchConfig(image: string, wwn: string): GatewayConfig {
+/** A gateway variant: which disk controls (LIO-style, e.g. emulate_write_cache) it runs with. */
+export interface GatewayVariant {
+  readonly id: string;
+  readonly title: string;
+  readonly diskControls: Record<string, number>;
+}
+
+export function benchConfig(image: string, wwn: string, diskControls: Record<string, number> = {}): GatewayConfig {
   return {
     version: 1,
     epoch: 0,
     disks: {
-      [DISK]: { backstore: 'file', path: path.resolve(image), wwn, controls: {} },
+      [DISK]: { backstore: 'file', path: path.resolve(image), wwn, controls: { ...diskControls } },
     },
     targets: {
       [GATEWAY_IQN]: {
@@ -47,26 +54,35 @@ export function benchConfig(image: string, wwn: string): GatewayConfig {
 }
 
 export class GatewayKind implements TargetKind {
-  readonly id = 'gateway';
-  readonly title = 'iscsi-gateway (file backstore)';
   private readonly wwn = randomUUID();
 
-  constructor(private readonly options: GatewayKindOptions) {}
+  constructor(
+    private readonly variant: GatewayVariant,
+    private readonly options: GatewayKindOptions,
+  ) {}
+
+  get id(): string {
+    return this.variant.id;
+  }
+  get title(): string {
+    return this.variant.title;
+  }
 
   async describe(): Promise<string> {
     const repo = path.resolve(path.dirname(this.options.cli), '..', '..', '..');
     const head = await runTool('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 5000 });
     const dirty = await runTool('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { timeoutMs: 5000 });
     const rev = head.code === 0 ? head.stdout.trim() + (dirty.stdout.trim() ? '+dirty-src' : '') : 'unknown';
-    return `iscsi-gateway ${rev} (${this.options.cli}; node ${process.version})`;
+    const controls = JSON.stringify(this.variant.diskControls);
+    return `iscsi-gateway ${rev} (${this.options.cli}; node ${process.version}; disk controls ${controls})`;
   }
 
   async start(env: BenchEnv): Promise<RunningTarget> {
     if (!fs.existsSync(this.options.cli)) throw new Error(`${this.options.cli} not found: build the gateway first (npm run build)`);
-    const dataDir = path.join(env.workDir, 'gateway-data');
+    const dataDir = path.join(env.workDir, `${this.id}-data`);
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(benchConfig(env.image, this.wwn), null, 2) + '\n');
+    fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(benchConfig(env.image, this.wwn, this.variant.diskControls), null, 2) + '\n');
     const port = await freePort();
     const nodeArgs = [...this.options.nodeArgs];
     if (env.cpuProfile) {

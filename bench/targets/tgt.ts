@@ -30,13 +30,26 @@ function removeSockets(control: number): void {
   for (const f of [`socket.${control}`, `socket.${control}.lock`]) fs.rmSync(path.join(SOCKET_DIR, f), { force: true });
 }
 
+/** A tgt variant: backing-store open flags (tgtadm --bsoflags: "sync", "direct", "sync:direct"). */
+export interface TgtVariant {
+  readonly id: string;
+  readonly title: string;
+  readonly bsoflags?: string;
+}
+
 export class TgtKind implements TargetKind {
-  readonly id = 'tgt';
-  readonly title = 'tgtd (tgt, rdwr backing store)';
+  constructor(private readonly variant: TgtVariant) {}
+
+  get id(): string {
+    return this.variant.id;
+  }
+  get title(): string {
+    return this.variant.title;
+  }
 
   async describe(): Promise<string> {
     const r = await runTool(TGTD, ['--version'], { timeoutMs: 5000 });
-    return `tgt ${r.stdout.trim() || r.stderr.trim()}`;
+    return `tgt ${r.stdout.trim() || r.stderr.trim()}; rdwr backing store${this.variant.bsoflags ? `, --bsoflags ${this.variant.bsoflags}` : ''}`;
   }
 
   async start(env: BenchEnv): Promise<RunningTarget> {
@@ -68,7 +81,7 @@ export class TgtKind implements TargetKind {
       await daemon.waitFor('control socket', () => fs.existsSync(sock), 10_000);
       await daemon.waitFor('iSCSI portal', () => canConnect('127.0.0.1', port), 10_000);
       await adm('--mode', 'target', '--op', 'new', '--tid', TID, '--targetname', TGT_IQN);
-      await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', env.image, '--bstype', 'rdwr');
+      await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', env.image, '--bstype', 'rdwr', ...(this.variant.bsoflags ? ['--bsoflags', this.variant.bsoflags] : []));
       await adm('--mode', 'target', '--op', 'bind', '--tid', TID, '--initiator-address', 'ALL');
       const url = `iscsi://127.0.0.1:${port}/${TGT_IQN}/${LUN}`;
       const probe = await probeLun(url);

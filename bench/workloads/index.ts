@@ -38,30 +38,38 @@ export function createWorkloads(): Workload[] {
   ];
 }
 
-function vsTgt(workload: Workload): Row {
+function compare(workload: Workload, baseline: string, candidate: string, suffix = '', note = ''): Row {
   return {
-    id: workload.id,
-    title: workload.title,
-    baseline: { target: 'tgt', workload: workload.id },
-    candidate: { target: 'gateway', workload: workload.id },
+    id: workload.id + suffix,
+    title: workload.title + note,
+    baseline: { target: baseline, workload: workload.id },
+    candidate: { target: candidate, workload: workload.id },
     goal: 1.0,
     explainBelow: 1.3,
   };
 }
 
 export function createRows(workloads: readonly Workload[]): Row[] {
-  return workloads.map(vsTgt);
+  const byId = (id: string) => workloads.find((w) => w.id === id)!;
+  return [
+    // The issue's rows: both targets with their defaults.
+    ...workloads.map((w) => compare(w, 'tgt', 'gateway')),
+    // Same write semantics on both sides (see targets/index.ts).
+    ...['4k-write', '128k-write'].map((id) => compare(byId(id), 'tgt', 'gateway-wce', '-wce', ', both write-back')),
+    ...['4k-write', '128k-write'].map((id) => compare(byId(id), 'tgt-sync', 'gateway', '-sync', ', both write-through')),
+  ];
 }
 
 /**
- * `--only a,b`: rows whose id equals an entry or starts with it ("4k" selects both 4k rows).
- * Unknown entries are an error, not silently nothing.
+ * `--only a,b`: the row whose id equals an entry, else the rows whose id starts with it ("4k"
+ * selects every 4k row). Unknown entries are an error, not silently nothing.
  */
 export function selectRows(rows: readonly Row[], only: readonly string[] | undefined): Row[] {
   if (!only || only.length === 0) return [...rows];
   const picked = new Set<Row>();
   for (const want of only) {
-    const hits = rows.filter((r) => r.id === want || r.id.startsWith(want));
+    const exact = rows.filter((r) => r.id === want);
+    const hits = exact.length > 0 ? exact : rows.filter((r) => r.id.startsWith(want));
     if (hits.length === 0) throw new Error(`no benchmark row "${want}"; rows: ${rows.map((r) => r.id).join(', ')}`);
     hits.forEach((r) => picked.add(r));
   }
