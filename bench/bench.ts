@@ -46,6 +46,8 @@ interface Options {
   profile?: boolean;
   summarize?: string[];
   waitQuiet?: number;
+  maxOther: number;
+  noiseRetries?: number;
   out: string;
 }
 
@@ -98,6 +100,8 @@ function parseOptions(argv: string[]): Options {
     .option('--profile', 'instead of the comparison: CPU-profile the gateway once per selected workload (default rows: 4k-randread, 4k-write)')
     .option('--summarize <files...>', 'only print the summary of existing .cpuprofile files')
     .option('--wait-quiet <s>', 'before each target session wait up to this long for other load to stop (default 30, quick 0)', nonNegative)
+    .option('--max-other <pct>', 'repeat a measurement during which other jobs used more than this % of a core', nonNegative, 25)
+    .option('--noise-retries <n>', 'how often a measurement disturbed by other jobs is repeated (default 2, quick 1)', nonNegative)
     .option('--out <file>', 'results JSON', path.join(RESULTS_DIR, 'latest.json'))
     .allowExcessArguments(false);
   program.parse(argv);
@@ -143,6 +147,7 @@ async function main(): Promise<number> {
   const durationS = o.duration ?? (quick ? 4 : 12);
   const warmupS = o.warmup ?? (quick ? 1 : 3);
   const quietWaitS = o.waitQuiet ?? (quick ? 0 : 30);
+  const noiseRetries = o.noiseRetries ?? (quick ? 1 : 2);
   const log = (line: string) => process.stdout.write(line + '\n');
 
   const workloads = createWorkloads();
@@ -183,18 +188,19 @@ async function main(): Promise<number> {
 
   const started = new Date();
   log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${kinds.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
-  const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, env });
+  const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, env });
   const summaries = summarizeRows(rows, result.cells, workloads);
 
   const targetInfo: Record<string, string> = {};
-  for (const k of kinds) targetInfo[k.id] = await k.describe();
+  const used = new Set(rows.flatMap((r) => [r.baseline.target, r.candidate.target]));
+  for (const k of kinds) if (used.has(k.id)) targetInfo[k.id] = await k.describe();
   const output = {
     started: started.toISOString(),
     finished: new Date().toISOString(),
     host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / (1 << 30)), kernel: os.release() },
     tools: await toolVersions(),
     targets: targetInfo,
-    options: { rounds, durationS, warmupS, quietWaitS, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
+    options: { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
     workloads: Object.fromEntries(workloads.filter((w) => rows.some((r) => r.candidate.workload === w.id || r.baseline.workload === w.id)).map((w) => [w.id, { title: w.title, tool: w.tool, unit: w.metric.unit, ...w.parameters() }])),
     rows: summaries,
     failures: result.failures,
@@ -207,8 +213,11 @@ async function main(): Promise<number> {
   log(`iscsi-gateway vs tgt — same ${o.imageSize / (1 << 20)} MiB preconditioned image, same clients, one target at a time; median of ${rounds} round(s)`);
   log('');
   log(formatRowsTable(summaries));
+  if (summaries.some((r) => r.baseline.contaminatedRuns + r.candidate.contaminatedRuns > 0)) {
+    log('* includes a measurement disturbed by other jobs on the machine (retries ran out; see "other jobs" below and the JSON)');
+  }
   log('');
-  log('where the time goes (medians; CPU % of one core over each tool run, warm-up included):');
+  log('where the time goes (medians; CPU as % of one core over each tool run, warm-up included; machine busy as % of both cores):');
   log(formatCpuTable(summaries));
   log('');
   for (const [id, d] of Object.entries(targetInfo)) log(`${id}: ${d}`);

@@ -378,8 +378,10 @@ export function reapStaleDaemons(log: (line: string) => void): void {
 
 // ---- is the machine quiet? ---------------------------------------------------------
 
-function allProcessTicks(): Map<number, { ticks: number; comm: string }> {
-  const out = new Map<number, { ticks: number; comm: string }>();
+export type ProcessSnapshot = Map<number, { ticks: number; comm: string; ppid: number }>;
+
+export function snapshotProcesses(): ProcessSnapshot {
+  const out: ProcessSnapshot = new Map();
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     let text: string;
@@ -390,9 +392,37 @@ function allProcessTicks(): Map<number, { ticks: number; comm: string }> {
     }
     const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
     const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    out.set(Number(name), { ticks: Number(rest[11]) + Number(rest[12]), comm });
+    out.set(Number(name), { ticks: Number(rest[11]) + Number(rest[12]), comm, ppid: Number(rest[1]) });
   }
   return out;
+}
+
+export interface OtherLoad {
+  /** CPU used by processes that are not part of the measurement, % of one core. */
+  readonly pct: number;
+  readonly top: string[];
+}
+
+/**
+ * CPU that processes other than ours (the harness, its children — targets and tools — and
+ * kernel threads such as writeback) used between two snapshots: other jobs on a shared
+ * machine that compete with the measurement. Processes that started and ended in between are
+ * not seen.
+ */
+export function otherLoad(p0: ProcessSnapshot, p1: ProcessSnapshot, seconds: number): OtherLoad {
+  const ours = (pid: number, ppid: number) => pid === process.pid || ppid === process.pid || pid === 2 || ppid === 2;
+  let ticks = 0;
+  const top: Array<{ pid: number; comm: string; ticks: number }> = [];
+  for (const [pid, v] of p1) {
+    if (ours(pid, v.ppid)) continue;
+    const d = v.ticks - (p0.get(pid)?.ticks ?? 0);
+    if (d <= 0) continue;
+    ticks += d;
+    top.push({ pid, comm: v.comm, ticks: d });
+  }
+  top.sort((a, b) => b.ticks - a.ticks);
+  const pct = (t: number) => (t / CLK_TCK / Math.max(seconds, 1e-9)) * 100;
+  return { pct: pct(ticks), top: top.slice(0, 3).filter((t) => pct(t.ticks) >= 2).map((t) => `${t.comm} ${t.pid}: ${pct(t.ticks).toFixed(0)}%`) };
 }
 
 export interface BackgroundLoad {
@@ -405,10 +435,10 @@ export interface BackgroundLoad {
 /** Sample the machine for `ms` while we do nothing: what else competes for the cores. */
 export async function backgroundLoad(ms: number): Promise<BackgroundLoad> {
   const m0 = machineBusy();
-  const p0 = allProcessTicks();
+  const p0 = snapshotProcesses();
   await sleep(ms);
   const m1 = machineBusy();
-  const p1 = allProcessTicks();
+  const p1 = snapshotProcesses();
   const secs = Math.max(m1.total - m0.total, 1e-9);
   const deltas: Array<{ pid: number; comm: string; pct: number }> = [];
   for (const [pid, v] of p1) {

@@ -22,6 +22,10 @@ export interface CellSummary {
   readonly targetSwitchesPerIo?: number;
   readonly targetThreads?: number;
   readonly machinePct?: number;
+  /** Median CPU of other jobs during the measurements (% of one core). */
+  readonly otherPct?: number;
+  /** Samples kept although other jobs disturbed them. */
+  readonly contaminatedRuns: number;
   readonly command?: string;
   readonly samples: Sample[];
 }
@@ -69,6 +73,8 @@ export function summarizeCell(result: CellResult | undefined, target: string, wo
     targetSwitchesPerIo: median(defined(samples.map((s) => s.cpu?.switchesPerIo))),
     targetThreads: median(defined(samples.map((s) => s.cpu?.threads))),
     machinePct: median(defined(samples.map((s) => s.cpu?.machinePct))),
+    otherPct: median(defined(samples.map((s) => s.otherPct))),
+    contaminatedRuns: samples.filter((s) => s.contaminated).length,
     command: samples[samples.length - 1]?.command,
     samples,
   };
@@ -95,7 +101,7 @@ export function summarizeRows(rows: readonly Row[], cells: readonly CellResult[]
 function figure(c: CellSummary): string {
   if (c.median === undefined) return 'n/a';
   const spread = c.runs > 1 ? ` [${formatValue(c.min!)}–${formatValue(c.max!)}]` : '';
-  return `${formatValue(c.median)}${spread}`;
+  return `${formatValue(c.median)}${spread}${c.contaminatedRuns > 0 ? ' *' : ''}`;
 }
 
 function table(header: string[], body: string[][], rightAlign: Set<number>): string {
@@ -136,13 +142,14 @@ export function formatCpuTable(rows: readonly RowSummary[]): string {
         c.targetSwitchesPerIo === undefined ? 'n/a' : c.targetSwitchesPerIo.toFixed(2),
         c.targetThreads === undefined ? 'n/a' : String(c.targetThreads),
         pct(c.machinePct),
+        pct(c.otherPct),
       ]);
     }
   }
   return table(
-    ['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'ctx sw/IO', 'threads', 'machine busy'],
+    ['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'ctx sw/IO', 'threads', 'machine busy', 'other jobs'],
     body,
-    new Set([2, 3, 4, 5, 6, 7, 8]),
+    new Set([2, 3, 4, 5, 6, 7, 8, 9]),
   );
 }
 

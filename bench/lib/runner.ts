@@ -9,7 +9,7 @@ import { Row } from '../workloads';
 import { Measurement, Workload, WorkloadError } from '../workloads/workload';
 import { BenchEnv, RunningTarget, TargetKind } from '../targets/target';
 import { syncImage } from './image';
-import { BackgroundLoad, backgroundLoad, machineBusy, tail } from './proc';
+import { BackgroundLoad, OtherLoad, backgroundLoad, machineBusy, otherLoad, snapshotProcesses, tail } from './proc';
 
 export interface CpuUse {
   /** Target process CPU (all threads) as % of one core over the tool run. */
@@ -30,6 +30,11 @@ export interface Sample extends Measurement {
   readonly cpu?: CpuUse;
   /** Machine busy (% of all cores) in the quiet second before this target started. */
   readonly backgroundPct?: number;
+  /** CPU other jobs used during this measurement (% of one core), and the busiest of them. */
+  readonly otherPct?: number;
+  readonly otherTop?: string[];
+  /** Other jobs used more than the limit and the retries ran out: a suspect figure. */
+  readonly contaminated?: boolean;
 }
 
 export interface Failure {
@@ -55,6 +60,10 @@ export interface RunnerOptions {
   readonly warmupS: number;
   /** Wait up to this long before each target session for the machine to become quiet. */
   readonly quietWaitS: number;
+  /** A measurement during which other jobs used more CPU than this (% of one core) is repeated... */
+  readonly maxOtherPct: number;
+  /** ...at most this many times. */
+  readonly noiseRetries: number;
   readonly env: BenchEnv;
 }
 
@@ -109,29 +118,21 @@ export async function runCells(rows: readonly Row[], kinds: readonly TargetKind[
           failures.push({ round, target: kind.id, workload: w.id, phase: 'run', message: `${kind.id} is no longer running; ${w.id} skipped`, targetOutput: target.diagnostics() });
           break;
         }
-        await syncImage(env.image);
-        const cpu0 = target.cpu();
-        const m0 = machineBusy();
-        const t0 = process.hrtime.bigint();
         try {
-          const m = await w.run({ target, env, durationS: opts.durationS, warmupS: opts.warmupS });
-          const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-          const cpu1 = target.cpu();
-          const m1 = machineBusy();
-          const cpu: CpuUse | undefined =
-            cpu0 && cpu1
-              ? {
-                  processPct: ((cpu1.process - cpu0.process) / wallS) * 100,
-                  mainThreadPct: ((cpu1.mainThread - cpu0.mainThread) / wallS) * 100,
-                  usPerIo: m.totalIos ? ((cpu1.process - cpu0.process) / m.totalIos) * 1e6 : undefined,
-                  switchesPerIo: m.totalIos ? (cpu1.contextSwitches - cpu0.contextSwitches) / m.totalIos : undefined,
-                  threads: cpu1.threads,
-                  machinePct: ((m1.busy - m0.busy) / Math.max(m1.total - m0.total, 1e-9)) * 100,
-                }
-              : undefined;
-          if (!target.alive()) throw new Error(`${kind.id} exited during ${w.id}`);
-          cells.get(cellKey(kind.id, w.id))!.samples.push({ ...m, round, cpu, backgroundPct: bg.busyPct });
-          env.log(`    ${w.id.padEnd(14)} ${formatValue(m.value)} ${w.metric.unit}` + (cpu ? `  (target CPU ${cpu.processPct.toFixed(0)}%, main thread ${cpu.mainThreadPct.toFixed(0)}%)` : ''));
+          for (let attempt = 0; ; attempt++) {
+            const { m, cpu, other } = await measure(target, w, opts);
+            if (!target.alive()) throw new Error(`${kind.id} exited during ${w.id}`);
+            const contaminated = other.pct > opts.maxOtherPct;
+            const line = `    ${w.id.padEnd(14)} ${formatValue(m.value)} ${w.metric.unit}` + (cpu ? `  (target CPU ${cpu.processPct.toFixed(0)}%, main thread ${cpu.mainThreadPct.toFixed(0)}%)` : '');
+            const otherNote = `other jobs used ${other.pct.toFixed(0)}% of a core: ${other.top.join(', ') || 'short-lived processes'}`;
+            if (contaminated && attempt < opts.noiseRetries) {
+              env.log(`${line} — discarded, ${otherNote}; repeating`);
+              continue;
+            }
+            cells.get(cellKey(kind.id, w.id))!.samples.push({ ...m, round, cpu, backgroundPct: bg.busyPct, otherPct: other.pct, otherTop: other.top, contaminated });
+            env.log(contaminated ? `${line} — kept although ${otherNote}` : line);
+            break;
+          }
         } catch (e) {
           const err = e as Error;
           const wf = e instanceof WorkloadError ? e : undefined;
@@ -149,6 +150,32 @@ export async function runCells(rows: readonly Row[], kinds: readonly TargetKind[
     }
   }
   return { cells: [...cells.values()], failures, background };
+}
+
+/** One run of a workload with the target's CPU use and the other jobs' load around it. */
+async function measure(target: RunningTarget, w: Workload, opts: RunnerOptions): Promise<{ m: Measurement; cpu?: CpuUse; other: OtherLoad }> {
+  await syncImage(opts.env.image);
+  const cpu0 = target.cpu();
+  const m0 = machineBusy();
+  const p0 = snapshotProcesses();
+  const t0 = process.hrtime.bigint();
+  const m = await w.run({ target, env: opts.env, durationS: opts.durationS, warmupS: opts.warmupS });
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu1 = target.cpu();
+  const m1 = machineBusy();
+  const other = otherLoad(p0, snapshotProcesses(), wallS);
+  const cpu: CpuUse | undefined =
+    cpu0 && cpu1
+      ? {
+          processPct: ((cpu1.process - cpu0.process) / wallS) * 100,
+          mainThreadPct: ((cpu1.mainThread - cpu0.mainThread) / wallS) * 100,
+          usPerIo: m.totalIos ? ((cpu1.process - cpu0.process) / m.totalIos) * 1e6 : undefined,
+          switchesPerIo: m.totalIos ? (cpu1.contextSwitches - cpu0.contextSwitches) / m.totalIos : undefined,
+          threads: cpu1.threads,
+          machinePct: ((m1.busy - m0.busy) / Math.max(m1.total - m0.total, 1e-9)) * 100,
+        }
+      : undefined;
+  return { m, cpu, other };
 }
 
 /** Sample the background load; while it is above NOISY_PCT, keep waiting up to `waitS`. */
