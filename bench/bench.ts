@@ -101,7 +101,7 @@ function parseOptions(argv: string[]): Options {
     .option('--summarize <files...>', 'only print the summary of existing .cpuprofile files')
     .option('--wait-quiet <s>', 'before each target session wait up to this long for other load to stop (default 30, quick 0)', nonNegative)
     .option('--max-other <pct>', 'repeat a measurement during which other jobs used more than this % of a core', nonNegative, 25)
-    .option('--noise-retries <n>', 'how often a measurement disturbed by other jobs is repeated (default 2, quick 1)', nonNegative)
+    .option('--noise-retries <n>', 'how often a measurement disturbed by other jobs is repeated (default 3, quick 1)', nonNegative)
     .option('--out <file>', 'results JSON', path.join(RESULTS_DIR, 'latest.json'))
     .allowExcessArguments(false);
   program.parse(argv);
@@ -147,7 +147,7 @@ async function main(): Promise<number> {
   const durationS = o.duration ?? (quick ? 4 : 12);
   const warmupS = o.warmup ?? (quick ? 1 : 3);
   const quietWaitS = o.waitQuiet ?? (quick ? 0 : 30);
-  const noiseRetries = o.noiseRetries ?? (quick ? 1 : 2);
+  const noiseRetries = o.noiseRetries ?? (quick ? 1 : 3);
   const log = (line: string) => process.stdout.write(line + '\n');
 
   const workloads = createWorkloads();
@@ -187,7 +187,8 @@ async function main(): Promise<number> {
   if (o.profile) return profileMode(o, rows.map((r) => r.candidate.workload), workloads, kinds, env, durationS, warmupS);
 
   const started = new Date();
-  log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${kinds.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
+  const involved = kinds.filter((k) => rows.some((r) => r.baseline.target === k.id || r.candidate.target === k.id));
+  log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${involved.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
   const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, env });
   const summaries = summarizeRows(rows, result.cells, workloads);
 
@@ -242,19 +243,22 @@ async function main(): Promise<number> {
 }
 
 async function profileMode(o: Options, workloadIds: string[], workloads: ReturnType<typeof createWorkloads>, kinds: TargetKind[], env: BenchEnv, durationS: number, warmupS: number): Promise<number> {
-  const kind = kinds.find((k) => k.id === 'gateway');
-  if (!kind) throw new Error('--profile profiles the gateway; it is excluded by --targets');
+  // The first gateway variant left by --targets (default: "gateway"; --targets gateway-wce for that one).
+  const kind = kinds.find((k) => k.id.startsWith('gateway'));
+  if (!kind) throw new Error('--profile profiles a gateway variant; --targets excludes them all');
   const dir = path.join(path.dirname(o.out), `profile-${stamp()}`);
   const failures: Failure[] = [];
   const reports: string[] = [];
   for (const id of [...new Set(workloadIds)]) {
     const w = workloads.find((x) => x.id === id)!;
-    const name = `${w.id}.cpuprofile`;
-    env.log(`profiling the gateway under ${w.id} (${warmupS} s warm-up + ${durationS} s) ...`);
+    const name = `${kind.id}-${w.id}.cpuprofile`;
+    let figure = 'no figure';
+    env.log(`profiling ${kind.id} under ${w.id} (${warmupS} s warm-up + ${durationS} s) ...`);
     const target = await kind.start({ ...env, cpuProfile: { dir, name } });
     try {
       const m = await w.run({ target, env, durationS, warmupS });
-      env.log(`  ${w.id}: ${Math.round(m.value)} ${w.metric.unit} under the profiler`);
+      figure = `${Math.round(m.value)} ${w.metric.unit} under the profiler`;
+      env.log(`  ${w.id}: ${figure}`);
     } catch (e) {
       const wf = e instanceof WorkloadError ? e : undefined;
       failures.push({ round: 1, target: kind.id, workload: w.id, phase: 'run', message: (e as Error).message, command: wf?.command, toolOutput: wf?.output, targetOutput: target.diagnostics() });
@@ -266,8 +270,8 @@ async function profileMode(o: Options, workloadIds: string[], workloads: ReturnT
       failures.push({ round: 1, target: kind.id, workload: w.id, phase: 'stop', message: `no profile written at ${file}` });
       continue;
     }
-    const text = `== gateway CPU profile under ${w.title} ==\n${formatProfileSummary(summarizeCpuProfile(file, REPO_ROOT))}\n`;
-    fs.writeFileSync(path.join(dir, `${w.id}.txt`), text);
+    const text = `== ${kind.id} CPU profile (main thread, V8 sampling) under ${w.title}: ${figure} ==\n${formatProfileSummary(summarizeCpuProfile(file, REPO_ROOT))}\n`;
+    fs.writeFileSync(path.join(dir, `${kind.id}-${w.id}.txt`), text);
     reports.push(text);
   }
   env.log('');

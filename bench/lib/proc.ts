@@ -18,6 +18,8 @@ export interface ToolResult {
   readonly stoppedByUs: boolean;
   /** True when the hard timeout killed it (a hang). */
   readonly timedOut: boolean;
+  /** CPU seconds (user+system, all threads) the tool used, sampled from /proc every 100 ms. */
+  readonly cpuSeconds: number;
 }
 
 export interface ToolOptions {
@@ -42,12 +44,19 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions)
     let stderr = '';
     let stoppedByUs = false;
     let timedOut = false;
+    let cpuTicks = 0;
+    const sampleCpu = () => {
+      const t = child.pid === undefined ? undefined : statTicks(`/proc/${child.pid}/stat`);
+      if (t !== undefined) cpuTicks = Math.max(cpuTicks, t);
+    };
+    const cpuTimer = setInterval(sampleCpu, 100);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const stopTimer =
       opts.stopAfterMs === undefined
         ? undefined
         : setTimeout(() => {
+            sampleCpu();
             stoppedByUs = true;
             child.kill(opts.stopSignal ?? 'SIGINT');
           }, opts.stopAfterMs);
@@ -56,6 +65,7 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions)
       child.kill('SIGKILL');
     }, opts.timeoutMs);
     const done = () => {
+      clearInterval(cpuTimer);
       clearTimeout(killTimer);
       if (stopTimer) clearTimeout(stopTimer);
       untrack();
@@ -66,7 +76,7 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions)
     });
     child.on('close', (code, signal) => {
       done();
-      resolve({ command: commandLine(cmd, args), code, signal, stdout, stderr, wallMs: Date.now() - started, stoppedByUs, timedOut });
+      resolve({ command: commandLine(cmd, args), code, signal, stdout, stderr, wallMs: Date.now() - started, stoppedByUs, timedOut, cpuSeconds: cpuTicks / CLK_TCK });
     });
   });
 }

@@ -22,6 +22,8 @@ export interface CellSummary {
   readonly targetSwitchesPerIo?: number;
   readonly targetThreads?: number;
   readonly machinePct?: number;
+  readonly clientPct?: number;
+  readonly clientUsPerIo?: number;
   /** Median CPU of other jobs during the measurements (% of one core). */
   readonly otherPct?: number;
   /** Samples kept although other jobs disturbed them. */
@@ -74,6 +76,8 @@ export function summarizeCell(result: CellResult | undefined, target: string, wo
     targetThreads: median(defined(samples.map((s) => s.cpu?.threads))),
     machinePct: median(defined(samples.map((s) => s.cpu?.machinePct))),
     otherPct: median(defined(samples.map((s) => s.otherPct))),
+    clientPct: median(defined(samples.map((s) => s.cpu?.clientPct))),
+    clientUsPerIo: median(defined(samples.map((s) => s.cpu?.clientUsPerIo))),
     contaminatedRuns: samples.filter((s) => s.contaminated).length,
     command: samples[samples.length - 1]?.command,
     samples,
@@ -141,15 +145,17 @@ export function formatCpuTable(rows: readonly RowSummary[]): string {
         c.targetUsPerIo === undefined ? 'n/a' : c.targetUsPerIo.toFixed(1),
         c.targetSwitchesPerIo === undefined ? 'n/a' : c.targetSwitchesPerIo.toFixed(2),
         c.targetThreads === undefined ? 'n/a' : String(c.targetThreads),
+        pct(c.clientPct),
+        c.clientUsPerIo === undefined ? 'n/a' : c.clientUsPerIo.toFixed(1),
         pct(c.machinePct),
         pct(c.otherPct),
       ]);
     }
   }
   return table(
-    ['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'ctx sw/IO', 'threads', 'machine busy', 'other jobs'],
+    ['workload', 'target', 'IOPS', 'target CPU', 'main thread', 'CPU µs/IO', 'ctx sw/IO', 'threads', 'client CPU', 'client µs/IO', 'machine busy', 'other jobs'],
     body,
-    new Set([2, 3, 4, 5, 6, 7, 8, 9]),
+    new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
   );
 }
 

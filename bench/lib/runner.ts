@@ -23,6 +23,9 @@ export interface CpuUse {
   readonly threads?: number;
   /** Whole machine busy, % of all cores (client + target + everything else). */
   readonly machinePct: number;
+  /** Client tool CPU as % of one core, and µs per I/O. */
+  readonly clientPct?: number;
+  readonly clientUsPerIo?: number;
 }
 
 export interface Sample extends Measurement {
@@ -173,6 +176,8 @@ async function measure(target: RunningTarget, w: Workload, opts: RunnerOptions):
           switchesPerIo: m.totalIos ? (cpu1.contextSwitches - cpu0.contextSwitches) / m.totalIos : undefined,
           threads: cpu1.threads,
           machinePct: ((m1.busy - m0.busy) / Math.max(m1.total - m0.total, 1e-9)) * 100,
+          clientPct: m.clientCpuSeconds === undefined ? undefined : (m.clientCpuSeconds / wallS) * 100,
+          clientUsPerIo: m.clientCpuSeconds === undefined || !m.totalIos ? undefined : (m.clientCpuSeconds / m.totalIos) * 1e6,
         }
       : undefined;
   return { m, cpu, other };

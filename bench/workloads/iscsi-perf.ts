@@ -83,6 +83,7 @@ export class IscsiPerfWorkload implements Workload {
       mibPerSec,
       seconds: measured.length,
       totalIos,
+      clientCpuSeconds: r.cpuSeconds,
       perSecond: {
         min: this.scale(Math.min(...iopsValues)),
         max: this.scale(Math.max(...iopsValues)),

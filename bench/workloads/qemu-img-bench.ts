@@ -71,21 +71,23 @@ export class QemuImgBenchWorkload implements Workload {
     ];
   }
 
-  private async once(count: number, url: string, timeoutMs: number): Promise<{ seconds: number; command: string }> {
+  private async once(count: number, url: string, timeoutMs: number): Promise<{ seconds: number; command: string; cpuSeconds: number }> {
     const r = await runTool('qemu-img', this.args(count, url), { timeoutMs });
     const seconds = parseQemuImgBench(r.stdout);
     if (r.timedOut) throw new WorkloadError(`qemu-img bench did not finish in ${timeoutMs / 1000} s`, r.command, tail(r.stdout + r.stderr, 25));
     if (r.code !== 0 || seconds === undefined || r.stderr.trim() !== '') {
       throw new WorkloadError(`qemu-img bench failed (exit ${r.code ?? r.signal})`, r.command, tail(r.stdout + r.stderr, 25));
     }
-    return { seconds, command: r.command };
+    return { seconds, command: r.command, cpuSeconds: r.cpuSeconds };
   }
 
   async run(ctx: RunContext): Promise<Measurement> {
     const url = ctx.target.url;
     let requests = 0; // everything this run sent, for CPU per I/O
+    let clientCpu = 0;
     if (this.count === undefined) {
       const probe = await this.once(this.spec.probeCount, url, 300_000);
+      clientCpu += probe.cpuSeconds;
       const rate = this.spec.probeCount / Math.max(probe.seconds, 0.001);
       this.count = roundCount(Math.max(this.spec.probeCount, rate * ctx.durationS));
       this.calibratedOn = ctx.target.kind;
@@ -96,12 +98,13 @@ export class QemuImgBenchWorkload implements Workload {
     // Warm-up: about `warmupS` seconds of the same requests.
     if (ctx.warmupS > 0) {
       const warm = roundCount(Math.max(1, (count * ctx.warmupS) / ctx.durationS));
-      await this.once(warm, url, 300_000);
+      clientCpu += (await this.once(warm, url, 300_000)).cpuSeconds;
       requests += warm;
     }
     // Generous limit: a target 20x slower than the calibration still completes.
     const timeoutMs = Math.max(120_000, ctx.durationS * 20_000);
-    const { seconds, command } = await this.once(count, url, timeoutMs);
+    const { seconds, command, cpuSeconds } = await this.once(count, url, timeoutMs);
+    clientCpu += cpuSeconds;
     const iops = count / seconds;
     const mibPerSec = (iops * this.spec.transferBytes) / (1 << 20);
     return {
@@ -110,6 +113,7 @@ export class QemuImgBenchWorkload implements Workload {
       mibPerSec,
       seconds,
       totalIos: requests + count,
+      clientCpuSeconds: clientCpu,
       command,
     };
   }

@@ -29,6 +29,8 @@ export interface Measurement {
   readonly seconds: number;
   /** I/Os the target served during the whole tool run (warm-up included): CPU per I/O. */
   readonly totalIos?: number;
+  /** CPU seconds the client tool(s) used during the whole run (warm-up included). */
+  readonly clientCpuSeconds?: number;
   /** Spread inside one run (iscsi-perf's per-second figures). */
   readonly perSecond?: { readonly min: number; readonly max: number; readonly n: number };
   /** The exact client command line. */
