@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { formatProfileSummary, summarizeCpuProfile } from './lib/cpuprofile';
 import { allocatedBytes, createPreconditionedImage } from './lib/image';
-import { installSignalHandlers, onCleanup, reapStaleDaemons, runCleanups, runTool } from './lib/proc';
+import { installSignalHandlers, onCleanup, reapLeftovers, recordScratch, runCleanups, runTool } from './lib/proc';
 import { Failure, NOISY_PCT, runCells } from './lib/runner';
 import { formatCpuTable, formatFailures, formatRowsTable, summarizeRows } from './lib/report';
 import { DEFAULT_GATEWAY_CLI } from './targets/gateway';
@@ -172,11 +172,14 @@ async function main(): Promise<number> {
   }
 
   installSignalHandlers();
-  reapStaleDaemons(log);
+  reapLeftovers(log);
   await requireTools();
 
   const workDir = fs.mkdtempSync(path.join(o.dir, 'igw-bench-'));
-  if (!o.keep) onCleanup(async () => fs.rmSync(workDir, { recursive: true, force: true }));
+  if (!o.keep) {
+    recordScratch(workDir);
+    onCleanup(async () => fs.rmSync(workDir, { recursive: true, force: true }));
+  }
   const image = path.join(workDir, 'bench.img');
   log(`scratch ${workDir}; preconditioning a ${o.imageSize / (1 << 20)} MiB image (sparse, then fully written once) ...`);
   const t0 = Date.now();

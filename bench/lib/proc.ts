@@ -6,6 +6,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 
 export interface ToolResult {
   readonly command: string;
@@ -128,9 +129,10 @@ export class Daemon {
     );
   }
 
-  static spawn(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Daemon {
+  /** `leaves`: files the daemon may leave behind if killed (removed by a later run's reaper). */
+  static spawn(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv, leaves: string[] = []): Daemon {
     const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    if (proc.pid !== undefined) recordDaemon(proc.pid, args.join(' '));
+    if (proc.pid !== undefined) recordDaemon(proc.pid, args.join(' '), leaves);
     return new Daemon(commandLine(cmd, args), proc);
   }
 
@@ -216,6 +218,15 @@ export function installSignalHandlers(): void {
   if (installed) return;
   installed = true;
   process.on('exit', killAllNow);
+  // A closed stdout (e.g. piped into head) must not kill the run: the results file still counts.
+  process.stdout.on('error', () => undefined);
+  process.on('uncaughtException', (e) => {
+    process.stderr.write(`bench: internal error: ${e.stack ?? e.message}\n`);
+    void runCleanups().finally(() => {
+      killAllNow();
+      process.exit(2);
+    });
+  });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
       process.stderr.write(`\nbench: ${sig}: stopping targets and cleaning up\n`);
@@ -321,36 +332,52 @@ export function machineBusy(): { busy: number; total: number } {
   return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
 }
 
-// ---- stale daemons from a harness that was killed -9 -------------------------------
+// ---- leftovers of a harness that was killed -9 -------------------------------------
 
 /**
- * Daemons we start are listed here (pid, a piece of their command line, our pid); a later run
- * kills those whose harness is gone but which still run, since a SIGKILLed harness cannot
- * clean up after itself. Daemons of a harness that is still running are left alone.
+ * Daemons we start and scratch files we create are listed here with our pid; a later run
+ * kills the daemons and removes the files of runs whose harness is gone (a SIGKILLed harness
+ * cannot clean up after itself). Entries of a harness that is still running are left alone.
  */
-const LEDGER = '/tmp/iscsi-gateway-bench.daemons';
+const LEDGER = '/tmp/iscsi-gateway-bench.ledger';
 
 interface LedgerEntry {
-  readonly pid: number;
-  readonly marker: string;
   readonly owner: number;
+  /** A daemon: its pid and a piece of its command line (guards against pid reuse). */
+  readonly pid?: number;
+  readonly marker?: string;
+  /** Files or directories to remove once the owner is gone. */
+  readonly files?: string[];
 }
 
-export function recordDaemon(pid: number, marker: string): void {
-  const entry: LedgerEntry = { pid, marker, owner: process.pid };
-  fs.appendFileSync(LEDGER, JSON.stringify(entry) + '\n');
+/** Only what the benchmark itself creates may be removed by the reaper. */
+function removable(file: string): boolean {
+  return /^igw-bench-/.test(path.basename(file)) || /^\/var\/run\/tgtd\/socket\.\d+(\.lock)?$/.test(file);
 }
 
+function record(entry: Omit<LedgerEntry, 'owner'>): void {
+  fs.appendFileSync(LEDGER, JSON.stringify({ owner: process.pid, ...entry }) + '\n');
+}
+
+export function recordDaemon(pid: number, marker: string, files: string[] = []): void {
+  record({ pid, marker, files });
+}
+
+export function recordScratch(dir: string): void {
+  record({ files: [dir] });
+}
+
+/** Alive and not a zombie (an init that does not reap leaves killed processes as zombies). */
 function running(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
-export function reapStaleDaemons(log: (line: string) => void): void {
+export function reapLeftovers(log: (line: string) => void): void {
   let text: string;
   try {
     text = fs.readFileSync(LEDGER, 'utf8');
@@ -365,22 +392,30 @@ export function reapStaleDaemons(log: (line: string) => void): void {
     } catch {
       continue;
     }
-    let cmdline: string;
-    try {
-      cmdline = fs.readFileSync(`/proc/${entry.pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-    } catch {
-      continue; // gone
-    }
-    if (!cmdline.includes(entry.marker)) continue; // pid reused by something else
     if (entry.owner !== process.pid && running(entry.owner)) {
       keep.push(line);
       continue;
     }
-    log(`killing stale benchmark daemon ${entry.pid} (${cmdline}) left by an earlier run`);
-    try {
-      process.kill(entry.pid, 'SIGKILL');
-    } catch {
-      // raced with its exit
+    if (entry.pid !== undefined && entry.marker !== undefined) {
+      let cmdline: string | undefined;
+      try {
+        cmdline = fs.readFileSync(`/proc/${entry.pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      } catch {
+        cmdline = undefined; // gone
+      }
+      if (cmdline?.includes(entry.marker)) {
+        log(`killing benchmark daemon ${entry.pid} (${cmdline}) left by an earlier run`);
+        try {
+          process.kill(entry.pid, 'SIGKILL');
+        } catch {
+          // raced with its exit
+        }
+      }
+    }
+    for (const f of entry.files ?? []) {
+      if (!removable(f) || !fs.existsSync(f)) continue;
+      log(`removing ${f} left by an earlier run`);
+      fs.rmSync(f, { recursive: true, force: true });
     }
   }
   fs.writeFileSync(LEDGER, keep.map((l) => l + '\n').join(''));

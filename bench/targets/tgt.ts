@@ -57,7 +57,8 @@ export class TgtKind implements TargetKind {
     const port = await freePort();
     const control = pickControlPort();
     const adm = (...args: string[]) => runChecked(TGTADM, ['-C', String(control), '--lld', 'iscsi', ...args], 15_000);
-    const daemon = Daemon.spawn(TGTD, ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`]);
+    const sockets = [`socket.${control}`, `socket.${control}.lock`].map((f) => path.join(SOCKET_DIR, f));
+    const daemon = Daemon.spawn(TGTD, ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`], undefined, sockets);
     let stopped: Promise<string | undefined> | undefined;
     const stop = (): Promise<string | undefined> => {
       stopped ??= (async () => {
