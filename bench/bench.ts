@@ -211,7 +211,8 @@ async function main(): Promise<number> {
     background: result.background,
   };
   writeJson(o.out, output);
-  writeJson(path.join(path.dirname(o.out), `bench-${stamp(started)}.json`), output);
+  // History next to latest.json; an explicit --out gets exactly that one file.
+  if (path.resolve(o.out) === path.join(RESULTS_DIR, 'latest.json')) writeJson(path.join(RESULTS_DIR, `bench-${stamp(started)}.json`), output);
 
   log('');
   log(`iscsi-gateway vs tgt — same ${o.imageSize / (1 << 20)} MiB preconditioned image, same clients, one target at a time; median of ${rounds} round(s)`);
