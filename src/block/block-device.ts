@@ -19,6 +19,11 @@ export interface Extent {
 export interface WriteOptions {
   /** Force Unit Access: the data is on stable storage when the promise resolves. */
   readonly fua?: boolean;
+  /**
+   * All or nothing, against concurrent I/O and any crash (WRITE ATOMIC). Only within
+   * capabilities.atomicWriteBytes / atomicWriteAlignment.
+   */
+  readonly atomic?: boolean;
 }
 
 export interface BlockDeviceCapabilities {
@@ -28,8 +33,14 @@ export interface BlockDeviceCapabilities {
   readonly discardZeroes: boolean;
   /** mapStatus() reports real allocation (otherwise everything is 'mapped'). */
   readonly mapStatus: boolean;
-  /** A single write() of up to this many bytes is atomic against other writes (0 = not offered). */
+  /**
+   * Largest write() with `atomic: true` the backstore makes all-or-nothing, against concurrent
+   * I/O and against a crash in the middle (0 = not offered); it must start at a multiple of
+   * atomicWriteAlignment.
+   */
   readonly atomicWriteBytes: number;
+  /** Alignment (and granularity) in bytes of atomic writes (0 or absent: any block). */
+  readonly atomicWriteAlignment?: number;
 }
 
 export interface BlockDevice {

@@ -1,8 +1,15 @@
 /**
  * Backstore on a sparse local file (or a block device node). Plain pread/pwrite through
  * node:fs's callback API (cheapest path into libuv's thread pool), fdatasync for flush/FUA.
+ * Thin provisioning through the native addon: discard = FALLOC_FL_PUNCH_HOLE, WRITE SAME of
+ * zeros = FALLOC_FL_ZERO_RANGE (or a punched hole when deallocation is allowed), allocation
+ * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE). Atomic writes beyond one page
+ * go through a journal next to a regular file (`<file>.atomic-journal`).
  */
 import * as fs from 'node:fs';
+import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
+import { preadFull, pwriteFull } from '../sys/io';
+import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
 
 export interface FileBackstoreOptions {
@@ -12,39 +19,51 @@ export interface FileBackstoreOptions {
   readonly readOnly?: boolean;
 }
 
-function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
 function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function isZero(buf: Buffer): boolean {
+  // Compare against a shared zero page in page-sized steps (Buffer.compare is a memcmp).
+  for (let off = 0; off < buf.length; off += ZERO_PAGE.length) {
+    const n = Math.min(ZERO_PAGE.length, buf.length - off);
+    if (buf.compare(ZERO_PAGE, 0, n, off, off + n) !== 0) return false;
+  }
+  return true;
+}
+const ZERO_PAGE = Buffer.alloc(65536);
+/** The smallest page size of the platforms we run on (x86-64, arm64). */
+const PAGE_SIZE = 4096;
+
+/** Whether fallocate(PUNCH_HOLE) works on this file: punch one block at EOF (a no-op on data). */
+async function probePunch(fd: number, size: number): Promise<boolean> {
+  if (!nativeAvailable()) return false;
+  try {
+    await fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, size, 4096);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export class FileBackstore implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
-  readonly capabilities: BlockDeviceCapabilities = {
-    discard: false,
-    discardZeroes: false,
-    mapStatus: false,
-    atomicWriteBytes: 0,
-  };
+  readonly capabilities: BlockDeviceCapabilities;
   private sizeBytes: number;
   private closed = false;
   private readonly resizeListeners = new Set<(n: number) => void>();
 
-  private constructor(private readonly fd: number, options: FileBackstoreOptions, size: number) {
+  private constructor(
+    private readonly fd: number,
+    options: FileBackstoreOptions,
+    size: number,
+    capabilities: BlockDeviceCapabilities,
+  ) {
     this.name = options.path;
     this.readOnly = options.readOnly ?? false;
     this.sizeBytes = size;
+    this.capabilities = capabilities;
   }
 
   static async open(options: FileBackstoreOptions): Promise<FileBackstore> {
@@ -56,8 +75,24 @@ export class FileBackstore implements BlockDevice {
     const fd = fs.openSync(options.path, flags, 0o600);
     try {
       if (!exists && options.createSize !== undefined) fs.ftruncateSync(fd, options.createSize);
-      const size = fs.fstatSync(fd).size;
-      return new FileBackstore(fd, options, size);
+      const st = fs.fstatSync(fd);
+      const size = st.isBlockDevice() ? blockDeviceSize(fd) : st.size;
+      // A regular file reports real allocation; a block device node has none to report.
+      const punch = !options.readOnly && (await probePunch(fd, size));
+      // One pwrite within one page of the page cache is copied under that page's lock and a
+      // fatal signal is only noticed between pages: all or nothing, for readers too. Larger
+      // atomic writes need the journal (regular, writable files only).
+      const journaled = st.isFile() && !options.readOnly;
+      const capabilities: BlockDeviceCapabilities = {
+        discard: punch,
+        discardZeroes: punch,
+        mapStatus: st.isFile() && nativeAvailable(),
+        atomicWriteBytes: journaled ? MAX_JOURNALED_ATOMIC_WRITE : PAGE_SIZE,
+        atomicWriteAlignment: journaled ? 0 : PAGE_SIZE,
+      };
+      const dev = new FileBackstore(fd, options, size, capabilities);
+      if (journaled) dev.journal = await AtomicJournal.open(`${options.path}.atomic-journal`, dev.inPlace);
+      return dev;
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -79,27 +114,28 @@ export class FileBackstore implements BlockDevice {
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.check(offset, length, false);
     const buf = into ?? Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = await readAt(this.fd, buf, done, length - done, offset + done);
-      if (n === 0) {
-        // A file shrunk behind our back reads as zeros rather than stale memory.
-        buf.fill(0, done, length);
-        break;
-      }
-      done += n;
-    }
+    // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
+    await preadFull(this.fd, buf, 0, length, offset);
     return buf;
   }
 
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
-    let done = 0;
-    while (done < data.length) {
-      done += await writeAt(this.fd, data, done, data.length - done, offset + done);
+    if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
+      await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
+      return;
     }
+    await pwriteFull(this.fd, data, 0, data.length, offset);
     if (options?.fua) await fdatasync(this.fd);
   }
+
+  private journal: AtomicJournal | undefined;
+
+  /** How the atomic journal writes in place and makes it durable. */
+  private readonly inPlace: JournalTarget = {
+    apply: (offset, data) => pwriteFull(this.fd, data, 0, data.length, offset),
+    flush: () => fdatasync(this.fd),
+  };
 
   async flush(): Promise<void> {
     if (this.closed) throw new BlockDeviceError(`${this.name} is closed`, 'closed');
@@ -108,11 +144,32 @@ export class FileBackstore implements BlockDevice {
 
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, true);
-    throw new BlockDeviceError('discard is not supported by this backstore', 'io');
+    if (!this.capabilities.discard) throw new BlockDeviceError('discard is not supported by this backstore', 'io');
+    if (length === 0) return;
+    try {
+      await punchHole(this.fd, offset, length);
+    } catch (e) {
+      throw ioError(this.name, 'discard', e);
+    }
   }
 
   async writeSame(offset: number, length: number, pattern: Buffer, options?: { deallocate?: boolean; fua?: boolean }): Promise<void> {
     this.check(offset, length, true);
+    if (pattern.length === 0 || length % pattern.length !== 0) {
+      throw new BlockDeviceError(`WRITE SAME length ${length} is not a multiple of the pattern (${pattern.length} bytes)`, 'io');
+    }
+    if (length === 0) return;
+    if (isZero(pattern) && this.capabilities.discard) {
+      try {
+        // Zeros: a hole when deallocation is allowed, otherwise allocated zero extents.
+        if (options?.deallocate) await punchHole(this.fd, offset, length);
+        else await zeroRangeOrWrite(this.fd, offset, length);
+      } catch (e) {
+        throw ioError(this.name, 'write same', e);
+      }
+      if (options?.fua) await fdatasync(this.fd);
+      return;
+    }
     // Expand the pattern into a chunk of up to 1 MiB and write it repeatedly.
     const reps = Math.max(1, Math.floor(Math.min(length, 1 << 20) / pattern.length));
     const chunk = Buffer.allocUnsafe(reps * pattern.length);
@@ -128,7 +185,15 @@ export class FileBackstore implements BlockDevice {
 
   async mapStatus(offset: number, length: number): Promise<Extent[]> {
     this.check(offset, length, false);
-    return [{ offset, length, state: 'mapped' }];
+    if (length === 0) return [];
+    if (!this.capabilities.mapStatus) return [{ offset, length, state: 'mapped' }];
+    let data;
+    try {
+      data = await allocExtents(this.fd, offset, length);
+    } catch (e) {
+      throw ioError(this.name, 'map status', e);
+    }
+    return extentsFromData(offset, length, data);
   }
 
   onResize(listener: (newSize: number) => void): () => void {
@@ -139,7 +204,64 @@ export class FileBackstore implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.journal?.close();
     if (!this.readOnly) await fdatasync(this.fd);
     fs.closeSync(this.fd);
+  }
+}
+
+/** Inside one page of the page cache: a single pwrite is atomic by itself. */
+export function withinOnePage(offset: number, length: number): boolean {
+  return length === 0 || Math.floor(offset / PAGE_SIZE) === Math.floor((offset + length - 1) / PAGE_SIZE);
+}
+
+/** Turn data extents inside [offset, offset+length) into a gap-free mapped/deallocated list. */
+export function extentsFromData(offset: number, length: number, data: readonly { offset: number; length: number }[]): Extent[] {
+  const out: Extent[] = [];
+  let pos = offset;
+  const end = offset + length;
+  for (const d of data) {
+    const s = Math.max(d.offset, pos);
+    const e = Math.min(d.offset + d.length, end);
+    if (e <= s) continue;
+    if (s > pos) out.push({ offset: pos, length: s - pos, state: 'deallocated' });
+    out.push({ offset: s, length: e - s, state: 'mapped' });
+    pos = e;
+  }
+  if (pos < end) out.push({ offset: pos, length: end - pos, state: 'deallocated' });
+  return out;
+}
+
+async function zeroRangeOrWrite(fd: number, offset: number, length: number): Promise<void> {
+  try {
+    await zeroRange(fd, offset, length);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw e;
+    // No ZERO_RANGE (e.g. some file systems): write real zeros, which stay allocated.
+    let done = 0;
+    while (done < length) {
+      const n = Math.min(ZERO_PAGE.length, length - done);
+      await pwriteFull(fd, ZERO_PAGE, 0, n, offset + done);
+      done += n;
+    }
+  }
+}
+
+function ioError(name: string, what: string, e: unknown): BlockDeviceError {
+  const err = e as NodeJS.ErrnoException;
+  const kind = err.code === 'ENOSPC' ? 'no-space' : 'io';
+  return new BlockDeviceError(`${what} on ${name} failed: ${err.message}`, kind);
+}
+
+/** Size of a block device node (fstat reports 0 for devices). */
+function blockDeviceSize(fd: number): number {
+  // node:fs has no lseek(SEEK_END); sysfs knows the size in 512-byte sectors.
+  try {
+    const dev = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    const name = dev.replace(/^\/dev\//, '');
+    const sectors = Number(fs.readFileSync(`/sys/class/block/${name}/size`, 'utf8').trim());
+    return Number.isSafeInteger(sectors) ? sectors * 512 : 0;
+  } catch {
+    return 0;
   }
 }

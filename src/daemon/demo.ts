@@ -5,20 +5,31 @@
  */
 import { randomUUID } from 'node:crypto';
 import { GatewayConfig, emptyConfig, timestamp } from '../config/schema';
+import { ImageStore } from '../store';
 
 export const DEMO_TARGET = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:demo';
-export const DEMO_DISK = 'file/demo';
+export const DEMO_POOL = 'rbd';
+export const DEMO_IMAGE = 'demo';
+export const DEMO_DISK = `${DEMO_POOL}/${DEMO_IMAGE}`;
 export const DEMO_SIZE = 1024 * 1024 * 1024;
+
+/**
+ * The demo disk is a thin image: thin provisioning is switched on (UNMAP, WRITE SAME UNMAP,
+ * zeros after unmap) and the volatile write cache is reported honestly (the image lives in
+ * the page cache until SYNCHRONIZE CACHE or FUA).
+ */
+export const THIN_IMAGE_CONTROLS = { emulate_tpu: 1, emulate_tpws: 1, unmap_zeroes_data: 1, emulate_write_cache: 1 };
 
 export function demoConfig(): GatewayConfig {
   const cfg = emptyConfig();
   const now = timestamp();
   cfg.disks[DEMO_DISK] = {
-    backstore: 'file',
-    path: 'images/demo.img',
+    backstore: 'store',
+    pool: DEMO_POOL,
+    image: DEMO_IMAGE,
     size: DEMO_SIZE,
     wwn: randomUUID(),
-    controls: {},
+    controls: { ...THIN_IMAGE_CONTROLS },
     created: now,
   };
   cfg.targets[DEMO_TARGET] = {
@@ -31,4 +42,10 @@ export function demoConfig(): GatewayConfig {
     created: now,
   };
   return cfg;
+}
+
+/** Create the demo image in the store (pool created too) unless it exists. */
+export async function createDemoImage(store: ImageStore): Promise<void> {
+  if ((await store.poolExists(DEMO_POOL)) && (await store.listImages(DEMO_POOL)).includes(DEMO_IMAGE)) return;
+  await store.createImage(DEMO_DISK, { size: DEMO_SIZE, createPool: true });
 }

@@ -5,17 +5,20 @@
  */
 import type { Server } from 'node:net';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BlockDevice } from '../block/block-device';
 import { ConfigStore, FileConfigStore } from '../config/config-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig } from '../config/schema';
 import { IscsiService } from '../iscsi/service';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
+import { openAptplReservationStore } from '../scsi/aptpl-file';
+import type { ReservationStore } from '../scsi/reservations';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
-import { openDisk } from './backstores';
+import { Backstores } from './backstores';
 import { ConfiguredCatalog, ConfiguredTarget } from './catalog';
-import { DEMO_TARGET, demoConfig } from './demo';
+import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 
 export interface GatewayOptions {
   readonly dataDir: string;
@@ -28,8 +31,11 @@ export interface GatewayOptions {
 export class Gateway {
   private readonly servers: Server[] = [];
   private readonly devices = new Map<string, BlockDevice>();
+  /** Persistent reservations per disk (shared by every target that maps it). */
+  private readonly reservations = new Map<string, ReservationStore>();
   private readonly scsiTargets = new Map<string, ScsiTarget>();
   private readonly catalog: ConfiguredCatalog;
+  private readonly backstores: Backstores;
   readonly service: IscsiService;
   readonly configStore: ConfigStore;
   config: GatewayConfig | undefined;
@@ -41,6 +47,7 @@ export class Gateway {
     this.catalog = new ConfiguredCatalog(options.portals);
     this.service = new IscsiService(this.catalog, options.log);
     this.configStore = new FileConfigStore(configPath(options.dataDir));
+    this.backstores = new Backstores(options.dataDir, options.log);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -61,6 +68,7 @@ export class Gateway {
     let config = await this.configStore.load();
     if (!config) {
       if (portals.every((p) => isLoopback(p.host))) {
+        await createDemoImage(await this.backstores.imageStore());
         config = await this.configStore.save(demoConfig());
         this.createdDemo = true;
         log.info({ target: DEMO_TARGET }, 'empty data directory: created the demo target');
@@ -77,10 +85,16 @@ export class Gateway {
         if (!disk) throw new Error(`target ${name} maps unknown disk ${diskId}`);
         let device = this.devices.get(diskId);
         if (!device) {
-          device = await openDisk(dataDir, disk);
+          device = await this.backstores.open(disk);
           this.devices.set(diskId, device);
         }
-        luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls });
+        let reservations = this.reservations.get(diskId);
+        if (!reservations) {
+          // APTPL state is kept in the data dir under the disk's unit serial number.
+          reservations = await openAptplReservationStore(path.join(dataDir, 'pr'), disk.wwn);
+          this.reservations.set(diskId, reservations);
+        }
+        luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls, reservations });
       }
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: log.child({ target: name }) });
       this.scsiTargets.set(name, scsi);
@@ -122,6 +136,7 @@ export class Gateway {
             this.options.log.error({ err: e, disk: id }, 'closing backstore failed');
           }
         }
+        await this.backstores.close();
       })();
     }
     return this.stopping;

@@ -36,6 +36,7 @@ import {
   encodeTextResponse,
 } from '../pdu/responses';
 import { encodeText } from '../pdu/text';
+import { dataBuffers } from '../util/buffer-pool';
 import type { Logger } from '../util/log';
 import { CommandWindow } from './command-window';
 import { LoginError, LoginReply, LoginStateMachine } from './login';
@@ -112,6 +113,7 @@ export class Connection implements SessionTransport {
       dataDigest: false,
       placeData: (bhs, length) =>
         this.session && opcodeOf(bhs) === InitiatorOpcode.DataOut ? this.session.placeDataOut(bhs, length) : undefined,
+      allocate: (length) => dataBuffers.take(length),
       checkHeader: (bhs) =>
         this.state === State.Login && opcodeOf(bhs) !== InitiatorOpcode.LoginRequest
           ? new PduError(`opcode 0x${opcodeOf(bhs).toString(16)} during login`, RejectReason.ProtocolError, true)
@@ -136,26 +138,49 @@ export class Connection implements SessionTransport {
 
   // ---- Sending -------------------------------------------------------------------------------
 
-  send(header: Buffer, data?: Buffer): void {
-    if (this.state === State.Closed) return;
+  /**
+   * Queue a PDU. Everything sent during one turn of the event loop leaves in one writev:
+   * the socket is corked on the first send and uncorked when the turn's callbacks are done.
+   */
+  send(header: Buffer, data?: Buffer, onSent?: () => void): void {
+    if (this.state === State.Closed) {
+      onSent?.();
+      return;
+    }
     const s = this.socket;
-    s.cork();
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+      setImmediate(this.uncork);
+    }
+    let h = header;
     if (this.headerDigests) {
-      const h = Buffer.allocUnsafe(BHS_LENGTH + 4);
+      h = Buffer.allocUnsafe(BHS_LENGTH + 4);
       header.copy(h, 0);
       h.writeUInt32LE(headerDigest(header), BHS_LENGTH);
-      s.write(h);
-    } else {
-      s.write(header);
     }
-    if (data && data.length > 0) {
-      s.write(data);
-      const pad = padLength(data.length);
-      if (pad) s.write(ZERO_PAD.subarray(0, pad));
-      if (this.dataDigests) s.write(digestBytes(dataDigest(data)));
+    if (!data || data.length === 0) {
+      s.write(h, onSent);
+      return;
     }
-    s.uncork();
+    s.write(h);
+    const pad = padLength(data.length);
+    if (!pad && !this.dataDigests) {
+      s.write(data, onSent);
+      return;
+    }
+    s.write(data);
+    if (pad) s.write(ZERO_PAD.subarray(0, pad), this.dataDigests ? undefined : onSent);
+    if (this.dataDigests) s.write(digestBytes(dataDigest(data)), onSent);
   }
+
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+
 
   takeStatSN(): number {
     const sn = this.statSN;
@@ -357,7 +382,8 @@ export class Connection implements SessionTransport {
       const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log);
       session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
       session.onColdReset = () => {
-        for (const other of sessions.ofTarget(target.name)) void other.terminate('TARGET COLD RESET');
+        // The issuer's connection is closed after its TMF response has left (RFC 7143 §11.5.1).
+        for (const other of sessions.ofTarget(target.name)) void other.terminate('TARGET COLD RESET', other === session);
       };
       sessions.add(session);
       this.session = session;

@@ -9,6 +9,7 @@
 import { RESERVED_TAG } from '../pdu/opcodes';
 import { DataOutPdu, ScsiCommandPdu } from '../pdu/requests';
 import { ITNexus, ScsiCommand, TaskAttribute } from '../scsi/sam';
+import { dataBuffers } from '../util/buffer-pool';
 import { SessionParameters } from './parameters';
 
 /** A protocol violation in a Data-Out sequence: at ErrorRecoveryLevel 0 the connection fails. */
@@ -102,6 +103,7 @@ export class IscsiTask implements ScsiCommand {
     this.dataOutLength = pdu.write ? pdu.expectedDataTransferLength : 0;
     this.dataInLength = pdu.read ? (pdu.write ? (pdu.bidiReadLength ?? 0) : pdu.expectedDataTransferLength) : 0;
     const unsolicitedLimit = Math.min(this.dataOutLength, params.firstBurstLength);
+    this.immediateData = pdu.data.length > 0 ? pdu.data : undefined;
     if (pdu.data.length > 0) this.unsolicited.push([0, pdu.data]);
     this.unsolicitedEnd = pdu.data.length;
     // F=0 on a write announces unsolicited Data-Out PDUs (only legal with InitialR2T=No).
@@ -138,7 +140,7 @@ export class IscsiTask implements ScsiCommand {
       return Promise.resolve(first[1].subarray(0, length));
     }
     if (length === 0) return Promise.resolve(Buffer.alloc(0));
-    this.buffer = Buffer.allocUnsafe(length);
+    this.buffer = dataBuffers.take(length);
     for (const [offset, bytes] of this.unsolicited) this.store(offset, bytes);
     this.unsolicited = [];
     // R2Ts start where unsolicited data ends (decided when the unsolicited burst closes).
@@ -151,6 +153,31 @@ export class IscsiTask implements ScsiCommand {
       this.issueR2Ts();
       this.checkComplete();
     });
+  }
+
+  /** The command PDU's immediate data (possibly assembled in a pool buffer by the reader). */
+  private readonly immediateData: Buffer | undefined;
+  /** Data-In buffer handed to the SCSI layer (recycled after transmission). */
+  private dataIn: Buffer | undefined;
+
+  dataInBuffer(length: number): Buffer {
+    dataBuffers.give(this.dataIn); // a second request: the first one is unused
+    this.dataIn = dataBuffers.take(length);
+    return this.dataIn;
+  }
+
+  /**
+   * Recycle the Data-Out buffers once the command has completed (the backstore is done with
+   * them). Returns the Data-In buffer, which the caller recycles after transmission.
+   */
+  releaseBuffers(): Buffer | undefined {
+    dataBuffers.give(this.buffer);
+    this.buffer = undefined;
+    dataBuffers.give(this.immediateData);
+    this.unsolicited = [];
+    const dataIn = this.dataIn;
+    this.dataIn = undefined;
+    return dataIn;
   }
 
   /**
@@ -182,6 +209,7 @@ export class IscsiTask implements ScsiCommand {
     }
     seq.nextDataSN++;
     seq.nextOffset = end;
+    if (this.waitingSince > 0) this.waitingSince = Date.now(); // progress: not stalled
     const complete = end === seq.offset + seq.length;
     // The unsolicited burst may end (F) before FirstBurstLength; a solicited one may not.
     if (pdu.final !== complete && !(pdu.final && seq.ttt === RESERVED_TAG)) {

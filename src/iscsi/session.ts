@@ -13,6 +13,7 @@ import {
   encodeTaskManagementResponse,
 } from '../pdu/responses';
 import { serialLt } from '../pdu/serial';
+import { dataBuffers } from '../util/buffer-pool';
 import { CommandWindow } from './command-window';
 import {
   ITNexus,
@@ -29,8 +30,8 @@ import { IscsiTargetNode, TargetSettings } from './target-node';
 /** What a session needs from its connection. */
 export interface SessionTransport {
   readonly id: number;
-  /** Send a PDU; `statSN` is filled in by the connection (see takeStatSN). */
-  send(header: Buffer, data?: Buffer): void;
+  /** Send a PDU; `onSent` runs once the socket has taken it (its buffers may be reused). */
+  send(header: Buffer, data?: Buffer, onSent?: () => void): void;
   /** The StatSN for a PDU that carries status; advances it. */
   takeStatSN(): number;
   /** The current StatSN for PDUs that carry it without advancing it (R2T, NOP-In ping). */
@@ -38,8 +39,11 @@ export interface SessionTransport {
   reject(reason: RejectReason, bhs: Buffer, message: string): void;
   /** Fail the connection (protocol error at ErrorRecoveryLevel 0). */
   fail(message: string): void;
-  /** Close the connection, which ends the session; resolves once the session is closed. */
-  close(reason: string): Promise<void>;
+  /**
+   * Close the connection, which ends the session; resolves once the session is closed.
+   * `graceful` sends what is queued (e.g. a TMF response) before the FIN.
+   */
+  close(reason: string, graceful?: boolean): Promise<void>;
 }
 
 /** Key that identifies a session for reinstatement (RFC 7143 §4.4.3): initiator, ISID, target. */
@@ -155,6 +159,13 @@ export class Session implements R2TSender {
 
   private complete(task: IscsiTask, result: ScsiResult): void {
     this.forget(task);
+    // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
+    // buffer only after the socket has taken it, if it is transmitted at all.
+    const dataIn = task.releaseBuffers();
+    const transmitsDataIn =
+      !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
+      dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;
+    if (!transmitsDataIn) dataBuffers.give(dataIn);
     if (this.closed || task.finished) return;
     task.finished = true;
     if (task.transportFailure) {
@@ -201,7 +212,10 @@ export class Session implements R2TSender {
     }
     const collapse =
       sendable > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
-    if (sendable > 0) this.sendDataIn(task, data!.subarray(0, sendable), collapse ? { status: result.status, overflow, underflow, residual } : undefined);
+    if (sendable > 0) {
+      const status = collapse ? { status: result.status, overflow, underflow, residual } : undefined;
+      this.sendDataIn(task, data!.subarray(0, sendable), status, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
+    }
     if (!collapse) this.sendResponse(task, result.status, result.sense, residual, overflow, underflow);
   }
 
@@ -209,6 +223,7 @@ export class Session implements R2TSender {
     task: IscsiTask,
     data: Buffer,
     status: { status: number; overflow: boolean; underflow: boolean; residual: number } | undefined,
+    onSent: (() => void) | undefined,
   ): void {
     const t = this.transport;
     const segment = this.maxXmitValue;
@@ -240,7 +255,7 @@ export class Session implements R2TSender {
         },
         n,
       );
-      t.send(header, data.subarray(offset, offset + n));
+      t.send(header, data.subarray(offset, offset + n), last ? onSent : undefined);
       offset += n;
     }
   }
@@ -431,9 +446,9 @@ export class Session implements R2TSender {
 
   // ---- Teardown ------------------------------------------------------------------------------
 
-  /** Drop the session's connection (reinstatement, cold reset, shutdown). */
-  terminate(reason: string): Promise<void> {
-    return this.transport.close(reason);
+  /** Drop the session's connection (reinstatement, cold reset, shutdown); `graceful` flushes output first. */
+  terminate(reason: string, graceful = false): Promise<void> {
+    return this.transport.close(reason, graceful);
   }
 
   /** Number of tasks still running (logout waits for them). */

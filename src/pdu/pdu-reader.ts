@@ -37,6 +37,8 @@ export interface PduReaderSettings {
    * error stops the reader (fatal), e.g. anything but a Login Request during login.
    */
   checkHeader?: (bhs: Buffer) => PduError | undefined;
+  /** Optional: where a data segment spanning several chunks is assembled (a buffer pool). */
+  allocate?: (length: number) => Buffer;
 }
 
 const enum State {
@@ -167,8 +169,11 @@ export class PduReader {
     if (target && target.length === length) {
       this.copyOut(target, length);
       data = target;
+    } else if (this.chunks[0].length - this.head >= length) {
+      data = this.take(length); // a subarray of the chunk: no copy
     } else {
-      data = this.take(length);
+      data = this.settings.allocate ? this.settings.allocate(length) : Buffer.allocUnsafe(length);
+      this.copyOut(data, length);
     }
     const pad = padLength(length);
     if (pad) this.discard(pad);

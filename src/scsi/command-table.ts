@@ -44,6 +44,11 @@ export interface CommandDefinition {
   /** Per byte, bits that belong to a multi-bit field together with the bit above (bit pointers). */
   readonly fields?: readonly number[];
   readonly flags: CommandFlag;
+  /**
+   * For commands whose reservation class depends on the CDB (SBC-3 table "commands allowed
+   * in the presence of persistent reservations"): true when this CDB is allowed.
+   */
+  readonly reservationAllowed?: (cdb: Buffer) => boolean;
   /** Command timeouts descriptor values in seconds: [nominal, recommended]. */
   readonly timeouts?: readonly [number, number];
   readonly handler: CommandHandler;

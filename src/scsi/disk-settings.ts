@@ -18,6 +18,8 @@ export interface DiskSettings {
   readonly emulate_model_alias: number;
   readonly emulate_pr: number;
   readonly emulate_rest_reord: number;
+  /** Gateway extension (not in the seed): offer SANITIZE, which erases the whole LU. Off by default. */
+  readonly emulate_sanitize: number;
   readonly emulate_tas: number;
   readonly emulate_tpu: number;
   readonly emulate_tpws: number;
@@ -48,7 +50,7 @@ const U32 = 4294967295;
 const bool = (def: number): Spec => ({ type: 'enum', values: [0, 1], def });
 const int = (def: number): Spec => ({ type: 'int', min: 0, max: U32, def });
 
-/** The settings table (§4.3), in the order the reference lists them. */
+/** The settings table (§4.3) in the order the reference lists them, then the gateway's own. */
 export const DISK_SETTING_SPECS: { readonly [K in DiskSettingName]: Spec } = {
   block_size: { type: 'enum', values: [512, 1024, 2048, 4096], def: 512 },
   emulate_3pc: bool(1),
@@ -77,7 +79,19 @@ export const DISK_SETTING_SPECS: { readonly [K in DiskSettingName]: Spec } = {
   unmap_granularity: int(8192),
   unmap_granularity_alignment: int(0),
   unmap_zeroes_data: bool(0),
+  // Gateway extensions. SANITIZE wipes every block of the image at once (BLOCK ERASE in
+  // milliseconds on a thin image): an administrator has to allow it per disk.
+  emulate_sanitize: bool(0),
 };
+
+/** The settings of the seed (§4.3); the others are this gateway's extensions. */
+export const SEED_DISK_SETTING_NAMES: readonly DiskSettingName[] = [
+  'block_size', 'emulate_3pc', 'emulate_caw', 'emulate_dpo', 'emulate_fua_read', 'emulate_fua_write', 'emulate_model_alias',
+  'emulate_pr', 'emulate_rest_reord', 'emulate_tas', 'emulate_tpu', 'emulate_tpws', 'emulate_ua_intlck_ctrl',
+  'emulate_write_cache', 'enforce_pr_isids', 'force_pr_aptpl', 'is_nonrot', 'max_unmap_block_desc_count', 'max_unmap_lba_count',
+  'max_write_same_len', 'optimal_sectors', 'pi_prot_type', 'pi_prot_verify', 'queue_depth', 'unmap_granularity',
+  'unmap_granularity_alignment', 'unmap_zeroes_data',
+];
 
 export const DISK_SETTING_NAMES = Object.keys(DISK_SETTING_SPECS) as DiskSettingName[];
 

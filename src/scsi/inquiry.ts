@@ -24,7 +24,7 @@ function standardInquiry(lu: LogicalUnit | undefined): Buffer {
   } else {
     b[0] = 0x00; // connected direct-access block device
     if (lu.removable) b[1] = 0x80; // RMB
-    b[5] = lu.commands.find(0x83) ? 0x08 : 0x00; // 3PC: EXTENDED COPY
+    b[5] = lu.commands.find(0x83, 0x00) ? 0x08 : 0x00; // 3PC: EXTENDED COPY
     b[7] = 0x02; // CMDQUE
   }
   b[2] = 0x06; // VERSION: SPC-4

@@ -25,6 +25,8 @@ import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
 import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
+import { CopyResults } from './extended-copy';
+import type { SanitizeState } from './sanitize';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -36,6 +38,10 @@ export interface TargetContext {
   luns(): number[];
   /** REPORT LUNS was processed on this nexus: clear REPORTED LUNS DATA HAS CHANGED on every LU. */
   reportedLunsDelivered(nexusKey: string): void;
+  /** A logical unit of the gateway by NAA designator (EXTENDED COPY copy targets). */
+  findLogicalUnit(naa: Buffer): LogicalUnit | undefined;
+  /** SCSI target port name of a RELATIVE TARGET PORT IDENTIFIER seen so far (REGISTER AND MOVE). */
+  targetPortName(relativeTargetPortId: number): string | undefined;
 }
 
 export interface LogicalUnitOptions {
@@ -55,13 +61,25 @@ export class LuNexus {
   readonly ua = new UnitAttentions();
   /** PREVENT ALLOW MEDIUM REMOVAL: this nexus prevents medium removal. */
   prevent = false;
+  /** Mode parameters in effect when this nexus's pending MODE PARAMETERS CHANGED UA arose. */
+  modeKnown?: ModeParameters;
   constructor(readonly nexus: ITNexus) {}
 }
 
 const enum Opcode {
   RequestSense = 0x03,
   Inquiry = 0x12,
+  Sanitize = 0x48,
   ReportLuns = 0xa0,
+}
+
+function sameMode(a: ModeParameters, b: ModeParameters): boolean {
+  return (Object.keys(a) as (keyof ModeParameters)[]).every((k) => a[k] === b[k]);
+}
+
+/** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
+function isMediumAccess(flags: CommandFlag): boolean {
+  return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
 
 export class LogicalUnit {
@@ -87,8 +105,10 @@ export class LogicalUnit {
   readonly optimalTransferBlocks: number;
   /** Largest COMPARE AND WRITE (NUMBER OF LOGICAL BLOCKS is one byte; data is twice that). */
   readonly maxCompareAndWriteBlocks: number;
-  /** Largest WRITE ATOMIC the backstore makes atomic. */
+  /** Largest WRITE ATOMIC the backstore makes atomic (0: WRITE ATOMIC is not offered). */
   readonly maxAtomicTransferBlocks: number;
+  /** ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY of WRITE ATOMIC, in blocks. */
+  readonly atomicAlignmentBlocks: number;
   readonly commands: CommandTable;
   readonly taskSet = new TaskSet();
   readonly locks = new RangeLocks();
@@ -99,6 +119,13 @@ export class LogicalUnit {
   readonly reservations: ReservationStore;
   /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
   spc2Holder?: string;
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
+  readonly copyResults = new CopyResults();
+  activeCopies = 0;
+  /** A SANITIZE in progress (NOT READY / SANITIZE IN PROGRESS to nearly everything). */
+  sanitizing?: SanitizeState;
+  /** The last SANITIZE failed: medium access is refused until a sanitize succeeds. */
+  sanitizeFailed?: { readonly ause: boolean };
   readonly log: Logger;
 
   private readonly nexuses = new Map<string, LuNexus>();
@@ -121,7 +148,14 @@ export class LogicalUnit {
     this.maxTransferBlocks = MAX_TRANSFER_BYTES / this.blockSize;
     this.optimalTransferBlocks = Math.min(options.settings.optimal_sectors, this.maxTransferBlocks);
     this.maxCompareAndWriteBlocks = Math.min(255, this.maxTransferBlocks / 2);
-    this.maxAtomicTransferBlocks = Math.min(this.maxTransferBlocks, Math.floor(options.device.capabilities.atomicWriteBytes / this.blockSize));
+    // The backstore's atomic unit, in whole blocks. Transfer lengths are multiples of the
+    // alignment too, so that an initiator never needs a write smaller than the unit at an
+    // offset the unit does not start at (Linux derives atomic_write_unit_min from it).
+    const caps = options.device.capabilities;
+    const atomicBlocks = Math.min(this.maxTransferBlocks, Math.floor(caps.atomicWriteBytes / this.blockSize));
+    this.atomicAlignmentBlocks = Math.max(1, Math.floor((caps.atomicWriteAlignment ?? 0) / this.blockSize));
+    this.maxAtomicTransferBlocks = atomicBlocks >= this.atomicAlignmentBlocks
+      ? atomicBlocks - (atomicBlocks % this.atomicAlignmentBlocks) : 0;
     this.log = log.child({ lun: this.lun });
     this.defaultMode = Object.freeze({
       wce: options.settings.emulate_write_cache === 1,
@@ -188,16 +222,23 @@ export class LogicalUnit {
       throw new SenseError(SenseKey.UnitAttention, asc ?? Asc.NoAdditionalSense);
     }
     if (op < 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+    // SBC-3 §4.11: while a sanitize runs, every command but these three is NOT READY, whatever
+    // its CDB holds (libiscsi Sanitize.Reset sends START STOP UNIT with LOEJ=1).
+    if (this.sanitizing && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
+      return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
+    }
     const d = this.commands.lookup(cdb);
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
-    const pr = this.reservations.state;
-    if (pr.reservation && !(d.flags & CommandFlag.ReservationAllowed)
-      && persistentConflict(pr, ns.nexus, this.settings.enforce_pr_isids === 1, (d.flags & CommandFlag.ReadClass) !== 0)) {
+    if (!(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
+      && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
+    if (this.sanitizeFailed && isMediumAccess(d.flags) && op !== Opcode.Sanitize) {
+      throw new SenseError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
+    }
     return d.handler(this, task, ns);
   }
 
@@ -234,6 +275,16 @@ export class LogicalUnit {
     if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
   }
 
+  private persistentConflict(nexus: ITNexus, readClass: boolean): boolean {
+    const pr = this.reservations.state;
+    return pr.reservation !== undefined && persistentConflict(pr, nexus, this.settings.enforce_pr_isids === 1, readClass);
+  }
+
+  /** Would a read (or write) by this nexus conflict with a reservation? (EXTENDED COPY targets.) */
+  reservationConflict(nexus: ITNexus, readClass: boolean): boolean {
+    return (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key) || this.persistentConflict(nexus, readClass);
+  }
+
   checkWritable(): void {
     if (this.writeProtected()) throw writeProtected();
   }
@@ -257,11 +308,14 @@ export class LogicalUnit {
   }
 
   /**
-   * Range lock for restricted reordering (QUEUE ALGORITHM MODIFIER 0): overlapping commands
-   * take effect in the order received. Undefined when unrestricted reordering is in force.
+   * Range lock taken at arrival: overlapping commands take effect in the order received
+   * (restricted reordering; unrestricted reordering allows but does not require otherwise).
+   * Reads take one too, so that COMPARE AND WRITE, WRITE ATOMIC and the other commands that
+   * must be atomic are never seen half done: the page cache gives no such guarantee to a
+   * concurrent pread. O(1) while nothing else is in flight.
    */
-  orderRange(lba: number, blocks: number, write: boolean): RangeLock | undefined {
-    return this.mode.qam === 0 ? this.locks.acquire(lba, blocks, write) : undefined;
+  orderRange(lba: number, blocks: number, write: boolean): RangeLock {
+    return this.locks.acquire(lba, blocks, write);
   }
 
   /** Writes are durable before completion unless the write cache is enabled. */
@@ -269,12 +323,29 @@ export class LogicalUnit {
     return fua || !this.mode.wce;
   }
 
-  /** Change the mode parameters (MODE SELECT) and tell the other nexuses. */
+  /**
+   * Change the mode parameters (MODE SELECT) and tell the other nexuses (MODE PARAMETERS
+   * CHANGED). A nexus whose UA is still pending remembers the parameters it last knew; if
+   * they are back to exactly those before it was told (e.g. SWP set and cleared again), the
+   * UA is withdrawn: nothing has changed from that nexus's point of view, since every command
+   * it sent in between would have been answered with the UA first.
+   */
   setMode(next: ModeParameters, from: LuNexus | undefined): void {
     const prev = this.mode;
     this.mode = Object.freeze({ ...next });
-    const changed = (Object.keys(next) as (keyof ModeParameters)[]).some((k) => next[k] !== prev[k]);
-    if (changed) this.establishUnitAttention(Asc.ModeParametersChanged, from?.nexus.key);
+    if (sameMode(next, prev)) return;
+    for (const ns of this.nexuses.values()) {
+      if (ns === from) continue;
+      if (ns.modeKnown && ns.ua.has(Asc.ModeParametersChanged)) {
+        if (sameMode(next, ns.modeKnown)) {
+          ns.ua.clear(Asc.ModeParametersChanged);
+          ns.modeKnown = undefined;
+        }
+      } else {
+        ns.ua.establish(Asc.ModeParametersChanged);
+        ns.modeKnown = ns.ua.has(Asc.ModeParametersChanged) ? prev : undefined;
+      }
+    }
   }
 
   /** Medium removal is prevented by any I_T nexus. */
@@ -386,8 +457,8 @@ export class LogicalUnit {
   /**
    * Logical unit reset (also the per-LU part of a target reset): abort every task, release
    * PREVENT and SPC-2 reservations, return the mode parameters to their defaults (nothing is
-   * saved), and report the reset to every other nexus. The issuer got FUNCTION COMPLETE, so
-   * it is not told again (as tgt does; a UA there would fail its next PERSISTENT RESERVE IN).
+   * saved), and report the reset to every I_T nexus, the issuer's included (SAM-5 §6.3.3;
+   * libiscsi MultipathIO.Reset checks every path).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
@@ -396,7 +467,7 @@ export class LogicalUnit {
     this.spc2Holder = undefined;
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
-      if (ns.nexus.key !== issuer?.key) ns.ua.establish(asc);
+      ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
     await wait;
@@ -415,6 +486,7 @@ export class LogicalUnit {
 
   async nexusLost(nexus: ITNexus): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
+    this.copyResults.forget(nexus.key);
     if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
     this.nexuses.delete(nexus.key);
   }

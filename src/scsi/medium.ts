@@ -54,12 +54,16 @@ export function mediumCommands(removable: boolean): CommandDefinition[] {
     },
     {
       name: 'START STOP UNIT', opcode: 0x1b, flags: CommandFlag.None, timeouts: [1, 60],
+      // SBC-3: START=1 with POWER CONDITION 0h is allowed under any reservation.
+      reservationAllowed: (cdb) => (cdb[4] & 0xf1) === 0x01,
       // LOEJ is evaluated only where there is a medium to eject.
       usage: [0x1b, 0x01, 0x00, 0x0f, 0xf5 | (removable ? 0x02 : 0x00), 0x00],
       handler: startStopUnit,
     },
     {
       name: 'PREVENT ALLOW MEDIUM REMOVAL', opcode: 0x1e, flags: CommandFlag.None,
+      // SBC-3: allowing removal (PREVENT 00b) is allowed under any reservation.
+      reservationAllowed: (cdb) => (cdb[4] & 0x03) === 0,
       usage: [0x1e, 0x00, 0x00, 0x00, 0x03, 0x00],
       handler: preventAllow,
     },

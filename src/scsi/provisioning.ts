@@ -49,11 +49,11 @@ async function unmap(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (ranges.length === 0) return { status: ScsiStatus.Good, dataOutTransferLength: length };
   const lock = lu.orderRange(lo, hi - lo, true);
   try {
-    if (lock?.ready) await lock.ready;
+    if (lock.ready) await lock.ready;
     const bs = lu.blockSize;
     for (const [lba, n] of ranges) await lu.device.discard(lba * bs, n * bs);
   } finally {
-    if (lock) lu.locks.release(lock);
+    lu.locks.release(lock);
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: length };
 }
@@ -79,13 +79,13 @@ async function writeSame(lu: LogicalUnit, task: Task, lba: number, blocks: numbe
   const lock = lu.orderRange(lba, n, true);
   try {
     const pattern = noData ? Buffer.alloc(bs) : await lu.receiveDataOut(task, bs);
-    if (lock?.ready) await lock.ready;
+    if (lock.ready) await lock.ready;
     if (task.aborted) throw new TaskAbortedError();
     // UNMAP=1 asks for an unmap operation whatever the block holds (SBC-4 table 237).
     if (unmapBit) await lu.device.discard(lba * bs, n * bs);
     else await lu.device.writeSame(lba * bs, n * bs, pattern, { fua: lu.writeFua(false) });
   } finally {
-    if (lock) lu.locks.release(lock);
+    lu.locks.release(lock);
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: task.dataOutTransferLength };
 }

@@ -42,14 +42,15 @@ async function readBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: numb
   const length = blocks * lu.blockSize;
   const lock = lu.orderRange(lba, blocks, false);
   try {
-    if (lock?.ready) await lock.ready;
+    if (lock.ready) await lock.ready;
     stopIfAborted(task);
     // FUA on a read: the data must come from the medium, so write back a volatile cache first.
     if (fua && lu.mode.wce && lu.settings.emulate_fua_read === 1) await lu.device.flush();
-    const data = await lu.device.read(lba * lu.blockSize, length, Buffer.allocUnsafe(length));
+    const into = task.command.dataInBuffer?.(length) ?? Buffer.allocUnsafe(length);
+    const data = await lu.device.read(lba * lu.blockSize, length, into);
     return { status: ScsiStatus.Good, data };
   } finally {
-    if (lock) lu.locks.release(lock);
+    lu.locks.release(lock);
   }
 }
 
@@ -77,7 +78,7 @@ async function writeBlocks(
   const lock = lu.orderRange(lba, bytes / bs, true);
   try {
     const data = await lu.receiveDataOut(task, bytes);
-    if (lock?.ready) await lock.ready;
+    if (lock.ready) await lock.ready;
     stopIfAborted(task);
     // WRITE AND VERIFY verifies the medium, so its data must be on the medium first.
     await lu.device.write(lba * bs, data, { fua: verify !== undefined || lu.writeFua(fua) });
@@ -87,7 +88,7 @@ async function writeBlocks(
     }
     return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
   } finally {
-    if (lock) lu.locks.release(lock);
+    lu.locks.release(lock);
   }
 }
 
@@ -131,7 +132,7 @@ async function verifyBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: nu
       expected = await lu.receiveDataOut(task, bytes);
       if (bytchk === 1) count = bytes / bs;
     }
-    if (lock?.ready) await lock.ready;
+    if (lock.ready) await lock.ready;
     stopIfAborted(task);
     const actual = await lu.device.read(lba * bs, count * bs, Buffer.allocUnsafe(count * bs));
     if (bytchk === 1 && expected) miscompareCheck(expected, actual);
@@ -140,7 +141,7 @@ async function verifyBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: nu
     }
     return done;
   } finally {
-    if (lock) lu.locks.release(lock);
+    lu.locks.release(lock);
   }
 }
 

@@ -92,7 +92,8 @@ function reportSupportedTmfs(_lu: LogicalUnit, task: Task): ScsiResult {
 }
 
 export function reportOpcodesCommands(): CommandDefinition[] {
-  const flags = CommandFlag.ReadClass;
+  // MAINTENANCE IN service actions are allowed under every reservation (SPC-4 table 63).
+  const flags = CommandFlag.ReservationAllowed;
   return [
     {
       name: 'REPORT SUPPORTED OPERATION CODES', opcode: 0xa3, serviceAction: 0x0c, flags,

@@ -1,7 +1,7 @@
 /**
  * REQUEST SENSE (SPC-4 §6.39). With autosense every error already carried its sense data,
  * so REQUEST SENSE reports the logical unit's current state: the next unit attention
- * (which it clears), a missing medium, or NO SENSE. DESC selects descriptor format.
+ * (which it clears), a sanitize in progress, a missing medium, or NO SENSE. DESC selects descriptor format.
  */
 import { ScsiResult, ScsiStatus } from './sam';
 import type { LogicalUnit, LuNexus } from './logical-unit';
@@ -17,6 +17,8 @@ function requestSense(lu: LogicalUnit, task: Task, ns: LuNexus): ScsiResult {
   if (ua !== undefined) {
     info = { key: SenseKey.UnitAttention, asc: ua };
     if (ua === Asc.ReportedLunsDataHasChanged) lu.target.reportedLunsDelivered(ns.nexus.key);
+  } else if (lu.sanitizing) {
+    info = { key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: lu.sanitizing.progress };
   } else if (!lu.mediumPresent) {
     info = { key: SenseKey.NotReady, asc: Asc.MediumNotPresent };
   } else {

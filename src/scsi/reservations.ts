@@ -43,6 +43,11 @@ export interface Registration {
   readonly targetPortName: string;
   readonly relativeTargetPortId: number;
   readonly allTargetPorts: boolean;
+  /**
+   * Registered through a TransportID naming only the iSCSI node (format 00b, SPEC_I_PT or
+   * REGISTER AND MOVE): it covers every initiator port (ISID) of that node.
+   */
+  readonly allInitiatorPorts?: boolean;
 }
 
 export interface Reservation {
@@ -124,7 +129,8 @@ export function initiatorId(nexus: ITNexus, enforceIsids: boolean): string {
 }
 
 export function matches(reg: Registration, nexus: ITNexus, enforceIsids: boolean): boolean {
-  return reg.initiator === initiatorId(nexus, enforceIsids) && (reg.allTargetPorts || reg.targetPortName === nexus.targetPortName);
+  const id = reg.allInitiatorPorts ? nexus.initiatorName : initiatorId(nexus, enforceIsids);
+  return reg.initiator === id && (reg.allTargetPorts || reg.targetPortName === nexus.targetPortName);
 }
 
 export function registrationOf(pr: PrState, nexus: ITNexus, enforceIsids: boolean): Registration | undefined {
@@ -163,7 +169,10 @@ export function persistentConflict(pr: PrState, nexus: ITNexus, enforceIsids: bo
 export interface PrStateJson {
   generation: number;
   aptpl: boolean;
-  registrations: { key: string; initiator: string; initiatorPortName: string; targetPortName: string; relativeTargetPortId: number; allTargetPorts: boolean }[];
+  registrations: {
+    key: string; initiator: string; initiatorPortName: string; targetPortName: string; relativeTargetPortId: number;
+    allTargetPorts: boolean; allInitiatorPorts?: boolean;
+  }[];
   reservation?: { type: number; holder?: number; holderPort?: string };
 }
 

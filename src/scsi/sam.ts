@@ -62,8 +62,15 @@ export interface ScsiCommand {
    * Fetch the first `length` bytes (length <= dataOutLength) of the command's Data-Out buffer.
    * The transport solicits it (R2T) as needed. Call at most once, only after the CDB has been
    * validated. Rejects if the task is aborted (through `signal`) or the connection fails.
+   * The Buffer is the transport's and is recycled when the command completes: copy whatever
+   * must outlive the command.
    */
   receiveDataOut(length: number, signal: AbortSignal): Promise<Buffer>;
+  /**
+   * Optional: a Buffer of `length` bytes for this command's Data-In, owned by the transport,
+   * which recycles it once transmitted. Read data should land there (no copy, no garbage).
+   */
+  dataInBuffer?(length: number): Buffer;
 }
 
 export interface ScsiResult {

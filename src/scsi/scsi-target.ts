@@ -56,13 +56,17 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   private sortedLuns: number[] = [];
   private readonly nexuses = new Map<string, ITNexus>();
   private readonly lost = new Set<string>();
+  /** Target ports by RELATIVE TARGET PORT IDENTIFIER, learned from the nexuses created. */
+  private readonly ports = new Map<number, string>();
   private readonly log: Logger;
   private readonly registry: LogicalUnitRegistry;
   private closed = false;
 
   constructor(options: ScsiTargetOptions) {
     this.targetName = options.targetName;
-    this.log = (options.log ?? silentLogger()).child({ target: options.targetName });
+    const log = options.log ?? silentLogger();
+    // Bind the target name unless the caller's logger already says it (no duplicate JSON keys).
+    this.log = log.bindings().target === options.targetName ? log : log.child({ target: options.targetName });
     this.registry = options.registry ?? gatewayRegistry;
     for (const config of options.logicalUnits) this.attach(config);
   }
@@ -126,6 +130,14 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   luns(): number[] {
     return this.sortedLuns;
+  }
+
+  findLogicalUnit(naa: Buffer): LogicalUnit | undefined {
+    return this.registry.findByNaa(naa);
+  }
+
+  targetPortName(relativeTargetPortId: number): string | undefined {
+    return this.ports.get(relativeTargetPortId);
   }
 
   reportedLunsDelivered(nexusKey: string): void {
@@ -211,6 +223,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   nexusCreated(nexus: ITNexus): void {
     this.nexuses.set(nexus.key, nexus);
+    this.ports.set(nexus.relativeTargetPortId, nexus.targetPortName);
     const asc = this.lost.delete(nexus.key) ? Asc.ITNexusLossOccurred : Asc.PowerOnResetOrBusDeviceReset;
     for (const lu of this.units.values()) lu.nexusCreated(nexus, asc);
   }

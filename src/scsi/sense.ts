@@ -36,6 +36,14 @@ export const enum Asc {
   ParameterNotSupported = 0x2601,
   ParameterValueInvalid = 0x2602,
   InvalidReleaseOfPersistentReservation = 0x2604,
+  TooManyTargetDescriptors = 0x2606,
+  UnsupportedTargetDescriptorTypeCode = 0x2607,
+  TooManySegmentDescriptors = 0x2608,
+  UnsupportedSegmentDescriptorTypeCode = 0x2609,
+  UnreachableCopyTarget = 0x0804,
+  CopyTargetDeviceNotReachable = 0x0d02,
+  InsufficientResources = 0x5503,
+  OperationInProgress = 0x0016,
   WriteProtected = 0x2700,
   SpaceAllocationFailedWriteProtect = 0x2707,
   PowerOnResetOrBusDeviceReset = 0x2900,
@@ -59,6 +67,8 @@ export const enum Asc {
   DataPhaseError = 0x4b00,
   MediumRemovalPrevented = 0x5302,
   InvalidFieldInInformationUnit = 0x0e03,
+  SanitizeInProgress = 0x041b,
+  SanitizeCommandFailed = 0x3103,
 }
 
 /** Where an invalid field is (SPC-4 §4.5.2.4.2, sense-key specific field pointer). */
@@ -76,6 +86,10 @@ export interface SenseInfo {
   /** INFORMATION field (VALID=1), e.g. the miscompare offset. */
   readonly information?: number;
   readonly field?: FieldPointer;
+  /** COMMAND-SPECIFIC INFORMATION field, e.g. the failed segment of an EXTENDED COPY. */
+  readonly commandSpecific?: number;
+  /** PROGRESS INDICATION (0..65535) in the sense-key specific field, when no field pointer. */
+  readonly progress?: number;
 }
 
 /** Thrown by command handlers; turned into CHECK CONDITION in one place (logical-unit.ts). */
@@ -86,6 +100,7 @@ export class SenseError extends Error implements SenseInfo {
     readonly asc: Asc,
     readonly information?: number,
     readonly field?: FieldPointer,
+    readonly commandSpecific?: number,
   ) {
     super(`sense ${key.toString(16)}/${(asc >> 8).toString(16).padStart(2, '0')}/${(asc & 0xff).toString(16).padStart(2, '0')}`);
     this.name = 'SenseError';
@@ -131,13 +146,23 @@ export function parameterListLengthError(): SenseError {
 
 const FIXED_LENGTH = 18;
 
-/** Sense-key specific bytes for a field pointer (SKSV=1). */
-function senseKeySpecific(field: FieldPointer, out: Buffer, at: number): void {
+/** Sense-key specific bytes (SKSV=1): a field pointer, or else a progress indication. */
+function senseKeySpecific(info: SenseInfo, out: Buffer, at: number): void {
+  const field = info.field;
+  if (!field) {
+    out[at] = 0x80;
+    out.writeUInt16BE((info.progress ?? 0) & 0xffff, at + 1);
+    return;
+  }
   let b = 0x80;
   if (field.cdb) b |= 0x40;
   if (field.bit !== undefined) b |= 0x08 | (field.bit & 0x07);
   out[at] = b;
   out.writeUInt16BE(field.byte & 0xffff, at + 1);
+}
+
+function hasSenseKeySpecific(info: SenseInfo): boolean {
+  return info.field !== undefined || info.progress !== undefined;
 }
 
 /** Encode sense data: descriptor format (72h) when `descriptor`, else fixed format (70h). */
@@ -151,12 +176,13 @@ export function encodeSense(info: SenseInfo, descriptor: boolean): Buffer {
       s.writeUInt32BE(info.information >>> 0, 3);
     }
     s[7] = FIXED_LENGTH - 8;
+    if (info.commandSpecific !== undefined) s.writeUInt32BE(info.commandSpecific >>> 0, 8);
     s[12] = info.asc >> 8;
     s[13] = info.asc & 0xff;
-    if (info.field) senseKeySpecific(info.field, s, 15);
+    if (hasSenseKeySpecific(info)) senseKeySpecific(info, s, 15);
     return s;
   }
-  const len = 8 + (info.information !== undefined ? 12 : 0) + (info.field ? 8 : 0);
+  const len = 8 + (info.information !== undefined ? 12 : 0) + (info.commandSpecific !== undefined ? 12 : 0) + (hasSenseKeySpecific(info) ? 8 : 0);
   const s = Buffer.alloc(len);
   s[0] = 0x72;
   s[1] = info.key & 0x0f;
@@ -172,10 +198,17 @@ export function encodeSense(info: SenseInfo, descriptor: boolean): Buffer {
     s.writeUInt32BE(info.information >>> 0, at + 8);
     at += 12;
   }
-  if (info.field) {
+  if (info.commandSpecific !== undefined) {
+    s[at] = 0x01; // command-specific information descriptor
+    s[at + 1] = 0x0a;
+    s.writeUInt32BE(Math.floor(info.commandSpecific / 0x100000000), at + 4);
+    s.writeUInt32BE(info.commandSpecific >>> 0, at + 8);
+    at += 12;
+  }
+  if (hasSenseKeySpecific(info)) {
     s[at] = 0x02; // sense key specific descriptor
     s[at + 1] = 0x06;
-    senseKeySpecific(info.field, s, at + 4);
+    senseKeySpecific(info, s, at + 4);
   }
   return s;
 }
@@ -186,6 +219,7 @@ export interface DecodedSense {
   readonly asc: number;
   readonly information?: number;
   readonly field?: FieldPointer;
+  readonly progress?: number;
 }
 
 /** Decode fixed or descriptor sense data (for logging and tests). */
@@ -193,24 +227,32 @@ export function decodeSense(s: Buffer): DecodedSense {
   const code = s[0] & 0x7f;
   if (code === 0x72 || code === 0x73) {
     let information: number | undefined;
-    let field: FieldPointer | undefined;
+    let specific: { field?: FieldPointer; progress?: number } = {};
+    const key = s[1] & 0x0f;
     const end = Math.min(s.length, 8 + s[7]);
     for (let at = 8; at + 2 <= end; at += 2 + s[at + 1]) {
       if (s[at] === 0x00 && s[at + 2] & 0x80) {
         information = s.readUInt32BE(at + 4) * 0x100000000 + s.readUInt32BE(at + 8);
       } else if (s[at] === 0x02 && s[at + 4] & 0x80) {
-        field = decodeField(s, at + 4);
+        specific = decodeSpecific(key, s, at + 4);
       }
     }
-    return { descriptor: true, key: s[1] & 0x0f, asc: (s[2] << 8) | s[3], information, field };
+    return { descriptor: true, key, asc: (s[2] << 8) | s[3], information, ...specific };
   }
+  const key = s[2] & 0x0f;
   return {
     descriptor: false,
-    key: s[2] & 0x0f,
+    key,
     asc: (s[12] << 8) | s[13],
     information: s[0] & 0x80 ? s.readUInt32BE(3) : undefined,
-    field: s.length >= 18 && s[15] & 0x80 ? decodeField(s, 15) : undefined,
+    ...(s.length >= 18 && s[15] & 0x80 ? decodeSpecific(key, s, 15) : {}),
   };
+}
+
+/** Sense-key specific field: a progress indication for NO SENSE / NOT READY, else a field pointer. */
+function decodeSpecific(key: SenseKey, s: Buffer, at: number): { field?: FieldPointer; progress?: number } {
+  if (key === SenseKey.NoSense || key === SenseKey.NotReady) return { progress: s.readUInt16BE(at + 1) };
+  return { field: decodeField(s, at) };
 }
 
 function decodeField(s: Buffer, at: number): FieldPointer {

@@ -30,6 +30,10 @@ export class UnitAttentions {
     return this.queue.shift();
   }
 
+  has(asc: Asc): boolean {
+    return this.queue.includes(asc);
+  }
+
   clear(asc: Asc): void {
     this.queue = this.queue.filter((a) => a !== asc);
   }

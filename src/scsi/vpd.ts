@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { ITNexus } from './sam';
 import type { LogicalUnit } from './logical-unit';
 import { writeU64 } from './cdb';
+import { thirdPartyCopyDescriptors } from './extended-copy';
 
 /** T10 vendor identification (INQUIRY bytes 8..15, T10 vendor ID designator). */
 export const VENDOR_ID = 'ISCSI-GW';
@@ -21,15 +22,21 @@ export const enum VpdPage {
   UnitSerialNumber = 0x80,
   DeviceIdentification = 0x83,
   ExtendedInquiry = 0x86,
+  ThirdPartyCopy = 0x8f,
   BlockLimits = 0xb0,
   BlockDeviceCharacteristics = 0xb1,
   LogicalBlockProvisioning = 0xb2,
 }
 
-export const SUPPORTED_VPD_PAGES: readonly number[] = [
+const VPD_PAGES: readonly number[] = [
   VpdPage.SupportedPages, VpdPage.UnitSerialNumber, VpdPage.DeviceIdentification, VpdPage.ExtendedInquiry,
-  VpdPage.BlockLimits, VpdPage.BlockDeviceCharacteristics, VpdPage.LogicalBlockProvisioning,
+  VpdPage.ThirdPartyCopy, VpdPage.BlockLimits, VpdPage.BlockDeviceCharacteristics, VpdPage.LogicalBlockProvisioning,
 ];
+
+/** The VPD pages this LU supports: the third-party copy page only with a copy manager. */
+export function supportedVpdPages(lu: LogicalUnit): number[] {
+  return VPD_PAGES.filter((p) => p !== VpdPage.ThirdPartyCopy || lu.commands.find(0x83, 0x00) !== undefined);
+}
 
 /**
  * NAA IEEE "locally assigned" designator (NAA=3, 60 bits) derived from the unit serial
@@ -131,8 +138,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
   if (writeSame) writeU64(b, s.max_write_same_len, 32);
   if (lu.commands.find(0x9c)) {
     b.writeUInt32BE(lu.maxAtomicTransferBlocks, 40); // MAXIMUM ATOMIC TRANSFER LENGTH
-    b.writeUInt32BE(1, 44); // ATOMIC ALIGNMENT
-    b.writeUInt32BE(1, 48); // ATOMIC TRANSFER LENGTH GRANULARITY
+    b.writeUInt32BE(lu.atomicAlignmentBlocks, 44); // ATOMIC ALIGNMENT
+    b.writeUInt32BE(lu.atomicAlignmentBlocks, 48); // ATOMIC TRANSFER LENGTH GRANULARITY
   }
   return page(VpdPage.BlockLimits, b, true);
 }
@@ -140,6 +147,8 @@ function blockLimits(lu: LogicalUnit): Buffer {
 function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
   b.writeUInt16BE(lu.settings.is_nonrot ? 1 : 0, 0); // MEDIUM ROTATION RATE: 1 = non-rotating
+  // WABEREQ 01b: a read of a block erased by SANITIZE BLOCK ERASE succeeds (unmapped data).
+  if (lu.commands.find(0x48, 0x02)) b[3] = 0x40;
   b[4] = 0x02; // FUAB: FUA=1 makes data durable like SYNCHRONIZE CACHE does
   return page(VpdPage.BlockDeviceCharacteristics, b, true);
 }
@@ -163,10 +172,12 @@ function extendedInquiry(lu: LogicalUnit): Buffer {
 /** The VPD page, or undefined when it is not supported. */
 export function vpdPage(lu: LogicalUnit, code: number, nexus: ITNexus): Buffer | undefined {
   switch (code) {
-    case VpdPage.SupportedPages: return page(code, Buffer.from(SUPPORTED_VPD_PAGES), true);
+    case VpdPage.SupportedPages: return page(code, Buffer.from(supportedVpdPages(lu)), true);
     case VpdPage.UnitSerialNumber: return page(code, Buffer.from(lu.wwn, 'ascii'), true);
     case VpdPage.DeviceIdentification: return deviceIdentification(lu, nexus);
     case VpdPage.ExtendedInquiry: return extendedInquiry(lu);
+    case VpdPage.ThirdPartyCopy:
+      return lu.commands.find(0x83, 0x00) ? page(code, thirdPartyCopyDescriptors(lu), true) : undefined;
     case VpdPage.BlockLimits: return blockLimits(lu);
     case VpdPage.BlockDeviceCharacteristics: return blockDeviceCharacteristics(lu);
     case VpdPage.LogicalBlockProvisioning: return logicalBlockProvisioning(lu);

@@ -37,8 +37,9 @@ export function scoreLog(log: string, suite: string): Map<string, Verdict> {
   return out;
 }
 
-export async function runSuite(url: string, suite: string, extraArgs: string[] = []): Promise<{ results: Map<string, Verdict>; log: string }> {
-  const r = await run('iscsi-test-cu', ['-d', '-v', ...extraArgs, `--test=ALL.${suite}`, url], { timeoutMs: 180_000 });
+/** `url2`: a second path to the same LU (MultipathIO; libiscsi logs in there with a second initiator name). */
+export async function runSuite(url: string, suite: string, extraArgs: string[] = [], url2?: string): Promise<{ results: Map<string, Verdict>; log: string }> {
+  const r = await run('iscsi-test-cu', ['-d', '-v', ...extraArgs, `--test=ALL.${suite}`, url, ...(url2 ? [url2] : [])], { timeoutMs: 180_000 });
   const log = r.stdout + r.stderr;
   const results = scoreLog(log, suite);
   if (r.signal === 'SIGKILL') results.set(`${suite}.TIMEOUT`, 'FAIL');

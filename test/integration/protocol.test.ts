@@ -6,8 +6,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FileConfigStore } from '../../src/config/config-store';
-import { configPath } from '../../src/config/paths';
-import { demoConfig } from '../../src/daemon/demo';
+import { configPath, storeRoot } from '../../src/config/paths';
+import { ImageStore } from '../../src/store';
+import { createDemoImage, demoConfig } from '../../src/daemon/demo';
 import { DEMO_IQN, Daemon, tempDir } from '../helpers/daemon';
 import { TestInitiator, parsePairs, textData } from '../helpers/initiator';
 
@@ -25,6 +26,9 @@ async function dataDirWith(controls: Record<string, number | boolean | string>):
   const dir = tempDir();
   const cfg = demoConfig();
   cfg.targets[DEMO_IQN].controls = controls;
+  const store = await ImageStore.open(storeRoot(dir));
+  await createDemoImage(store);
+  await store.close();
   await new FileConfigStore(configPath(dir)).save(cfg);
   return dir;
 }

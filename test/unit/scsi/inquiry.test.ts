@@ -82,7 +82,7 @@ describe('VPD pages', () => {
     const r = await f.run(inquiry(1, 0, 255));
     assertGood(r);
     const pages = [...r.data!.subarray(4, 4 + r.data!.readUInt16BE(2))];
-    assert.deepEqual(pages, [0x00, 0x80, 0x83, 0x86, 0xb0, 0xb1, 0xb2]);
+    assert.deepEqual(pages, [0x00, 0x80, 0x83, 0x86, 0x8f, 0xb0, 0xb1, 0xb2]);
     for (const p of pages) {
       const pr = await f.run(inquiry(1, p, 255));
       assertGood(pr);
@@ -90,6 +90,32 @@ describe('VPD pages', () => {
       assert.equal(pr.data![0], 0x00);
       assert.equal(pr.data!.length, 4 + pr.data!.readUInt16BE(2));
     }
+  });
+
+  it('8Fh describes the copy manager, and exists only with emulate_3pc', async () => {
+    const f = await fixture();
+    const d = (await f.run(inquiry(1, 0x8f, 255))).data!;
+    const descriptors = new Map<number, Buffer>();
+    for (let at = 4; at < d.length; at += 4 + d.readUInt16BE(at + 2)) {
+      assert.equal(d.readUInt16BE(at + 2) % 4, 0, 'descriptor length is a multiple of 4');
+      descriptors.set(d.readUInt16BE(at), d.subarray(at, at + 4 + d.readUInt16BE(at + 2)));
+    }
+    assert.deepEqual([...descriptors.keys()], [0x0001, 0x0004, 0x0008, 0x000c, 0x8001]);
+    const cmds = descriptors.get(0x0001)!;
+    assert.deepEqual([...cmds.subarray(4, 5 + cmds[4])], [9, 0x83, 1, 0x00, 0x84, 4, 0x00, 0x01, 0x03, 0x04]);
+    const params = descriptors.get(0x0004)!;
+    assert.equal(params.readUInt16BE(2), 0x1c);
+    assert.deepEqual([params.readUInt16BE(8), params.readUInt16BE(10), params.readUInt32BE(12), params.readUInt32BE(16)], [8, 64, 4096, 0]);
+    assert.deepEqual([...descriptors.get(0x0008)!.subarray(4, 7)], [2, 0x02, 0xe4]);
+    assert.equal(descriptors.get(0x000c)!.readUInt16BE(4), 0);
+    const general = descriptors.get(0x8001)!;
+    assert.equal(general.readUInt16BE(2), 0x20);
+    assert.deepEqual([general.readUInt32BE(4), general.readUInt32BE(8), general.readUInt32BE(12), general[16]], [16, 16, 0xffff * 512, 9]);
+
+    const off = await fixture({ settings: { emulate_3pc: 0 } });
+    const pages = (await off.run(inquiry(1, 0, 255))).data!;
+    assert.ok(!pages.subarray(4).includes(0x8f));
+    assertInvalidField(await off.run(inquiry(1, 0x8f, 255)), 2, 7);
   });
 
   it('80h is the wwn', async () => {

@@ -103,7 +103,8 @@ describe('removable medium (RMB=1)', () => {
       assertGood(await f.run(preventAllow(1)));
       assertSense(await f.run(ssu(0, 0, 0, 1, 0)), ILLEGAL, PREVENTED);
       await act(f);
-      if (name === 'I_T nexus reset' || name === 'nexus loss') assertSense(await f.run(TUR), 0x6, 0x2907);
+      assertSense(await f.run(TUR), 0x6, name === 'target cold reset' ? 0x2901 : name === 'LU reset' ? 0x2903
+        : name === 'target warm reset' ? 0x2900 : 0x2907);
       assertGood(await f.run(ssu(0, 0, 0, 1, 0)));
       assertSense(await f.run(TUR), NOT_READY, NO_MEDIUM);
       assertGood(await f.run(ssu(0, 0, 0, 1, 1)));

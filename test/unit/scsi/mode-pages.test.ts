@@ -156,6 +156,30 @@ describe('MODE SELECT', () => {
     assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2a01);
   });
 
+  it('withdraws an unreported MODE PARAMETERS CHANGED once the parameters are back to what that nexus knew', async () => {
+    const f = await fixture();
+    const n2 = nexus(2);
+    const n3 = nexus(3);
+    for (const n of [n2, n3]) {
+      f.target.nexusCreated(n);
+      await f.run([0, 0, 0, 0, 0, 0], { nexus: n });
+    }
+    const swpOn = controlPage(0x02, 0x08, 0x40);
+    const swpOff = controlPage(0x02, 0x00, 0x40);
+    assertGood(await f.run(select6(swpOn), { dataOut: swpOn }));
+    // n3 sees the change; n2 does not look before SWP is cleared again.
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n3 }), 0x6, 0x2a01);
+    assertGood(await f.run(select6(swpOff), { dataOut: swpOff }));
+    assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n3 }), 0x6, 0x2a01);
+    // A change that is not undone is still reported, once.
+    const tas0 = controlPage(0x02, 0x08, 0x00);
+    assertGood(await f.run(select6(swpOn), { dataOut: swpOn }));
+    assertGood(await f.run(select6(tas0), { dataOut: tas0 }));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2a01);
+    assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }));
+  });
+
   it('refuses changes to non-changeable bits with a parameter-list field pointer', async () => {
     const f = await fixture();
     const tst = controlPage(0x22, 0x00, 0x40);

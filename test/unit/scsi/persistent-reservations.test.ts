@@ -89,12 +89,15 @@ describe('PERSISTENT RESERVE OUT: registration', () => {
     const { f, a } = await two();
     const short = Buffer.from([0x5f, 0, 0, 0, 0, 0, 0, 0, 20, 0]);
     assertSense(await f.run(short, { nexus: a, dataOut: Buffer.alloc(20) }), 0x5, 0x1a00);
-    assertSense(await out(f, a, 0, 0n, 1n, 0, 0x08), 0x5, 0x2600); // SPEC_I_PT
+    assertSense(await out(f, a, 0, 0n, 1n, 0, 0x08), 0x5, 0x1a00); // SPEC_I_PT needs TransportIDs
+    assertSense(await out(f, a, 6, 0n, 1n, 0, 0x08), 0x5, 0x2600); // SPEC_I_PT only with REGISTER
+    const long = Buffer.from([0x5f, 0, 0, 0, 0, 0, 0, 0, 28, 0]);
+    assertSense(await f.run(long, { nexus: a, dataOut: Buffer.concat([params(0n, 1n), Buffer.alloc(4)]) }), 0x5, 0x1a00);
     assertSense(await out(f, a, 0, 0n, 1n, 0, 0x10), 0x5, 0x2600); // reserved bit
     assertGood(await out(f, a, 0, 0n, 1n));
     assertSense(await f.run(prOutCdb(1, 2), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400); // bad type
     assertSense(await f.run(prOutCdb(1, WE, 1), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400); // scope
-    assertSense(await f.run(Buffer.from([0x5f, 7, 0, 0, 0, 0, 0, 0, 24, 0]), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400);
+    assertSense(await f.run(Buffer.from([0x5f, 8, 0, 0, 0, 0, 0, 0, 24, 0]), { nexus: a, dataOut: params(1n, 0n) }), 0x5, 0x2400);
     for (let sa = 4; sa < 0x20; sa++) assertSense(await f.run(prIn(sa), { nexus: a }), 0x5, 0x2400);
   });
 
@@ -257,7 +260,7 @@ describe('PERSISTENT RESERVE OUT: reservations', () => {
 
   it('REPORT CAPABILITIES and READ FULL STATUS', async () => {
     const { f, a, b } = await two();
-    assert.equal((await f.run(prIn(2), { nexus: a })).data!.toString('hex'), '0008059' + '0ea01' + '0000');
+    assert.equal((await f.run(prIn(2), { nexus: a })).data!.toString('hex'), '00080d90ea010000');
     assertGood(await out(f, a, 0, 0n, 0x11n, 0, 0x01));
     assertGood(await out(f, b, 0, 0n, 0x22n, 0, 0x05));
     assertGood(await out(f, a, 1, 0x11n, 0n, WE_RO));
@@ -289,6 +292,7 @@ describe('PERSISTENT RESERVE OUT: reservations', () => {
     await f.target.taskManagement({ nexus: b, fn: Fn.LogicalUnitReset, lun: 0 });
     await f.target.nexusLost(a);
     f.target.nexusCreated(a);
+    assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, 0x2903);
     assert.deepEqual(await reservation(f, b), { key: 1n, type: EA });
     assert.equal((await f.run(READ, { nexus: b })).status, RESERVATION_CONFLICT);
   });
@@ -381,12 +385,178 @@ describe('SPC-2 RESERVE / RELEASE', () => {
 });
 
 describe('target resets', () => {
-  it('report POWER ON, RESET (warm) or POWER ON OCCURRED (cold) to the other nexuses on every LU', async () => {
+  it('report POWER ON, RESET (warm) or POWER ON OCCURRED (cold) to every nexus on every LU', async () => {
     for (const [fn, asc] of [[Fn.TargetWarmReset, 0x2900], [Fn.TargetColdReset, 0x2901]]) {
       const { f, a, b } = await two();
       assert.equal(await f.target.taskManagement({ nexus: a, fn, lun: 0 }), 0);
-      assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }));
+      assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: a }), 0x6, asc);
       assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: b }), 0x6, asc);
     }
+  });
+});
+
+/** An iSCSI TransportID: format 01b for "name,i,0xISID", 00b for a bare node name. */
+function tid(name: string, format = name.includes(',i,0x') ? 1 : 0, protocol = 5): Buffer {
+  const len = Math.max(20, (Buffer.byteLength(name) + 1 + 3) & ~3);
+  const b = Buffer.alloc(4 + len);
+  b[0] = (format << 6) | protocol;
+  b.writeUInt16BE(len, 2);
+  b.write(name, 4);
+  return b;
+}
+
+function longOut(sa: number, p: Buffer, type = 0): Buffer {
+  const c = Buffer.from([0x5f, sa, type, 0, 0, 0, 0, 0, 0, 0]);
+  c.writeUInt32BE(p.length, 5);
+  return c;
+}
+
+/** REGISTER with SPEC_I_PT=1 and the given TransportIDs. */
+function specIpt(rk: bigint, sark: bigint, ids: Buffer[], flags = 0): Buffer {
+  const list = Buffer.concat(ids);
+  const p = Buffer.concat([params(rk, sark, 0x08 | flags), Buffer.alloc(4), list]);
+  p.writeUInt32BE(list.length, 24);
+  return p;
+}
+
+/** REGISTER AND MOVE parameter list. */
+function moveParams(rk: bigint, sark: bigint, rtpi: number, id: Buffer, flags = 0): Buffer {
+  const p = Buffer.alloc(24);
+  p.writeBigUInt64BE(rk, 0);
+  p.writeBigUInt64BE(sark, 8);
+  p[17] = flags;
+  p.writeUInt16BE(rtpi, 18);
+  p.writeUInt32BE(id.length, 20);
+  return Buffer.concat([p, id]);
+}
+
+describe('PERSISTENT RESERVE OUT: SPEC_I_PT', () => {
+  it('registers the receiving nexus and every named initiator port, once, with one generation', async () => {
+    const { f, a, b } = await two();
+    const c = nexus(3);
+    const c2: ITNexus = { ...c, isid: '400000000077', initiatorPortName: c.initiatorName + ',i,0x400000000077', key: 'c2' };
+    for (const n of [c, c2]) {
+      f.target.nexusCreated(n);
+      await f.run([0, 0, 0, 0, 0, 0], { nexus: n });
+    }
+    // b by initiator port (format 01b), node 3 by name (format 00b).
+    const p = specIpt(0n, 0x55n, [tid(b.initiatorPortName), tid(c.initiatorName)]);
+    const r = await f.run(longOut(0, p), { nexus: a, dataOut: p });
+    assertGood(r);
+    assert.equal(r.dataOutTransferLength, p.length);
+    assert.deepEqual(await keys(f, a), { generation: 1, keys: [0x55n, 0x55n, 0x55n] });
+    // Every named nexus is a registrant: b and both ports of node 3 may reserve / release.
+    assertGood(await out(f, b, 1, 0x55n, 0n, WE));
+    assertGood(await out(f, b, 2, 0x55n, 0n, WE));
+    assertGood(await out(f, c2, 1, 0x55n, 0n, WE));
+    assertGood(await out(f, c2, 2, 0x55n, 0n, WE));
+    // READ FULL STATUS reports the node-wide registration with a format 00b TransportID.
+    const d = (await f.run(prIn(3), { nexus: a })).data!;
+    const tids: string[] = [];
+    for (let at = 8; at < 8 + d.readUInt32BE(4); at += 24 + d.readUInt32BE(at + 20)) {
+      tids.push(`${d[at + 24].toString(16)}:${d.subarray(at + 28, at + 24 + d.readUInt32BE(at + 20)).toString().replace(/\0+$/, '')}`);
+    }
+    assert.deepEqual(tids, [`45:${a.initiatorPortName}`, `45:${b.initiatorPortName}`, `5:${c.initiatorName}`]);
+  });
+
+  it('leaves already registered initiator ports alone; refuses SPEC_I_PT from a registered nexus', async () => {
+    const { f, a, b } = await two();
+    assertGood(await out(f, b, 0, 0n, 0x22n));
+    const p = specIpt(0n, 0x11n, [tid(b.initiatorPortName)]);
+    assertGood(await f.run(longOut(0, p), { nexus: a, dataOut: p }));
+    assert.deepEqual((await keys(f, a)).keys, [0x22n, 0x11n]);
+    const again = specIpt(0x11n, 0x33n, [tid(nexus(4).initiatorPortName)]);
+    const s = assertSense(await f.run(longOut(0, again), { nexus: a, dataOut: again }), 0x5, 0x2600);
+    assert.deepEqual(s.field, { cdb: false, byte: 20, bit: 3 });
+  });
+
+  it('validates the TransportIDs and registers nothing when one is bad', async () => {
+    const { f, a } = await two();
+    const good = tid(nexus(4).initiatorPortName);
+    const cases: [Buffer, number, number, number][] = [
+      [specIpt(0n, 1n, [good, tid(nexus(6).initiatorPortName, 1, 1)]), 0x2600, 28 + good.length, 3], // not iSCSI
+      [specIpt(0n, 1n, [tid(nexus(6).initiatorPortName, 2)]), 0x2600, 28, 7], // format 10b
+      [specIpt(0n, 1n, [tid('iqn.2024-01.test:x,i,0x12')]), 0x2600, 32, 7], // short ISID
+      [specIpt(0n, 1n, [tid('iqn.2024-01.test:x,y')]), 0x2600, 32, 7], // a comma in a node name
+      [specIpt(0n, 1n, [Buffer.alloc(16, 0x45)]), 0x2600, 28, 7], // too short
+    ];
+    const noNul = tid('iqn.2024-01.test:abcdefghijk');
+    noNul.fill(0x61, 4);
+    cases.push([specIpt(0n, 1n, [noNul]), 0x2600, 32, 7]);
+    const oddLength = tid(nexus(6).initiatorPortName);
+    oddLength.writeUInt16BE(oddLength.readUInt16BE(2) - 2, 2);
+    cases.push([specIpt(0n, 1n, [oddLength]), 0x2600, 30, 7]);
+    for (const [p, asc, byte, bit] of cases) {
+      const s = assertSense(await f.run(longOut(0, p), { nexus: a, dataOut: p }), 0x5, asc);
+      assert.deepEqual(s.field, { cdb: false, byte, bit });
+    }
+    const mismatch = specIpt(0n, 1n, [good]);
+    mismatch.writeUInt32BE(good.length + 4, 24);
+    assertSense(await f.run(longOut(0, mismatch), { nexus: a, dataOut: mismatch }), 0x5, 0x1a00);
+    assert.deepEqual(await keys(f, a), { generation: 0, keys: [] });
+  });
+});
+
+describe('PERSISTENT RESERVE OUT: REGISTER AND MOVE', () => {
+  it('moves the reservation to the named I_T nexus with the new key; UNREG drops the source', async () => {
+    for (const unreg of [false, true]) {
+      const { f, a, b } = await two();
+      assertGood(await out(f, a, 0, 0n, 0x1n));
+      assertGood(await out(f, a, 1, 0x1n, 0n, WE));
+      const p = moveParams(0x1n, 0x2n, 1, tid(b.initiatorPortName), unreg ? 0x02 : 0);
+      const r = await f.run(longOut(7, p, EA), { nexus: a, dataOut: p });
+      assertGood(r);
+      assert.equal(r.dataOutTransferLength, p.length);
+      assert.deepEqual(await reservation(f, a), { key: 0x2n, type: WE }, 'same type, whatever the CDB says');
+      assert.deepEqual(await keys(f, a), { generation: 2, keys: unreg ? [0x2n] : [0x1n, 0x2n] });
+      assert.equal(await canWrite(f, b), true);
+      assert.equal(await canWrite(f, a), false);
+    }
+  });
+
+  it('moves to a nexus through another target port by RELATIVE TARGET PORT IDENTIFIER', async () => {
+    const { f, a, b } = await two();
+    const bPort2 = nexus(2, 2);
+    f.target.nexusCreated(bPort2);
+    await f.run([0, 0, 0, 0, 0, 0], { nexus: bPort2 });
+    assertGood(await out(f, b, 0, 0n, 0x7n));
+    assertGood(await out(f, a, 0, 0n, 0x1n));
+    assertGood(await out(f, a, 1, 0x1n, 0n, EA));
+    const p = moveParams(0x1n, 0x9n, 2, tid(b.initiatorPortName));
+    assertGood(await f.run(longOut(7, p), { nexus: a, dataOut: p }));
+    assert.equal(await canRead(f, bPort2), true);
+    assert.equal(await canRead(f, b), false, 'b through port 1 is another I_T nexus');
+    assert.deepEqual((await keys(f, a)).keys, [0x7n, 0x1n, 0x9n]);
+  });
+
+  it('errors: conflicts for non-holders and all-registrants, bad parameters, no reservation', async () => {
+    const { f, a, b } = await two();
+    const toB = (rk: bigint, sark: bigint, rtpi = 1) => moveParams(rk, sark, rtpi, tid(b.initiatorPortName));
+    const move = (n: ITNexus, p: Buffer) => f.run(longOut(7, p), { nexus: n, dataOut: p });
+    assert.equal((await move(a, toB(0n, 2n))).status, RESERVATION_CONFLICT, 'not registered');
+    assertGood(await out(f, a, 0, 0n, 0x1n));
+    assert.equal((await move(a, toB(0x5n, 2n))).status, RESERVATION_CONFLICT, 'wrong key');
+    assertSense(await move(a, toB(0x1n, 2n)), 0x5, 0x2400); // no reservation
+    assertGood(await out(f, b, 0, 0n, 0x2n));
+    assertGood(await out(f, b, 1, 0x2n, 0n, WE));
+    assert.equal((await move(a, moveParams(0x1n, 3n, 1, tid(nexus(3).initiatorPortName)))).status, RESERVATION_CONFLICT, 'not the holder');
+    assertGood(await out(f, b, 2, 0x2n, 0n, WE));
+    assertGood(await out(f, a, 1, 0x1n, 0n, WE_AR));
+    assert.equal((await move(a, toB(0x1n, 3n))).status, RESERVATION_CONFLICT, 'all registrants');
+    assertGood(await out(f, a, 2, 0x1n, 0n, WE_AR));
+    assertGood(await out(f, a, 1, 0x1n, 0n, EA));
+    let s = assertSense(await move(a, toB(0x1n, 0n)), 0x5, 0x2600);
+    assert.deepEqual(s.field, { cdb: false, byte: 8, bit: 7 });
+    s = assertSense(await move(a, toB(0x1n, 3n, 9)), 0x5, 0x2600);
+    assert.deepEqual(s.field, { cdb: false, byte: 18, bit: 7 });
+    s = assertSense(await move(a, moveParams(0x1n, 3n, 1, tid(a.initiatorPortName))), 0x5, 0x2600);
+    assert.deepEqual(s.field, { cdb: false, byte: 24, bit: 7 });
+    const bad = toB(0x1n, 3n);
+    bad.writeUInt32BE(4, 20);
+    assertSense(await move(a, bad), 0x5, 0x1a00);
+    const reserved = toB(0x1n, 3n);
+    reserved[17] = 0x04;
+    assertSense(await move(a, reserved), 0x5, 0x2600);
+    assert.deepEqual(await reservation(f, a), { key: 0x1n, type: EA }, 'nothing moved');
   });
 });

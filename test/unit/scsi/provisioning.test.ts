@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { MemoryBackstore } from '../../../src/block/memory-backstore';
 import { assertGood, assertInvalidField, assertSense, cdb10, cdb16, fixture, pattern } from './helpers';
 
 const TP = { emulate_tpu: 1, emulate_tpws: 1, unmap_zeroes_data: 1 };
@@ -94,6 +95,21 @@ describe('UNMAP', () => {
   it('is refused on a read-only LU', async () => {
     const f = await fixture({ settings: TP, readOnly: true });
     assertSense(await f.run(unmapCdb(24), { dataOut: unmapParams([[0, 1]]), receive: () => assert.fail('no data wanted') }), 0x7, 0x2700);
+  });
+
+  it('a read-only thin device (a snapshot: no discard, real map status) stays thin and refuses with DATA PROTECT', async () => {
+    const device = new MemoryBackstore({ size: 2048 * 512 });
+    await device.write(0, Buffer.alloc(65536, 1));
+    Object.defineProperty(device, 'readOnly', { value: true });
+    Object.defineProperty(device, 'capabilities', { value: { ...device.capabilities, discard: false } });
+    const f = await fixture({ settings: TP, device });
+    const b2 = (await f.run([0x12, 1, 0xb2, 0, 8, 0])).data!;
+    assert.deepEqual([b2[5], b2[6] & 0x07], [0x80 | 0x40 | 0x20 | 0x04, 0x02], 'LBPU LBPWS LBPWS10 LBPRZ, thin');
+    assert.equal((await f.run([0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0])).data![14] & 0x80, 0x80, 'LBPME');
+    assertSense(await f.run(unmapCdb(24), { dataOut: unmapParams([[0, 1]]) }), 0x7, 0x2700);
+    assertSense(await f.run(cdb16(0x93, 0, 1, 0x08), { dataOut: Buffer.alloc(512) }), 0x7, 0x2700);
+    assertSense(await f.run(cdb10(0x41, 0, 1, 0x08), { dataOut: Buffer.alloc(512) }), 0x7, 0x2700);
+    assert.deepEqual(descriptors((await f.run(getLbaStatus(0, 64))).data!).slice(0, 2), [[0, 128, 0], [128, 1920, 1]]);
   });
 });
 

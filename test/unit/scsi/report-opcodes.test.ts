@@ -36,8 +36,11 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
     const all = parseAll(r.data!);
     const names = all.map((d) => d.opcode.toString(16) + (d.servactv ? '/' + d.sa.toString(16) : ''));
     assert.deepEqual(names, ['0', '3', '8', 'a', '12', '15', '16', '17', '1a', '1b', '1e', '25', '28', '2a', '2e', '2f', '34', '35', '37',
-      '41', '55', '56', '57', '5a', '5e/0', '5e/1', '5e/2', '5e/3', '5f/0', '5f/1', '5f/2', '5f/3', '5f/4', '5f/5', '5f/6',
-      '88', '8a', '8e', '8f', '90', '91', '93', '9e/10', '9e/12', 'a0', 'a3/c', 'a3/d', 'a8', 'aa', 'ae', 'af', 'b7']);
+      '41', '55', '56', '57', '5a', '5e/0', '5e/1', '5e/2', '5e/3', '5f/0', '5f/1', '5f/2', '5f/3', '5f/4', '5f/5', '5f/6', '5f/7',
+      '83/0', '84/0', '84/1', '84/3', '84/4', '88', '89', '8a', '8b', '8e', '8f', '90', '91', '93', '9c', '9e/10', '9e/12', 'a0', 'a3/c', 'a3/d', 'a8', 'aa', 'ae', 'af', 'b7']);
+    // SANITIZE only where the administrator allowed it (emulate_sanitize).
+    const withSanitize = parseAll((await (await fixture({ settings: { emulate_sanitize: 1 } })).run(rsoc(false, 0, 0, 0, 65535))).data!);
+    assert.deepEqual(withSanitize.filter((d) => d.opcode === 0x48).map((d) => d.sa), [0x01, 0x1f]);
     for (const d of all) {
       assert.equal(d.ctdp, false);
       if (!d.servactv) assert.equal(d.sa, 0);
@@ -129,14 +132,14 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
 });
 
 describe('ignored CDB bits', () => {
-  it('are only FUA_NV / SYNC_NV (obsolete), GROUP NUMBER (no grouping function), and PR OUT SCOPE/TYPE where unused', async () => {
+  it('are only FUA_NV / SYNC_NV (obsolete), GROUP NUMBER (no grouping function), and PR OUT SCOPE/TYPE where unused (REGISTER*, CLEAR)', async () => {
     const f = await fixture();
     for (const d of f.target.logicalUnit(0)!.commands.all) {
       (d.ignored ?? []).forEach((bits, byte) => {
         if (bits === 0) return;
         const group = byte === (d.cdbLength === 10 ? 6 : d.cdbLength - 2) && bits === 0x1f;
         const obsolete = byte === 1 && (bits === 0x02 || bits === 0x04);
-        const prScopeType = d.opcode === 0x5f && [0, 3, 6].includes(d.serviceAction!) && byte === 2 && bits === 0xff;
+        const prScopeType = d.opcode === 0x5f && [0, 3, 6, 7].includes(d.serviceAction!) && byte === 2 && bits === 0xff;
         assert.ok(group || obsolete || prScopeType, `${d.name}: byte ${byte} ignores ${bits.toString(16)}`);
       });
     }

@@ -29,7 +29,9 @@ describe('sense data', () => {
   it('decodes what it encodes', () => {
     for (const descriptor of [false, true]) {
       const s = encodeSense({ key: SenseKey.UnitAttention, asc: Asc.CapacityDataHasChanged }, descriptor);
-      assert.deepEqual(decodeSense(s), { descriptor, key: 6, asc: 0x2a09, information: undefined, field: undefined });
+      assert.deepEqual(decodeSense(s), { descriptor, key: 6, asc: 0x2a09, information: undefined });
+      const p = encodeSense({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: 0x1234 }, descriptor);
+      assert.deepEqual(decodeSense(p), { descriptor, key: 2, asc: 0x041b, information: undefined, progress: 0x1234 });
     }
   });
 });

@@ -1,13 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_DISK_SETTINGS, DISK_SETTING_NAMES, normalizeDiskSetting, validate, validateDiskSettings,
+  DEFAULT_DISK_SETTINGS, DISK_SETTING_NAMES, SEED_DISK_SETTING_NAMES, normalizeDiskSetting, validate, validateDiskSettings,
 } from '../../../src/scsi/disk-settings';
 
 describe('disk settings', () => {
-  it('has the §4.3 table: 27 settings with their defaults', () => {
-    assert.equal(DISK_SETTING_NAMES.length, 27);
-    assert.deepEqual({ ...DEFAULT_DISK_SETTINGS }, {
+  it('has the §4.3 table: 27 settings with their defaults, and the gateway\'s emulate_sanitize (off)', () => {
+    assert.equal(SEED_DISK_SETTING_NAMES.length, 27);
+    assert.deepEqual(DISK_SETTING_NAMES, [...SEED_DISK_SETTING_NAMES, 'emulate_sanitize']);
+    assert.deepEqual(Object.fromEntries(SEED_DISK_SETTING_NAMES.map((n) => [n, DEFAULT_DISK_SETTINGS[n]])), {
       block_size: 512, emulate_3pc: 1, emulate_caw: 1, emulate_dpo: 1, emulate_fua_read: 1, emulate_fua_write: 1,
       emulate_model_alias: 0, emulate_pr: 1, emulate_rest_reord: 1, emulate_tas: 1, emulate_tpu: 0, emulate_tpws: 0,
       emulate_ua_intlck_ctrl: 0, emulate_write_cache: 0, enforce_pr_isids: 1, force_pr_aptpl: 0, is_nonrot: 1,
@@ -15,6 +16,7 @@ describe('disk settings', () => {
       pi_prot_type: 0, pi_prot_verify: 0, queue_depth: 256, unmap_granularity: 8192, unmap_granularity_alignment: 0,
       unmap_zeroes_data: 0,
     });
+    assert.equal(DEFAULT_DISK_SETTINGS.emulate_sanitize, 0);
     assert.equal(validate, validateDiskSettings);
   });
 

@@ -158,7 +158,7 @@ describe('task set TMFs', () => {
     assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2f00);
   });
 
-  it('LOGICAL UNIT RESET aborts everything and raises the reset UA on every other nexus', async () => {
+  it('LOGICAL UNIT RESET aborts everything and raises the reset UA on every nexus', async () => {
     const g = gatedDevice();
     const f = await fixture({ device: g.device });
     const n2 = await secondNexus(f);
@@ -168,7 +168,7 @@ describe('task set TMFs', () => {
     assert.equal(await tmf, Rsp.FunctionComplete);
     assert.ok((await a).aborted && (await b).aborted);
     assert.deepEqual((await c).aborted, { reportStatus: true });
-    assertGood(await f.run([0, 0, 0, 0, 0, 0]));
+    assertSense(await f.run([0, 0, 0, 0, 0, 0]), 0x6, 0x2903);
     assertSense(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }), 0x6, 0x2903);
     assertGood(await f.run([0, 0, 0, 0, 0, 0], { nexus: n2 }));
   });
@@ -287,16 +287,19 @@ describe('restricted reordering (QUEUE ALGORITHM MODIFIER 0)', () => {
     assert.deepEqual((await r).data, Buffer.alloc(512, 9));
   });
 
-  it('with emulate_rest_reord=0 (unrestricted) overlapping commands are not held back', async () => {
+  it('with emulate_rest_reord=0 (unrestricted: allowed, not required) a READ still never sees a write half done', async () => {
     const g = gatedDevice();
     const f = await fixture({ device: g.device, settings: { emulate_rest_reord: 0 } });
     g.hold(true);
     const w = f.target.execute(command(cdb10(0x2a, 10, 4), { nexus: f.nexus, dataOut: Buffer.alloc(2048, 7) }));
     const r = f.target.execute(command(cdb10(0x28, 12, 4), { nexus: f.nexus }));
+    const rDisjoint = f.target.execute(command(cdb10(0x28, 20, 4), { nexus: f.nexus }));
     await tick();
-    assert.deepEqual(g.started.sort(), ['r12', 'w10']);
+    assert.deepEqual(g.started.sort(), ['r20', 'w10']);
     g.hold(false);
-    await Promise.all([w, r]);
+    assertGood(await w);
+    assert.deepEqual((await r).data!.subarray(0, 1024), Buffer.alloc(1024, 7));
+    assertGood(await rDisjoint);
   });
 });
 

@@ -83,3 +83,27 @@ describe('RangeLocks', () => {
     assert.equal(locks.active, 0);
   });
 });
+
+describe('Data-Out abort signals', () => {
+  it('are reused only when never aborted and no longer listened to', () => {
+    const t1 = task(1, TaskAttribute.Simple);
+    const s1 = t1.signal;
+    t1.end();
+    const t2 = task(2, TaskAttribute.Simple);
+    assert.equal(t2.signal, s1, 'an unused signal is recycled');
+    const listener = (): void => undefined;
+    t2.signal.addEventListener('abort', listener);
+    t2.end();
+    const t3 = task(3, TaskAttribute.Simple);
+    assert.notEqual(t3.signal, s1, 'a signal somebody still listens to is not');
+    assert.equal(t3.signal.aborted, false);
+    t3.abort({ reportStatus: false });
+    assert.equal(t3.signal.aborted, true);
+    const s3 = t3.signal;
+    t3.end();
+    const t4 = task(4, TaskAttribute.Simple);
+    assert.notEqual(t4.signal, s3, 'an aborted signal is not');
+    assert.equal(t4.signal.aborted, false);
+    s1.removeEventListener('abort', listener);
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Small durable-file helpers. Metadata files are replaced atomically: write a temporary file,
+ * fsync it, rename it over the old one, fsync the directory. A crash leaves either the old or
+ * the new file, never a torn one.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { isErrno } from './errors';
+import { preadFull, pwriteFull } from '../sys/io';
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export function tmpName(target: string): string {
+  return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** Atomically replace `target` with `data` (temp + fsync + rename + fsync dir). */
+export async function writeFileAtomic(target: string, data: string | Buffer): Promise<void> {
+  const tmp = tmpName(target);
+  const h = await fsp.open(tmp, 'wx', 0o644);
+  try {
+    await h.writeFile(data);
+    await h.sync();
+  } catch (e) {
+    await h.close();
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await h.close();
+  try {
+    await fsp.rename(tmp, target);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+/** Create a file of `size` bytes (sparse), fsynced. Fails if it exists. */
+export async function createSparseFile(file: string, size: number): Promise<void> {
+  const h = await fsp.open(file, 'wx', 0o644);
+  try {
+    await h.truncate(size);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return false;
+    throw e;
+  }
+}
+
+export function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+export function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/** pread until `len` bytes or EOF; bytes past EOF read as zeros. */
+export const readFull = preadFull;
+
+export const writeFull = pwriteFull;
+
+export function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export function ftruncate(fd: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.ftruncate(fd, size, (err) => (err ? reject(err) : resolve())));
+}
+
+export function fstat(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
+}
+
+export function openFd(file: string, flags: string, mode = 0o644): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const ZERO = Buffer.alloc(65536);
+export function isZero(buf: Buffer, off = 0, len = buf.length - off): boolean {
+  for (let p = off; p < off + len; p += ZERO.length) {
+    const n = Math.min(ZERO.length, off + len - p);
+    if (buf.compare(ZERO, 0, n, p, p + n) !== 0) return false;
+  }
+  return true;
+}

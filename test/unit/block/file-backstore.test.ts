@@ -1,0 +1,132 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FileBackstore, extentsFromData } from '../../../src/block/file-backstore';
+import { BlockDeviceError } from '../../../src/block/block-device';
+
+const MiB = 1 << 20;
+
+const dirs: string[] = [];
+process.once('exit', () => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function tmpFile(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fbs-'));
+  dirs.push(dir);
+  return path.join(dir, 'disk.img');
+}
+
+function allocated(p: string): number {
+  return fs.statSync(p).blocks * 512;
+}
+
+test('capabilities are probed: a sparse file on this file system supports discard and map status', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 8 * MiB });
+  assert.equal(dev.capabilities.discard, true);
+  assert.equal(dev.capabilities.discardZeroes, true);
+  assert.equal(dev.capabilities.mapStatus, true);
+  await dev.close();
+  const ro = await FileBackstore.open({ path: p, readOnly: true });
+  assert.equal(ro.capabilities.discard, false, 'a read-only device offers no discard');
+  await ro.close();
+});
+
+test('discard punches a hole: space is freed and the range reads as zeros', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 8 * MiB });
+  await dev.write(0, Buffer.alloc(2 * MiB, 0xab));
+  await dev.flush();
+  assert.ok(allocated(p) >= 2 * MiB);
+  await dev.discard(MiB, MiB);
+  assert.ok(allocated(p) < 2 * MiB && allocated(p) >= MiB);
+  const back = await dev.read(0, 2 * MiB);
+  assert.ok(back.subarray(0, MiB).every((b) => b === 0xab));
+  assert.ok(back.subarray(MiB).every((b) => b === 0));
+  await dev.close();
+});
+
+test('mapStatus reports mapped and deallocated extents without gaps', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 8 * MiB });
+  await dev.write(MiB, Buffer.alloc(8192, 1));
+  await dev.write(4 * MiB, Buffer.alloc(4096, 2));
+  const ext = await dev.mapStatus(0, 8 * MiB);
+  assert.deepEqual(ext, [
+    { offset: 0, length: MiB, state: 'deallocated' },
+    { offset: MiB, length: 8192, state: 'mapped' },
+    { offset: MiB + 8192, length: 3 * MiB - 8192, state: 'deallocated' },
+    { offset: 4 * MiB, length: 4096, state: 'mapped' },
+    { offset: 4 * MiB + 4096, length: 4 * MiB - 4096, state: 'deallocated' },
+  ]);
+  // A sub-range starting inside data is clipped to the range.
+  assert.deepEqual(await dev.mapStatus(MiB + 4096, 8192), [
+    { offset: MiB + 4096, length: 4096, state: 'mapped' },
+    { offset: MiB + 8192, length: 4096, state: 'deallocated' },
+  ]);
+  await dev.close();
+});
+
+test('writeSame of zeros: deallocate punches, otherwise the range stays allocated', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 8 * MiB });
+  await dev.write(0, Buffer.alloc(4 * MiB, 7));
+  await dev.flush();
+  const before = allocated(p);
+  await dev.writeSame(0, MiB, Buffer.alloc(512), { deallocate: true });
+  assert.ok(allocated(p) <= before - MiB, 'deallocated range is freed');
+  await dev.writeSame(MiB, MiB, Buffer.alloc(512));
+  assert.ok(allocated(p) >= 3 * MiB, 'ZERO_RANGE keeps the range provisioned');
+  const back = await dev.read(0, 4 * MiB);
+  assert.ok(back.subarray(0, 2 * MiB).every((b) => b === 0));
+  assert.ok(back.subarray(2 * MiB).every((b) => b === 7));
+  const st = await dev.mapStatus(MiB, MiB);
+  assert.deepEqual(st, [{ offset: MiB, length: MiB, state: 'mapped' }], 'zeroed-but-provisioned range is mapped');
+  // A zero range on a hole provisions it too.
+  await dev.writeSame(6 * MiB, MiB, Buffer.alloc(4096), { fua: true });
+  assert.deepEqual(await dev.mapStatus(6 * MiB, MiB), [{ offset: 6 * MiB, length: MiB, state: 'mapped' }]);
+  await dev.close();
+});
+
+test('writeSame with a non-zero pattern repeats it', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 4 * MiB });
+  const pat = Buffer.alloc(512);
+  pat.write('block!');
+  await dev.writeSame(512, 3 * MiB, pat);
+  const back = await dev.read(0, 4 * MiB);
+  assert.ok(back.subarray(0, 512).every((b) => b === 0));
+  for (let off = 512; off < 512 + 3 * MiB; off += 512) {
+    assert.equal(back.compare(pat, 0, 512, off, off + 512), 0, `block at ${off}`);
+  }
+  assert.ok(back.subarray(512 + 3 * MiB).every((b) => b === 0));
+  await assert.rejects(dev.writeSame(0, 1000, pat), BlockDeviceError);
+  await dev.close();
+});
+
+test('range and mode checks reject with typed errors', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: MiB });
+  await assert.rejects(dev.discard(MiB - 512, 1024), (e: BlockDeviceError) => e.kind === 'out-of-range');
+  await assert.rejects(dev.mapStatus(MiB, 512), (e: BlockDeviceError) => e.kind === 'out-of-range');
+  await dev.close();
+  await assert.rejects(dev.read(0, 512), (e: BlockDeviceError) => e.kind === 'closed');
+  const ro = await FileBackstore.open({ path: p, readOnly: true });
+  await assert.rejects(ro.discard(0, 512), (e: BlockDeviceError) => e.kind === 'read-only');
+  await assert.rejects(ro.writeSame(0, 512, Buffer.alloc(512)), (e: BlockDeviceError) => e.kind === 'read-only');
+  await ro.close();
+});
+
+test('extentsFromData clips and fills gaps', () => {
+  assert.deepEqual(extentsFromData(100, 100, []), [{ offset: 100, length: 100, state: 'deallocated' }]);
+  assert.deepEqual(extentsFromData(100, 100, [{ offset: 0, length: 1000 }]), [{ offset: 100, length: 100, state: 'mapped' }]);
+  assert.deepEqual(extentsFromData(0, 100, [{ offset: 10, length: 10 }, { offset: 90, length: 50 }]), [
+    { offset: 0, length: 10, state: 'deallocated' },
+    { offset: 10, length: 10, state: 'mapped' },
+    { offset: 20, length: 70, state: 'deallocated' },
+    { offset: 90, length: 10, state: 'mapped' },
+  ]);
+});
