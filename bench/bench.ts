@@ -141,6 +141,8 @@ function writeJson(file: string, data: unknown): void {
 }
 
 async function main(): Promise<number> {
+  // A closed stdout (e.g. piped into head) must not kill the run: the results file still counts.
+  process.stdout.on('error', () => undefined);
   const o = parseOptions(process.argv);
   const quick = o.quick ?? false;
   const rounds = o.runs ?? (quick ? 1 : 3);
@@ -170,6 +172,9 @@ async function main(): Promise<number> {
     if (unknown.length) throw new Error(`unknown target(s) ${unknown.join(', ')}; targets: ${kinds.map((k) => k.id).join(', ')}`);
     kinds = kinds.filter((k) => o.targets!.includes(k.id));
   }
+
+  const warnings = [...new Set(kinds.flatMap((k) => k.warnings?.() ?? []))];
+  for (const w of warnings) log(`WARNING: ${w}`);
 
   installSignalHandlers();
   reapLeftovers(log);
@@ -204,6 +209,7 @@ async function main(): Promise<number> {
     host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / (1 << 30)), kernel: os.release() },
     tools: await toolVersions(),
     targets: targetInfo,
+    warnings,
     options: { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
     workloads: Object.fromEntries(workloads.filter((w) => rows.some((r) => r.candidate.workload === w.id || r.baseline.workload === w.id)).map((w) => [w.id, { title: w.title, tool: w.tool, unit: w.metric.unit, ...w.parameters() }])),
     rows: summaries,

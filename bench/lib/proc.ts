@@ -218,8 +218,6 @@ export function installSignalHandlers(): void {
   if (installed) return;
   installed = true;
   process.on('exit', killAllNow);
-  // A closed stdout (e.g. piped into head) must not kill the run: the results file still counts.
-  process.stdout.on('error', () => undefined);
   process.on('uncaughtException', (e) => {
     process.stderr.write(`bench: internal error: ${e.stack ?? e.message}\n`);
     void runCleanups().finally(() => {

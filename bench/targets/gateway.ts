@@ -68,8 +68,18 @@ export class GatewayKind implements TargetKind {
     return this.variant.title;
   }
 
+  private repoRoot(): string {
+    return path.resolve(path.dirname(this.options.cli), '..', '..', '..');
+  }
+
+  warnings(): string[] {
+    // Without the addon the data path falls back (e.g. no RWF_NOWAIT page-cache reads).
+    const addon = path.join(this.repoRoot(), 'native', 'build', 'Release', 'iscsi_gateway_sys.node');
+    return fs.existsSync(addon) ? [] : [`${this.id}: native addon ${addon} is not built (npm run build:native); the gateway runs its fallback paths`];
+  }
+
   async describe(): Promise<string> {
-    const repo = path.resolve(path.dirname(this.options.cli), '..', '..', '..');
+    const repo = this.repoRoot();
     const head = await runTool('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 5000 });
     const dirty = await runTool('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { timeoutMs: 5000 });
     const rev = head.code === 0 ? head.stdout.trim() + (dirty.stdout.trim() ? '+dirty-src' : '') : 'unknown';

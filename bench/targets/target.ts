@@ -39,5 +39,7 @@ export interface TargetKind {
   readonly title: string;
   /** Version or commit string recorded in the results. */
   describe(): Promise<string>;
+  /** Things that would make the figures unrepresentative (printed before the run, kept in the JSON). */
+  warnings?(): string[];
   start(env: BenchEnv): Promise<RunningTarget>;
 }
