@@ -1,0 +1,45 @@
+/**
+ * A target under test: something that, once started, serves the benchmark image as one LUN
+ * on a loopback portal. Add a kind (e.g. the gateway on an embedded-store image) by
+ * implementing `TargetKind` and listing it in `targets/index.ts`.
+ */
+import { CpuTimes } from '../lib/proc';
+
+export interface BenchEnv {
+  /** The preconditioned image file every target serves. */
+  readonly image: string;
+  readonly imageSize: number;
+  /** Scratch directory of this run (data dirs, logs). */
+  readonly workDir: string;
+  /** Progress output for people. */
+  readonly log: (line: string) => void;
+  /** Where the gateway writes a CPU profile, when profiling. */
+  readonly cpuProfile?: { readonly dir: string; readonly name: string };
+}
+
+export interface RunningTarget {
+  readonly kind: string;
+  /** iscsi://127.0.0.1:PORT/IQN/LUN of the benchmark LUN. */
+  readonly url: string;
+  /** Logical block size the LUN reports (iscsi-perf counts in blocks). */
+  readonly blockSize: number;
+  /** Process ids whose CPU time is the target's (for "where the time goes"). */
+  readonly pid: number;
+  cpu(): CpuTimes | undefined;
+  /** Still running (a crash shows up here). */
+  alive(): boolean;
+  /** What the target printed lately (stderr/stdout tail) — for failure reports. */
+  diagnostics(): string;
+  /** Stop cleanly; resolves to a note when the stop was not clean (killed, non-zero exit). */
+  stop(): Promise<string | undefined>;
+}
+
+export interface TargetKind {
+  readonly id: string;
+  readonly title: string;
+  /** Version or commit string recorded in the results. */
+  describe(): Promise<string>;
+  /** Things that would make the figures unrepresentative (printed before the run, kept in the JSON). */
+  warnings?(): string[];
+  start(env: BenchEnv): Promise<RunningTarget>;
+}

@@ -1,0 +1,110 @@
+/**
+ * The peer: a throwaway `tgtd` (Debian's tgt, the C userspace target) in the foreground, on
+ * its own control socket (-C N -> /var/run/tgtd/socket.N) and its own loopback portal, so it
+ * never touches a system tgtd on 3260. Configured with tgtadm: one target, the image as
+ * LUN 1 with the rdwr backing store (LUN 0 is tgt's own controller LU), ACL ALL.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { probeLun } from '../lib/initiator';
+import { Daemon, canConnect, cpuTimes, freePort, onCleanup, runChecked, runTool, tail } from '../lib/proc';
+import { BenchEnv, RunningTarget, TargetKind } from './target';
+
+const TGTD = '/usr/sbin/tgtd';
+const TGTADM = '/usr/sbin/tgtadm';
+const SOCKET_DIR = '/var/run/tgtd';
+export const TGT_IQN = 'iqn.2024-01.localhost.iscsi-gateway-bench:tgt';
+const TID = '1';
+const LUN = 1;
+
+/** A control port no other tgtd holds (its socket lock file would be there). */
+function pickControlPort(): number {
+  for (let i = 0; i < 100; i++) {
+    const n = 20000 + Math.floor(Math.random() * 12000); // tgtd accepts -C up to 32767
+    if (!fs.existsSync(path.join(SOCKET_DIR, `socket.${n}`))) return n;
+  }
+  throw new Error(`no free tgtd control port under ${SOCKET_DIR}`);
+}
+
+function removeSockets(control: number): void {
+  for (const f of [`socket.${control}`, `socket.${control}.lock`]) fs.rmSync(path.join(SOCKET_DIR, f), { force: true });
+}
+
+/** A tgt variant: backing-store open flags (tgtadm --bsoflags: "sync", "direct", "sync:direct"). */
+export interface TgtVariant {
+  readonly id: string;
+  readonly title: string;
+  readonly bsoflags?: string;
+}
+
+export class TgtKind implements TargetKind {
+  constructor(private readonly variant: TgtVariant) {}
+
+  get id(): string {
+    return this.variant.id;
+  }
+  get title(): string {
+    return this.variant.title;
+  }
+
+  async describe(): Promise<string> {
+    const r = await runTool(TGTD, ['--version'], { timeoutMs: 5000 });
+    return `tgt ${r.stdout.trim() || r.stderr.trim()}; rdwr backing store${this.variant.bsoflags ? `, --bsoflags ${this.variant.bsoflags}` : ''}`;
+  }
+
+  async start(env: BenchEnv): Promise<RunningTarget> {
+    if (!fs.existsSync(TGTD)) throw new Error(`${TGTD} not found: run scripts/install-deps.sh (Debian package tgt)`);
+    const port = await freePort();
+    const control = pickControlPort();
+    const adm = (...args: string[]) => runChecked(TGTADM, ['-C', String(control), '--lld', 'iscsi', ...args], 15_000);
+    const sockets = [`socket.${control}`, `socket.${control}.lock`].map((f) => path.join(SOCKET_DIR, f));
+    const daemon = Daemon.spawn(TGTD, ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`], undefined, sockets);
+    let stopped: Promise<string | undefined> | undefined;
+    const stop = (): Promise<string | undefined> => {
+      stopped ??= (async () => {
+        // tgtd -f ignores SIGTERM; "system delete" is its clean shutdown.
+        if (daemon.alive) {
+          await runTool(TGTADM, ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', TID], { timeoutMs: 10_000 });
+          await runTool(TGTADM, ['-C', String(control), '--mode', 'system', '--op', 'delete'], { timeoutMs: 10_000 });
+        }
+        const end = await daemon.stop(null, 5000);
+        removeSockets(control);
+        if (end.killed) return `tgtd did not exit after "tgtadm --mode system --op delete"; killed`;
+        return undefined;
+      })();
+      return stopped;
+    };
+    const unregister = onCleanup(async () => {
+      await stop();
+    });
+    try {
+      const sock = path.join(SOCKET_DIR, `socket.${control}`);
+      await daemon.waitFor('control socket', () => fs.existsSync(sock), 10_000);
+      await daemon.waitFor('iSCSI portal', () => canConnect('127.0.0.1', port), 10_000);
+      await adm('--mode', 'target', '--op', 'new', '--tid', TID, '--targetname', TGT_IQN);
+      await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', env.image, '--bstype', 'rdwr', ...(this.variant.bsoflags ? ['--bsoflags', this.variant.bsoflags] : []));
+      await adm('--mode', 'target', '--op', 'bind', '--tid', TID, '--initiator-address', 'ALL');
+      const url = `iscsi://127.0.0.1:${port}/${TGT_IQN}/${LUN}`;
+      const probe = await probeLun(url);
+      if (probe.sizeBytes !== env.imageSize) throw new Error(`tgt reports ${probe.sizeBytes} bytes, the image has ${env.imageSize}`);
+      return {
+        kind: this.id,
+        url,
+        blockSize: probe.blockSize,
+        pid: daemon.pid,
+        cpu: () => cpuTimes(daemon.pid),
+        alive: () => daemon.alive,
+        diagnostics: () => tail(daemon.stdout + daemon.stderr, 20),
+        stop: async () => {
+          const note = await stop();
+          unregister();
+          return note;
+        },
+      };
+    } catch (e) {
+      await stop();
+      unregister();
+      throw e;
+    }
+  }
+}
