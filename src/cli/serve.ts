@@ -39,13 +39,15 @@ export function registerServeCommand(program: Command): void {
         log.warn({ api: formatAddress(opts.api) }, 'the REST API is not part of this version yet; --api is ignored');
       }
       const bound = gateway.boundPortals();
-      process.stdout.write(`iscsi-gateway: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ')}\n`);
+      // One write, so that a reader who waits for "listening on" also has the demo lines.
+      let banner = `iscsi-gateway: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ')}\n`;
       if (gateway.createdDemo) {
         const p = bound[0];
         const host = p.host.includes(':') ? `[${p.host}]` : p.host;
         const url = p.port === 3260 ? `iscsi://${host}/` : `iscsi://${host}:${p.port}/`;
-        process.stdout.write(`demo target ${DEMO_TARGET} (LUN 0: 1 GiB thin image) is ready: try\n  iscsi-ls ${url}\n`);
+        banner += `demo target ${DEMO_TARGET} (LUN 0: 1 GiB thin image) is ready: try\n  iscsi-ls ${url}\n`;
       }
+      process.stdout.write(banner);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
