@@ -24,6 +24,12 @@ import { createTargetKinds } from './targets';
 import { BenchEnv, TargetKind } from './targets/target';
 import { createRows, createWorkloads, selectRows } from './workloads';
 import { WorkloadError } from './workloads/workload';
+import { formatOffloadBench, runOffloadBench } from './offload';
+import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
+
+/** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
+const SECTIONS = ['tgt', 'store', 'offload'] as const;
+type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -49,6 +55,7 @@ interface Options {
   maxOther: number;
   noiseRetries?: number;
   out: string;
+  sections?: string[];
 }
 
 function positiveInt(v: string): number {
@@ -102,6 +109,7 @@ function parseOptions(argv: string[]): Options {
     .option('--wait-quiet <s>', 'before each target session wait up to this long for other load to stop (default 30, quick 0)', nonNegative)
     .option('--max-other <pct>', 'repeat a measurement during which other jobs used more than this % of a core', nonNegative, 25)
     .option('--noise-retries <n>', 'how often a measurement disturbed by other jobs is repeated (default 3, quick 1)', nonNegative)
+    .option('--sections <list>', `comma-separated sections: ${SECTIONS.join(', ')} (default all; only "tgt" with --only, --targets or --profile)`, list)
     .option('--out <file>', 'results JSON', path.join(RESULTS_DIR, 'latest.json'))
     .allowExcessArguments(false);
   program.parse(argv);
@@ -173,6 +181,12 @@ async function main(): Promise<number> {
     kinds = kinds.filter((k) => o.targets!.includes(k.id));
   }
 
+  const narrowed = o.only !== undefined || o.targets !== undefined || o.profile === true;
+  const sections = new Set<Section>((o.sections ?? (narrowed ? ['tgt'] : [...SECTIONS])).map((x) => {
+    if (!(SECTIONS as readonly string[]).includes(x)) throw new Error(`unknown section "${x}"; sections: ${SECTIONS.join(', ')}`);
+    return x as Section;
+  }));
+
   const warnings = [...new Set(kinds.flatMap((k) => k.warnings?.() ?? []))];
   for (const w of warnings) log(`WARNING: ${w}`);
 
@@ -180,76 +194,116 @@ async function main(): Promise<number> {
   reapLeftovers(log);
   await requireTools();
 
-  const workDir = fs.mkdtempSync(path.join(o.dir, 'igw-bench-'));
-  if (!o.keep) {
-    recordScratch(workDir);
-    onCleanup(async () => fs.rmSync(workDir, { recursive: true, force: true }));
-  }
-  const image = path.join(workDir, 'bench.img');
-  log(`scratch ${workDir}; preconditioning a ${o.imageSize / (1 << 20)} MiB image (sparse, then fully written once) ...`);
-  const t0 = Date.now();
-  await createPreconditionedImage(image, o.imageSize);
-  log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${Math.round(allocatedBytes(image) / (1 << 20))} MiB allocated`);
-  const env: BenchEnv = { image, imageSize: o.imageSize, workDir, log };
-
-  if (o.profile) return profileMode(o, rows.map((r) => r.candidate.workload), workloads, kinds, env, durationS, warmupS);
-
   const started = new Date();
-  const involved = kinds.filter((k) => rows.some((r) => r.baseline.target === k.id || r.candidate.target === k.id));
-  log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${involved.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
-  const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, env });
-  const summaries = summarizeRows(rows, result.cells, workloads);
-
-  const targetInfo: Record<string, string> = {};
-  const used = new Set(rows.flatMap((r) => [r.baseline.target, r.candidate.target]));
-  for (const k of kinds) if (used.has(k.id)) targetInfo[k.id] = await k.describe();
-  const output = {
+  const output: Record<string, unknown> = {
     started: started.toISOString(),
-    finished: new Date().toISOString(),
     host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / (1 << 30)), kernel: os.release() },
     tools: await toolVersions(),
-    targets: targetInfo,
-    warnings,
-    options: { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
-    workloads: Object.fromEntries(workloads.filter((w) => rows.some((r) => r.candidate.workload === w.id || r.baseline.workload === w.id)).map((w) => [w.id, { title: w.title, tool: w.tool, unit: w.metric.unit, ...w.parameters() }])),
-    rows: summaries,
-    failures: result.failures,
-    background: result.background,
+    sections: [...sections],
   };
+  let failures = 0;
+  const cli = path.resolve(o.gatewayCli);
+
+  if (sections.has('tgt')) {
+    const workDir = fs.mkdtempSync(path.join(o.dir, 'igw-bench-'));
+    if (!o.keep) {
+      recordScratch(workDir);
+      onCleanup(async () => fs.rmSync(workDir, { recursive: true, force: true }));
+    }
+    const image = path.join(workDir, 'bench.img');
+    log(`scratch ${workDir}; preconditioning a ${o.imageSize / (1 << 20)} MiB image (sparse, then fully written once) ...`);
+    const t0 = Date.now();
+    await createPreconditionedImage(image, o.imageSize);
+    log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s; ${Math.round(allocatedBytes(image) / (1 << 20))} MiB allocated`);
+    const env: BenchEnv = { image, imageSize: o.imageSize, workDir, log };
+
+    if (o.profile) return profileMode(o, rows.map((r) => r.candidate.workload), workloads, kinds, env, durationS, warmupS);
+
+    const involved = kinds.filter((k) => rows.some((r) => r.baseline.target === k.id || r.candidate.target === k.id));
+    log(`${rows.length} row(s): ${rows.map((r) => r.id).join(', ')}; targets ${involved.map((k) => k.id).join(', ')}; ${rounds} round(s) × (${warmupS} s warm-up + ${durationS} s)`);
+    const result = await runCells(rows, kinds, workloads, { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, env });
+    const summaries = summarizeRows(rows, result.cells, workloads);
+
+    const targetInfo: Record<string, string> = {};
+    const used = new Set(rows.flatMap((r) => [r.baseline.target, r.candidate.target]));
+    for (const k of kinds) if (used.has(k.id)) targetInfo[k.id] = await k.describe();
+    output.vsTgt = {
+      targets: targetInfo,
+      warnings,
+      options: { rounds, durationS, warmupS, quietWaitS, maxOtherPct: o.maxOther, noiseRetries, imageSize: o.imageSize, imageDir: o.dir, quick, gatewayLog: o.gatewayLog, gatewayNodeArgs: o.gatewayNodeArgs },
+      workloads: Object.fromEntries(workloads.filter((w) => rows.some((r) => r.candidate.workload === w.id || r.baseline.workload === w.id)).map((w) => [w.id, { title: w.title, tool: w.tool, unit: w.metric.unit, ...w.parameters() }])),
+      rows: summaries,
+      failures: result.failures,
+      background: result.background,
+    };
+    failures += result.failures.length;
+    log('');
+    log(`iscsi-gateway vs tgt — same ${o.imageSize / (1 << 20)} MiB preconditioned image, same clients, one target at a time; median of ${rounds} round(s)`);
+    log('');
+    log(formatRowsTable(summaries));
+    if (summaries.some((r) => r.baseline.contaminatedRuns + r.candidate.contaminatedRuns > 0)) {
+      log('* includes a measurement disturbed by other jobs on the machine (retries ran out; see "other jobs" below and the JSON)');
+    }
+    log('');
+    log('where the time goes (medians; CPU as % of one core over each tool run, warm-up included; machine busy as % of both cores):');
+    log(formatCpuTable(summaries));
+    log('');
+    for (const [id, d] of Object.entries(targetInfo)) log(`${id}: ${d}`);
+    for (const w of workloads) {
+      const p = w.parameters();
+      if (p.count !== undefined) log(`${w.id}: qemu-img bench -c ${String(p.count)} (calibrated on ${String(p.calibratedOn)})`);
+    }
+    const noisy = result.background.filter((b) => b.busyPct > NOISY_PCT);
+    if (noisy.length) {
+      log('');
+      log(`WARNING: the machine was not quiet before ${noisy.length} of ${result.background.length} target sessions (figures are noisier):`);
+      for (const b of noisy) log(`  round ${b.round} ${b.target}: ${b.busyPct.toFixed(0)}% busy — ${b.top.join(', ')}`);
+    }
+    if (result.failures.length) {
+      log('');
+      log(`FAILURES (${result.failures.length}):`);
+      log(formatFailures(result.failures));
+    }
+  }
+
+  if (sections.has('store')) {
+    log('');
+    log('== the embedded store against a plain sparse file ==');
+    try {
+      const device = await runStoreBench({ seconds: quick ? 1 : 2, dir: o.dir, log });
+      log(formatStoreBench(device));
+      const gateway = await runStoreGatewayBench({ seconds: quick ? 3 : 6, warmup: quick ? 1 : 2, rounds: quick ? 1 : 3, dir: o.dir, cli, log });
+      log('');
+      log(formatStoreGatewayBench(gateway));
+      output.store = { device, gateway };
+    } catch (e) {
+      failures++;
+      output.store = { failure: (e as Error).message };
+      log(`FAILURE (store section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('offload')) {
+    log('');
+    log('== offloads (WRITE SAME, UNMAP, EXTENDED COPY) against the same work through the initiator ==');
+    try {
+      const offload = await runOffloadBench({ rounds: quick ? 1 : 3, dir: o.dir, cli, log });
+      log(formatOffloadBench(offload));
+      output.offload = offload;
+    } catch (e) {
+      failures++;
+      output.offload = { failure: (e as Error).message };
+      log(`FAILURE (offload section): ${(e as Error).message}`);
+    }
+  }
+
+  output.finished = new Date().toISOString();
   writeJson(o.out, output);
   // History next to latest.json; an explicit --out gets exactly that one file.
   if (path.resolve(o.out) === path.join(RESULTS_DIR, 'latest.json')) writeJson(path.join(RESULTS_DIR, `bench-${stamp(started)}.json`), output);
-
-  log('');
-  log(`iscsi-gateway vs tgt — same ${o.imageSize / (1 << 20)} MiB preconditioned image, same clients, one target at a time; median of ${rounds} round(s)`);
-  log('');
-  log(formatRowsTable(summaries));
-  if (summaries.some((r) => r.baseline.contaminatedRuns + r.candidate.contaminatedRuns > 0)) {
-    log('* includes a measurement disturbed by other jobs on the machine (retries ran out; see "other jobs" below and the JSON)');
-  }
-  log('');
-  log('where the time goes (medians; CPU as % of one core over each tool run, warm-up included; machine busy as % of both cores):');
-  log(formatCpuTable(summaries));
-  log('');
-  for (const [id, d] of Object.entries(targetInfo)) log(`${id}: ${d}`);
-  for (const w of workloads) {
-    const p = w.parameters();
-    if (p.count !== undefined) log(`${w.id}: qemu-img bench -c ${String(p.count)} (calibrated on ${String(p.calibratedOn)})`);
-  }
-  const noisy = result.background.filter((b) => b.busyPct > NOISY_PCT);
-  if (noisy.length) {
-    log('');
-    log(`WARNING: the machine was not quiet before ${noisy.length} of ${result.background.length} target sessions (figures are noisier):`);
-    for (const b of noisy) log(`  round ${b.round} ${b.target}: ${b.busyPct.toFixed(0)}% busy — ${b.top.join(', ')}`);
-  }
-  if (result.failures.length) {
-    log('');
-    log(`FAILURES (${result.failures.length}):`);
-    log(formatFailures(result.failures));
-  }
   log('');
   log(`results: ${o.out}`);
-  return result.failures.length ? 1 : 0;
+  return failures ? 1 : 0;
 }
 
 async function profileMode(o: Options, workloadIds: string[], workloads: ReturnType<typeof createWorkloads>, kinds: TargetKind[], env: BenchEnv, durationS: number, warmupS: number): Promise<number> {
