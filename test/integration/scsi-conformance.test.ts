@@ -3,7 +3,7 @@
  * store-image LUN, with two paths (MultipathIO) and sanitize allowed (-S); ReadOnly on a
  * snapshot exported read-only. conformance.test.ts covers the foundation suites.
  *
- * Three tests are scored FAIL by the suite's own log for reasons outside the LU's behaviour;
+ * Two tests are scored FAIL by the suite's own log for reasons outside the LU's behaviour;
  * each may fail only in exactly its documented way (checked on its log), anything else fails:
  *  - Reserve6.LUNReset: CUnit passes it; libiscsi's suite clean-up then sends PERSISTENT
  *    RESERVE IN on the issuing session without clearing the BUS DEVICE RESET FUNCTION OCCURRED
@@ -11,9 +11,6 @@
  *    MultipathIO.Reset checks), and logs "[FAILED] PRIN command".
  *  - Sanitize.Reset: expects an OVERWRITE of the whole LU to still run 3-4 s later; on a thin
  *    image the zero-pattern overwrite is done in milliseconds.
- *  - WriteAtomic16.Simple: writes 1..256 blocks atomically whatever MAXIMUM ATOMIC TRANSFER
- *    LENGTH says; an atomic write is one aligned 4 KiB page here (SBC-4 requires INVALID
- *    FIELD IN CDB beyond the maximum).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,14 +55,6 @@ const KNOWN: Record<string, (text: string) => string | undefined> = {
     const lines = failedLines(t).filter((l) => l.includes('[FAILED]'));
     const bad = lines.filter((l) => !/SANITIZE_IN_PROGRESS/.test(l));
     return lines.length === 0 || bad.length ? `unexpected failures: ${bad.join(' | ') || '(none)'}` : undefined;
-  },
-  'WriteAtomic16.Simple': (t) => {
-    const lines = failedLines(t).filter((l) => l.includes('[FAILED]'));
-    const bad = lines.filter((l) => !/WRITEATOMIC16 command failed .*INVALID_FIELD_IN_CDB/.test(l));
-    if (bad.length) return `unexpected failures: ${bad.join(' | ')}`;
-    // Exactly the lengths beyond one 4 KiB page (16..256 blocks in steps of 8), at the start
-    // and at the end of the LU: 2 x 31.
-    return lines.length === 62 ? undefined : `${lines.length} refused writes, expected 62`;
   },
 };
 
