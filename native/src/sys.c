@@ -427,40 +427,33 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   return queue(env, j, "fallocate");
 }
 
-static napi_value js_data_extents(napi_env env, napi_callback_info info) {
+/* name(fd, offset, length): the shape of dataExtents and allocExtents. */
+static napi_value fd_range_job(napi_env env, napi_callback_info info, enum op_kind kind, const char *name) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) {
-    napi_throw_type_error(env, NULL, "dataExtents(fd, offset, length)");
+    char usage[64];
+    snprintf(usage, sizeof usage, "%s(fd, offset, length)", name);
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  job_t *j = new_job(env, OP_EXTENTS);
+  job_t *j = new_job(env, kind);
   if (!j) return NULL;
   if (!get_int(env, argv[0], &j->fd, "fd") || !get_i64(env, argv[1], &j->off, "offset") ||
       !get_i64(env, argv[2], &j->len, "length")) {
     free(j);
     return NULL;
   }
-  return queue(env, j, "dataExtents");
+  return queue(env, j, name);
+}
+
+static napi_value js_data_extents(napi_env env, napi_callback_info info) {
+  return fd_range_job(env, info, OP_EXTENTS, "dataExtents");
 }
 
 static napi_value js_alloc_extents(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "allocExtents(fd, offset, length)");
-    return NULL;
-  }
-  job_t *j = new_job(env, OP_ALLOC);
-  if (!j) return NULL;
-  if (!get_int(env, argv[0], &j->fd, "fd") || !get_i64(env, argv[1], &j->off, "offset") ||
-      !get_i64(env, argv[2], &j->len, "length")) {
-    free(j);
-    return NULL;
-  }
-  return queue(env, j, "allocExtents");
+  return fd_range_job(env, info, OP_ALLOC, "allocExtents");
 }
 
 static napi_value js_data_bitmap(napi_env env, napi_callback_info info) {
@@ -513,6 +506,14 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   return NULL;
 }
 
+/* A non-blocking lock attempt: true when taken, false when someone else holds it, else throw. */
+static napi_value lock_result(napi_env env, int err, const char *syscall) {
+  if (err != 0 && err != EWOULDBLOCK && err != EAGAIN && err != EACCES) return throw_errno(env, err, syscall);
+  napi_value out;
+  napi_get_boolean(env, err == 0, &out);
+  return out;
+}
+
 static napi_value js_flock(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -526,16 +527,7 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   int r;
   do r = flock(fd, op | LOCK_NB);
   while (r < 0 && errno == EINTR);
-  napi_value out;
-  if (r == 0) {
-    napi_get_boolean(env, true, &out);
-    return out;
-  }
-  if (errno == EWOULDBLOCK) {
-    napi_get_boolean(env, false, &out);
-    return out;
-  }
-  return throw_errno(env, errno, "flock");
+  return lock_result(env, r == 0 ? 0 : errno, "flock");
 }
 
 static napi_value js_ofd_lock(napi_env env, napi_callback_info info) {
@@ -556,16 +548,7 @@ static napi_value js_ofd_lock(napi_env env, napi_callback_info info) {
   int r;
   do r = fcntl(fd, F_OFD_SETLK, &fl);
   while (r < 0 && errno == EINTR);
-  napi_value out;
-  if (r == 0) {
-    napi_get_boolean(env, true, &out);
-    return out;
-  }
-  if (errno == EAGAIN || errno == EACCES) {
-    napi_get_boolean(env, false, &out);
-    return out;
-  }
-  return throw_errno(env, errno, "fcntl(F_OFD_SETLK)");
+  return lock_result(env, r == 0 ? 0 : errno, "fcntl(F_OFD_SETLK)");
 }
 
 /*
