@@ -20,7 +20,9 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Daemon, ToolResult, commandLine, freePort, onCleanup, runTool, tail } from './lib/proc';
+import { Daemon, ToolResult, commandLine, onCleanup, runTool, tail } from './lib/proc';
+import { median as medianOf } from './lib/report';
+import { gatewayListening, spawnGateway } from './targets/gateway';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -116,10 +118,9 @@ const SPECS: Spec[] = [
   },
 ];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+/** Median of a non-empty list (NaN for none). */
+function median(xs: readonly number[]): number {
+  return medianOf(xs) ?? NaN;
 }
 
 export async function runOffloadBench(
@@ -151,10 +152,10 @@ export async function runOffloadBench(
       },
     };
     fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(config, null, 2) + '\n');
-    const port = await freePort();
-    daemon = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`], { ISCSI_GATEWAY_LOG: 'warn' });
-    const d = daemon;
-    await d.waitFor('"listening on"', () => d.stdout.includes('listening on'), 30_000);
+    const started = await spawnGateway(cli, dataDir);
+    daemon = started.daemon;
+    const port = started.port;
+    await gatewayListening(daemon);
     const src = `iscsi://127.0.0.1:${port}/${IQN}/0`;
     const dst = `iscsi://127.0.0.1:${port}/${IQN}/1`;
     const fill = (url: string, pattern: number) =>

@@ -18,15 +18,18 @@
  * Exports runStoreBench()/formatStoreBench() and runStoreGatewayBench()/formatStoreGatewayBench()
  * for the project's bench runner.
  */
-import { ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BlockDevice } from '../src/block/block-device';
 import { FileBackstore } from '../src/block/file-backstore';
 import { ImageStore } from '../src/store/store';
+import { Daemon, ToolResult, cpuTimes, runTool } from './lib/proc';
+import { median as medianOf } from './lib/report';
+import { gatewayListening, spawnGateway } from './targets/gateway';
+import { parseIscsiPerf } from './workloads/iscsi-perf';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -133,10 +136,9 @@ function sameCacheState(dir: string): void {
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+/** Median of a non-empty list (NaN for none). */
+function median(xs: readonly number[]): number {
+  return medianOf(xs) ?? NaN;
 }
 
 /** Child mode: hold an image open for writing (the gateway) until told to stop. */
@@ -328,67 +330,16 @@ interface GwSample {
   readonly cpuUs: number;
 }
 
-const CLK_TCK = 100;
-
 /** CPU seconds (user+system, all threads) of a live process. */
 function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  const t = cpuTimes(pid);
+  if (!t) throw new Error(`process ${pid} is gone`);
+  return t.process;
 }
 
-function runTool(cmd: string, args: string[], opts: { stopAfterMs?: number; timeoutMs: number }): Promise<{ code: number | null; out: string; stopped: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let stopped = false;
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const stop = opts.stopAfterMs === undefined ? undefined : setTimeout(() => ((stopped = true), child.kill('SIGINT')), opts.stopAfterMs);
-    const hard = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.on('error', (e) => reject(new Error(`${cmd}: ${e.message} (install libiscsi-bin and qemu-utils: scripts/install-deps.sh)`)));
-    child.on('close', (code) => {
-      if (stop) clearTimeout(stop);
-      clearTimeout(hard);
-      resolve({ code, out, stopped });
-    });
-  });
-}
-
-/** `iscsi-gateway serve` on a free loopback port; resolves once it listens. */
-async function startGateway(cli: string, dataDir: string): Promise<{ proc: ChildProcess; port: number; stop: () => Promise<void> }> {
-  const port = await new Promise<number>((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(a.port));
-    });
-    srv.on('error', reject);
-  });
-  const proc = spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ISCSI_GATEWAY_LOG: 'warn' },
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const deadline = Date.now() + 30_000;
-  while (!out.includes('listening on')) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`gateway did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode !== null) return;
-    proc.kill('SIGTERM');
-    const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(t);
-  };
-  return { proc, port, stop };
+/** What a client tool printed, both streams. */
+function output(r: ToolResult): string {
+  return r.stdout + r.stderr;
 }
 
 /**
@@ -411,7 +362,7 @@ export async function runStoreGatewayBench(
   const base = fs.mkdtempSync(path.join(options.dir ?? os.tmpdir(), 'store-gw-bench-'));
   const dataDir = path.join(base, 'data');
   const size = GiB;
-  let gw: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let gw: Daemon | undefined;
   try {
     log('gateway bench: prefilling a 1 GiB store image and a 1 GiB sparse file...');
     const store = await ImageStore.open(path.join(dataDir, 'store'), { client: 'bench' });
@@ -439,19 +390,22 @@ export async function runStoreGatewayBench(
     };
     fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(config, null, 2) + '\n');
     sameCacheState(base);
-    gw = await startGateway(cli, dataDir);
-    const pid = gw.proc.pid!;
-    const url = (which: string): string => `iscsi://127.0.0.1:${gw!.port}/${GATEWAY_IQN}bench-${which}/0`;
+    const started = await spawnGateway(cli, dataDir);
+    gw = started.daemon;
+    await gatewayListening(gw);
+    const pid = gw.pid;
+    const url = (which: string): string => `iscsi://127.0.0.1:${started.port}/${GATEWAY_IQN}bench-${which}/0`;
 
     const perf = async (which: string): Promise<GwSample> => {
       const args = ['-i', BENCH_INITIATOR, '-m', '32', '-b', '8', '-r', url(which)];
       const c0 = cpuSeconds(pid);
       const r = await runTool('iscsi-perf', args, { stopAfterMs: (warmup + seconds) * 1000 + 600, timeoutMs: (warmup + seconds) * 1000 + 30_000 });
       const c1 = cpuSeconds(pid);
-      const per = [...r.out.matchAll(/(\d+):(\d\d):(\d\d) - lba \d+, iops current (\d+)/g)].map((m) => ({ s: Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]), iops: Number(m[4]) }));
-      const measured = per.filter((x) => x.s > warmup).map((x) => x.iops);
-      if (!r.stopped || measured.length === 0 || /error|fail/i.test(r.out.replace(/^.*press CTRL-C to abort\./s, ''))) {
-        throw new Error(`iscsi-perf ${args.join(' ')} failed:\n${r.out.slice(-2000)}`);
+      const out = output(r);
+      const per = parseIscsiPerf(out);
+      const measured = per.filter((x) => x.second > warmup).map((x) => x.iops);
+      if (!r.stoppedByUs || measured.length === 0 || /error|fail/i.test(out.replace(/^.*press CTRL-C to abort\./s, ''))) {
+        throw new Error(`iscsi-perf ${args.join(' ')} failed:\n${out.slice(-2000)}`);
       }
       const total = per.reduce((a, x) => a + x.iops, 0);
       return { value: measured.reduce((a, b) => a + b, 0) / measured.length, cpuUs: ((c1 - c0) * 1e6) / Math.max(1, total) };
@@ -467,8 +421,8 @@ export async function runStoreGatewayBench(
       const c0 = cpuSeconds(pid);
       const r = await runTool('qemu-img', args, { timeoutMs: 600_000 });
       const c1 = cpuSeconds(pid);
-      const m = /Run completed in ([\d.]+) seconds/.exec(r.out);
-      if (r.code !== 0 || !m) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
+      const m = /Run completed in ([\d.]+) seconds/.exec(output(r));
+      if (r.code !== 0 || !m) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${String(r.code)}):\n${output(r).slice(-2000)}`);
       return { value: count / Number(m[1]), cpuUs: ((c1 - c0) * 1e6) / count };
     };
     /** qemu-img bench counts requests: calibrate once (first LUN measured) to about `seconds`, then keep the count. */
@@ -518,7 +472,7 @@ export async function runStoreGatewayBench(
     }
     return { rows, rounds, seconds, controls: THIN_CONTROLS };
   } finally {
-    await gw?.stop();
+    await gw?.stop('SIGTERM', 15_000);
     fs.rmSync(base, { recursive: true, force: true });
   }
 }

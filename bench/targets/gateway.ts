@@ -7,9 +7,8 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GatewayConfig } from '../../src/config/schema';
-import { probeLun } from '../lib/initiator';
-import { Daemon, cpuTimes, describeExit, freePort, onCleanup, runTool, tail } from '../lib/proc';
-import { BenchEnv, RunningTarget, TargetKind } from './target';
+import { Daemon, describeExit, freePort, runTool, tail } from '../lib/proc';
+import { BenchEnv, RunningTarget, TargetKind, superviseTarget } from './target';
 
 export const GATEWAY_IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:bench';
 const DISK = 'file/bench';
@@ -53,6 +52,24 @@ export function benchConfig(image: string, wwn: string, diskControls: Record<str
   };
 }
 
+/** `iscsi-gateway serve --data DIR` on a free loopback port (every gateway the bench runs). */
+export async function spawnGateway(
+  cli: string,
+  dataDir: string,
+  opts: { logLevel?: string; nodeArgs?: readonly string[] } = {},
+): Promise<{ daemon: Daemon; port: number }> {
+  const port = await freePort();
+  const daemon = Daemon.spawn(process.execPath, [...(opts.nodeArgs ?? []), cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`], {
+    ISCSI_GATEWAY_LOG: opts.logLevel ?? 'warn',
+  });
+  return { daemon, port };
+}
+
+/** Resolves once the gateway has printed its "listening on" banner. */
+export function gatewayListening(daemon: Daemon): Promise<void> {
+  return daemon.waitFor('"listening on"', () => daemon.stdout.includes('listening on'), 30_000);
+}
+
 export class GatewayKind implements TargetKind {
   private readonly wwn = randomUUID();
 
@@ -93,53 +110,23 @@ export class GatewayKind implements TargetKind {
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(benchConfig(env.image, this.wwn, this.variant.diskControls), null, 2) + '\n');
-    const port = await freePort();
     const nodeArgs = [...this.options.nodeArgs];
     if (env.cpuProfile) {
       fs.mkdirSync(env.cpuProfile.dir, { recursive: true });
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${env.cpuProfile.dir}`, `--cpu-prof-name=${env.cpuProfile.name}`);
     }
-    const daemon = Daemon.spawn(process.execPath, [...nodeArgs, this.options.cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`], {
-      ISCSI_GATEWAY_LOG: this.options.logLevel,
-    });
-    let stopped: Promise<string | undefined> | undefined;
-    const stop = (): Promise<string | undefined> => {
-      stopped ??= (async () => {
-        const wasAlive = daemon.alive;
-        const end = await daemon.stop('SIGTERM', 20_000);
-        if (!wasAlive) return `gateway had already exited (${describeExit(end)}):\n${tail(daemon.stderr, 20)}`;
-        if (end.killed) return `gateway did not exit within 20 s of SIGTERM; killed:\n${tail(daemon.stderr, 20)}`;
-        if (end.code !== 0) return `gateway exited with ${describeExit(end)} after SIGTERM:\n${tail(daemon.stderr, 20)}`;
-        return undefined;
-      })();
-      return stopped;
+    const { daemon, port } = await spawnGateway(this.options.cli, dataDir, { logLevel: this.options.logLevel, nodeArgs });
+    const stop = async (): Promise<string | undefined> => {
+      const wasAlive = daemon.alive;
+      const end = await daemon.stop('SIGTERM', 20_000);
+      if (!wasAlive) return `gateway had already exited (${describeExit(end)}):\n${tail(daemon.stderr, 20)}`;
+      if (end.killed) return `gateway did not exit within 20 s of SIGTERM; killed:\n${tail(daemon.stderr, 20)}`;
+      if (end.code !== 0) return `gateway exited with ${describeExit(end)} after SIGTERM:\n${tail(daemon.stderr, 20)}`;
+      return undefined;
     };
-    const unregister = onCleanup(async () => {
-      await stop();
+    return superviseTarget(this.id, daemon, env, stop, async () => {
+      await gatewayListening(daemon);
+      return `iscsi://127.0.0.1:${port}/${GATEWAY_IQN}/0`;
     });
-    try {
-      await daemon.waitFor('"listening on"', () => daemon.stdout.includes('listening on'), 30_000);
-      const url = `iscsi://127.0.0.1:${port}/${GATEWAY_IQN}/0`;
-      const probe = await probeLun(url);
-      if (probe.sizeBytes !== env.imageSize) throw new Error(`the gateway reports ${probe.sizeBytes} bytes, the image has ${env.imageSize}`);
-      return {
-        kind: this.id,
-        url,
-        blockSize: probe.blockSize,
-        pid: daemon.pid,
-        cpu: () => cpuTimes(daemon.pid),
-        alive: () => daemon.alive,
-        diagnostics: () => tail(daemon.stdout + daemon.stderr, 20),
-        stop: async () => {
-          const note = await stop();
-          unregister();
-          return note;
-        },
-      };
-    } catch (e) {
-      await stop();
-      unregister();
-      throw e;
-    }
   }
 }

@@ -3,7 +3,8 @@
  * on a loopback portal. Add a kind (e.g. the gateway on an embedded-store image) by
  * implementing `TargetKind` and listing it in `targets/index.ts`.
  */
-import { CpuTimes } from '../lib/proc';
+import { probeLun } from '../lib/initiator';
+import { CpuTimes, Daemon, cpuTimes, onCleanup, tail } from '../lib/proc';
 
 export interface BenchEnv {
   /** The preconditioned image file every target serves. */
@@ -42,4 +43,46 @@ export interface TargetKind {
   /** Things that would make the figures unrepresentative (printed before the run, kept in the JSON). */
   warnings?(): string[];
   start(env: BenchEnv): Promise<RunningTarget>;
+}
+
+/**
+ * The life cycle every target process shares: `stop` runs at most once, also from the
+ * harness's cleanup on Ctrl-C; `ready` waits for and configures the target and returns the
+ * benchmark LUN's URL, which must report the image's size. On any failure the target is stopped.
+ */
+export async function superviseTarget(
+  id: string,
+  daemon: Daemon,
+  env: BenchEnv,
+  stopProcess: () => Promise<string | undefined>,
+  ready: () => Promise<string>,
+): Promise<RunningTarget> {
+  let stopped: Promise<string | undefined> | undefined;
+  const stop = (): Promise<string | undefined> => (stopped ??= stopProcess());
+  const unregister = onCleanup(async () => {
+    await stop();
+  });
+  try {
+    const url = await ready();
+    const probe = await probeLun(url);
+    if (probe.sizeBytes !== env.imageSize) throw new Error(`${id} reports ${probe.sizeBytes} bytes, the image has ${env.imageSize}`);
+    return {
+      kind: id,
+      url,
+      blockSize: probe.blockSize,
+      pid: daemon.pid,
+      cpu: () => cpuTimes(daemon.pid),
+      alive: () => daemon.alive,
+      diagnostics: () => tail(daemon.stdout + daemon.stderr, 20),
+      stop: async () => {
+        const note = await stop();
+        unregister();
+        return note;
+      },
+    };
+  } catch (e) {
+    await stop();
+    unregister();
+    throw e;
+  }
 }

@@ -6,9 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { probeLun } from '../lib/initiator';
-import { Daemon, canConnect, cpuTimes, freePort, onCleanup, runChecked, runTool, tail } from '../lib/proc';
-import { BenchEnv, RunningTarget, TargetKind } from './target';
+import { Daemon, canConnect, freePort, runChecked, runTool } from '../lib/proc';
+import { BenchEnv, RunningTarget, TargetKind, superviseTarget } from './target';
 
 const TGTD = '/usr/sbin/tgtd';
 const TGTADM = '/usr/sbin/tgtadm';
@@ -59,52 +58,25 @@ export class TgtKind implements TargetKind {
     const adm = (...args: string[]) => runChecked(TGTADM, ['-C', String(control), '--lld', 'iscsi', ...args], 15_000);
     const sockets = [`socket.${control}`, `socket.${control}.lock`].map((f) => path.join(SOCKET_DIR, f));
     const daemon = Daemon.spawn(TGTD, ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`], undefined, sockets);
-    let stopped: Promise<string | undefined> | undefined;
-    const stop = (): Promise<string | undefined> => {
-      stopped ??= (async () => {
-        // tgtd -f ignores SIGTERM; "system delete" is its clean shutdown.
-        if (daemon.alive) {
-          await runTool(TGTADM, ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', TID], { timeoutMs: 10_000 });
-          await runTool(TGTADM, ['-C', String(control), '--mode', 'system', '--op', 'delete'], { timeoutMs: 10_000 });
-        }
-        const end = await daemon.stop(null, 5000);
-        removeSockets(control);
-        if (end.killed) return `tgtd did not exit after "tgtadm --mode system --op delete"; killed`;
-        return undefined;
-      })();
-      return stopped;
+    const stop = async (): Promise<string | undefined> => {
+      // tgtd -f ignores SIGTERM; "system delete" is its clean shutdown.
+      if (daemon.alive) {
+        await runTool(TGTADM, ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', TID], { timeoutMs: 10_000 });
+        await runTool(TGTADM, ['-C', String(control), '--mode', 'system', '--op', 'delete'], { timeoutMs: 10_000 });
+      }
+      const end = await daemon.stop(null, 5000);
+      removeSockets(control);
+      if (end.killed) return `tgtd did not exit after "tgtadm --mode system --op delete"; killed`;
+      return undefined;
     };
-    const unregister = onCleanup(async () => {
-      await stop();
-    });
-    try {
+    return superviseTarget(this.id, daemon, env, stop, async () => {
       const sock = path.join(SOCKET_DIR, `socket.${control}`);
       await daemon.waitFor('control socket', () => fs.existsSync(sock), 10_000);
       await daemon.waitFor('iSCSI portal', () => canConnect('127.0.0.1', port), 10_000);
       await adm('--mode', 'target', '--op', 'new', '--tid', TID, '--targetname', TGT_IQN);
       await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', env.image, '--bstype', 'rdwr', ...(this.variant.bsoflags ? ['--bsoflags', this.variant.bsoflags] : []));
       await adm('--mode', 'target', '--op', 'bind', '--tid', TID, '--initiator-address', 'ALL');
-      const url = `iscsi://127.0.0.1:${port}/${TGT_IQN}/${LUN}`;
-      const probe = await probeLun(url);
-      if (probe.sizeBytes !== env.imageSize) throw new Error(`tgt reports ${probe.sizeBytes} bytes, the image has ${env.imageSize}`);
-      return {
-        kind: this.id,
-        url,
-        blockSize: probe.blockSize,
-        pid: daemon.pid,
-        cpu: () => cpuTimes(daemon.pid),
-        alive: () => daemon.alive,
-        diagnostics: () => tail(daemon.stdout + daemon.stderr, 20),
-        stop: async () => {
-          const note = await stop();
-          unregister();
-          return note;
-        },
-      };
-    } catch (e) {
-      await stop();
-      unregister();
-      throw e;
-    }
+      return `iscsi://127.0.0.1:${port}/${TGT_IQN}/${LUN}`;
+    });
   }
 }
