@@ -9,6 +9,7 @@ import { FileConfigStore } from '../../src/config/config-store';
 import { configPath, storeRoot } from '../../src/config/paths';
 import { DiskConfig, GatewayConfig, emptyConfig } from '../../src/config/schema';
 import { ImageStore } from '../../src/store';
+import { cdb10, cdb16 } from './cdb';
 import { ScsiOutcome, TestInitiator } from './initiator';
 import { run, tempDir } from './daemon';
 
@@ -98,23 +99,7 @@ export async function session(port: number, target: string, o: SessionOptions = 
 
 // ---- CDBs ------------------------------------------------------------------------------------
 
-export function cdb10(op: number, lba: number, blocks: number, byte1 = 0): Buffer {
-  const c = Buffer.alloc(10);
-  c[0] = op;
-  c[1] = byte1;
-  c.writeUInt32BE(lba >>> 0, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
-}
-
-export function cdb16(op: number, lba: number | bigint, blocks: number, byte1 = 0): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = op;
-  c[1] = byte1;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c.writeUInt32BE(blocks, 10);
-  return c;
-}
+export { cdb10, cdb16 };
 
 export const read10 = (lba: number, blocks: number): Buffer => cdb10(0x28, lba, blocks);
 export const write10 = (lba: number, blocks: number): Buffer => cdb10(0x2a, lba, blocks);

@@ -19,6 +19,7 @@ import { ImageStore } from '../../src/store';
 import { Daemon, tempDir } from '../helpers/daemon';
 import { TestInitiator } from '../helpers/initiator';
 import { IQN_PREFIX, cdb, rbd, rbdOk, writeGatewayConfig } from '../helpers/store';
+import { rng } from '../helpers/random';
 
 const CHUNK = 4096;
 const SECTORS = CHUNK / 512;
@@ -31,17 +32,6 @@ const TARGET = 'crash';
 /** Images under load: LUN 0 a plain image, LUN 1 a clone of a partly written parent. */
 const IMAGES = ['rbd/plain', 'rbd/clone'] as const;
 const PARENT_ID = 7;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Content of chunk c of image `img` at generation gen (gen >= 1): a stamped header, then noise. */
 function content(img: number, c: number, gen: number): Buffer {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImageStore } from '../../../src/store/store';
+export { rng } from '../../helpers/random';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -25,18 +26,6 @@ export async function tmpStore(client = 'test'): Promise<{ store: ImageStore; ro
   const store = await ImageStore.open(root, { client });
   await store.createPool('rbd');
   return { store, root };
-}
-
-/** mulberry32: small, seeded, good enough for test data and schedules. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function randInt(r: () => number, n: number): number {

@@ -10,17 +10,7 @@
 import * as fs from 'node:fs';
 import { ImageStore } from '../../../../src/store/store';
 import { blockContent, BLOCK } from './crash-data';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../../helpers/random';
 
 const say = (line: string): void => {
   fs.writeSync(1, line + '\n');
