@@ -14,7 +14,8 @@
  */
 import * as fs from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
-import { fdatasyncFd, preadFull, pwriteFull } from '../sys/io';
+import { fdatasync } from '../sys/durable';
+import { preadFull, pwriteFull } from '../sys/io';
 
 const MAGIC = Buffer.from('IGWATOM1');
 const HEADER = 64;
@@ -85,7 +86,7 @@ export class AtomicJournal {
 
   private async invalidate(): Promise<void> {
     fs.ftruncateSync(this.fd, 0);
-    await fdatasyncFd(this.fd);
+    await fdatasync(this.fd);
   }
 
   /** Write `data` at `offset` atomically: all of it or none of it survives any crash. */
@@ -95,7 +96,7 @@ export class AtomicJournal {
       const header = encodeHeader(offset, data);
       await pwriteFull(this.fd, header, 0, HEADER, 0);
       await pwriteFull(this.fd, data, 0, data.length, HEADER);
-      await fdatasyncFd(this.fd);
+      await fdatasync(this.fd);
       await target.apply(offset, data);
       await target.flush();
       await this.invalidate();

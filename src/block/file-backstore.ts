@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
+import { fdatasync } from '../sys/durable';
 import { preadFull, pwriteFull } from '../sys/io';
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
@@ -19,9 +20,6 @@ export interface FileBackstoreOptions {
   readonly readOnly?: boolean;
 }
 
-function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
 
 function isZero(buf: Buffer): boolean {
   // Compare against a shared zero page in page-sized steps (Buffer.compare is a memcmp).

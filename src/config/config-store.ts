@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../sys/durable';
 import { GatewayConfig, GatewayConfigSchema, timestamp } from './schema';
 
 export interface ConfigStore {
@@ -51,23 +52,8 @@ export class FileConfigStore implements ConfigStore {
   async save(config: GatewayConfig): Promise<GatewayConfig> {
     const next: GatewayConfig = { ...config, epoch: config.epoch + 1, updated: timestamp() };
     GatewayConfigSchema.parse(next);
-    const dir = path.dirname(this.location);
-    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.location}.tmp-${process.pid}`;
-    const fh = await fs.promises.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(`${JSON.stringify(next, null, 2)}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, this.location);
-    const dfh = await fs.promises.open(dir, 'r');
-    try {
-      await dfh.sync();
-    } finally {
-      await dfh.close();
-    }
+    await fs.promises.mkdir(path.dirname(this.location), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.location, `${JSON.stringify(next, null, 2)}\n`, 0o600);
     return next;
   }
 }

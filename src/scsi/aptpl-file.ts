@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fsyncDir, writeFileAtomic } from '../sys/durable';
 import { LocalReservationStore, PrState, PrStateJson, prStateFromJson, prStateToJson } from './reservations';
 
 const FORMAT = 'iscsi-gateway-aptpl-1';
@@ -58,29 +59,15 @@ export async function loadAptplState(file: string, wwn: string): Promise<PrState
 
 /** Write (or, for undefined, remove) the APTPL state durably. */
 export async function saveAptplState(file: string, wwn: string, state: PrState | undefined): Promise<void> {
-  const dir = path.dirname(file);
   if (state === undefined) {
     if (!fs.existsSync(file)) return;
     await fs.promises.rm(file, { force: true });
-  } else {
-    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-    const doc: AptplFile = { format: FORMAT, wwn, state: prStateToJson(state) };
-    const tmp = `${file}.tmp-${process.pid}`;
-    const fh = await fs.promises.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(doc, null, 1) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
+    await fsyncDir(path.dirname(file));
+    return;
   }
-  const d = await fs.promises.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const doc: AptplFile = { format: FORMAT, wwn, state: prStateToJson(state) };
+  await writeFileAtomic(file, JSON.stringify(doc, null, 1) + '\n', 0o600);
 }
 
 /** A reservation store for one logical unit whose APTPL state lives in `directory`. */

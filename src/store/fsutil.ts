@@ -1,49 +1,9 @@
-/**
- * Small durable-file helpers. Metadata files are replaced atomically: write a temporary file,
- * fsync it, rename it over the old one, fsync the directory. A crash leaves either the old or
- * the new file, never a torn one.
- */
+/** Small file helpers of the store (durability primitives come from sys/durable). */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { isErrno } from './errors';
 import { preadFull, pwriteFull } from '../sys/io';
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const h = await fsp.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
-export function tmpName(target: string): string {
-  return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(4).toString('hex')}`);
-}
-
-/** Atomically replace `target` with `data` (temp + fsync + rename + fsync dir). */
-export async function writeFileAtomic(target: string, data: string | Buffer): Promise<void> {
-  const tmp = tmpName(target);
-  const h = await fsp.open(tmp, 'wx', 0o644);
-  try {
-    await h.writeFile(data);
-    await h.sync();
-  } catch (e) {
-    await h.close();
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await h.close();
-  try {
-    await fsp.rename(tmp, target);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await fsyncDir(path.dirname(target));
-}
+export { fdatasync, fsyncDir, tmpName, writeFileAtomic } from '../sys/durable';
 
 /** Create a file of `size` bytes (sparse), fsynced. Fails if it exists. */
 export async function createSparseFile(file: string, size: number): Promise<void> {
@@ -82,10 +42,6 @@ export function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: 
 export const readFull = preadFull;
 
 export const writeFull = pwriteFull;
-
-export function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
 
 export function fsyncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));

@@ -114,7 +114,3 @@ export function pwriteFull(fd: number, buf: Buffer, off: number, len: number, po
     step(0);
   });
 }
-
-export function fdatasyncFd(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
