@@ -29,7 +29,9 @@ import { ByteMap } from './bytemap';
 import { CMAP_OWNED, CMAP_PARENT, ImagePaths, PMAP_DATA, PMAP_NONE, PMAP_PARENT } from './disk';
 import { isErrno, StoreError } from './errors';
 import { FeatureName } from './features';
-import { closeFd, fdatasync, ftruncate, openFd, readFull, writeFull } from './fsutil';
+import { closeFd, ftruncate, openFd } from './fsutil';
+import { fdatasync } from '../sys/durable';
+import { preadFull, pwriteFull } from '../sys/io';
 import { ImageHeader, readHeader, SnapshotMeta } from './header';
 import { Layout } from './layout';
 import { FileLock, KeyedMutex, ObjectLocks } from './locks';
@@ -746,7 +748,7 @@ export class ImageState implements WatchHandler {
       }
       // The head file lives as long as the state: no generation pin needed. Owned objects
       // stay owned, so a clone whose range is all owned reads its own file too.
-      if (!g.parent || this.allOwned(g, off, len)) return readFull(this.headFd, buf, bufOff, len, off);
+      if (!g.parent || this.allOwned(g, off, len)) return preadFull(this.headFd, buf, bufOff, len, off);
     }
     return this.readResolved(snapId, off, len, buf, bufOff);
   }
@@ -779,7 +781,7 @@ export class ImageState implements WatchHandler {
             buf.fill(0, at, at + s.len);
             return undefined;
           }
-          return readFull(s.fd, buf, at, s.len, s.off);
+          return preadFull(s.fd, buf, at, s.len, s.off);
         }),
       );
     });
@@ -885,7 +887,7 @@ export class ImageState implements WatchHandler {
         if (g.layout.simple) this.omap.markExists(g.layout.objectOf(off), g.layout.objectOf(off + len - 1));
         else this.omap.markExistsList(g.layout.objectsIn(off, len));
       }
-      if (this.fastOK(g, off, len)) await writeFull(this.headFd, data, 0, len, off);
+      if (this.fastOK(g, off, len)) await pwriteFull(this.headFd, data, 0, len, off);
       else await this.slowModify(g, { kind: 'data', off, len, data });
       if (fua) await fdatasync(this.headFd);
     } finally {
@@ -920,7 +922,7 @@ export class ImageState implements WatchHandler {
   }
 
   private async applyPiece(kind: ModifyOp['kind'], x: number, l: number, data: Buffer | undefined, dataOff: number): Promise<void> {
-    if (kind === 'data') await writeFull(this.headFd, data!, x - dataOff, l, x);
+    if (kind === 'data') await pwriteFull(this.headFd, data!, x - dataOff, l, x);
     else if (kind === 'punch') await punchHole(this.headFd, x, l);
     else await zeroOrWrite(this.headFd, x, l);
   }
@@ -1220,7 +1222,7 @@ async function zeroOrWrite(fd: number, off: number, len: number): Promise<void> 
     if (!isErrno(e, 'EOPNOTSUPP')) throw e;
     for (let done = 0; done < len; ) {
       const n = Math.min(ZEROS.length, len - done);
-      await writeFull(fd, ZEROS, 0, n, off + done);
+      await pwriteFull(fd, ZEROS, 0, n, off + done);
       done += n;
     }
   }

@@ -20,7 +20,8 @@ import { HeadDevice, SnapshotDevice, StoreImageDevice } from './device';
 import { ImagePaths, PoolPaths, STORE_FILE, STORE_MAGIC } from './disk';
 import { isErrno, StoreError } from './errors';
 import { changeFeatures, DEFAULT_FEATURES, FeatureName, sortFeatures, validateFeatureSet } from './features';
-import { closeFd, createSparseFile, exists, fdatasync, fsyncDir, ftruncate, openFd, writeFileAtomic } from './fsutil';
+import { closeFd, createSparseFile, exists, ftruncate, openFd } from './fsutil';
+import { fdatasync, fsyncDir, writeFileAtomic } from '../sys/durable';
 import {
   activeSnapshots,
   AdvisoryLock,

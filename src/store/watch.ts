@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { flock, LOCK_EX, LOCK_UN } from '../sys/native';
 import { isErrno, StoreError } from './errors';
-import { fsyncDir } from './fsutil';
+import { fsyncDir } from '../sys/durable';
 import { WatcherInfo, WatcherSchema } from './header';
 
 export type NotifyOp = 'quiesce' | 'unquiesce' | 'reload' | 'snap-in-use';
