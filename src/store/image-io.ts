@@ -345,13 +345,8 @@ export abstract class ImageIO extends ImageCore {
 
   /** Make object n of a clone owned: parent bytes where the op does not write, then the op. */
   private async copyUp(g: Generation, n: number, pieces: Array<[number, number]>, op: ModifyOp | undefined): Promise<void> {
-    const overlap = g.parent!.overlap;
     for (const [x, l] of g.layout.objectExtents(n, g.size)) {
-      for (const [a, b] of subtract([x, x + l], pieces)) {
-        const lim = Math.min(b, overlap);
-        if (lim > a) await this.copyFromParent(g, a, lim - a, this.headFd);
-        if (b > Math.max(a, lim)) await punchHole(this.headFd, Math.max(a, lim), b - Math.max(a, lim));
-      }
+      for (const [a, b] of subtract([x, x + l], pieces)) await this.fillFromParent(this.headFd, a, b, g.parent!);
     }
     if (op) for (const [x, l] of pieces) await this.applyPiece(op.kind, x, l, op.kind === 'data' ? op.data : undefined, op.off);
     await fdatasync(this.headFd);
@@ -359,15 +354,22 @@ export abstract class ImageIO extends ImageCore {
     this.omap?.markExistsList([n]); // parent bytes were copied in, whatever the op was
   }
 
-  /** Copy the parent's bytes of [off, off+len) into `fd` at the same offsets (sparse). */
-  protected async copyFromParent(g: Generation, off: number, len: number, fd: number, snapOverlapParent?: ParentLink): Promise<void> {
-    const p = snapOverlapParent ?? g.parent!;
-    await p.res.value.withSegments(p.snapId, off, len, async (segs) => {
-      for (const s of segs) {
-        if (s.fd < 0) await punchHole(fd, s.off, s.len);
-        else await copyRange(s.fd, s.off, fd, s.off, s.len, true);
-      }
-    });
+  /**
+   * Fill [a, b) of `fd` (same offsets) from the parent `link` points to: the parent's bytes
+   * below its overlap (sparse), a hole above it.
+   */
+  protected async fillFromParent(fd: number, a: number, b: number, link: ParentLink): Promise<void> {
+    const lim = Math.min(b, link.overlap);
+    if (lim > a) {
+      await link.res.value.withSegments(link.snapId, a, lim - a, async (segs) => {
+        for (const s of segs) {
+          if (s.fd < 0) await punchHole(fd, s.off, s.len);
+          else await copyRange(s.fd, s.off, fd, s.off, s.len, true);
+        }
+      });
+    }
+    const z = Math.max(a, lim);
+    if (b > z) await punchHole(fd, z, b - z);
   }
 }
 

@@ -5,7 +5,7 @@
  * allocation figures for du.
  */
 import * as fs from 'node:fs';
-import { copyRange, punchHole } from '../sys/native';
+import { copyRange } from '../sys/native';
 import { fdatasync } from '../sys/durable';
 import { CMAP_OWNED, CMAP_PARENT, PMAP_DATA, PMAP_NONE, PMAP_PARENT } from './disk';
 import { ParentLink, SnapEntry } from './image-generation';
@@ -65,12 +65,7 @@ export abstract class ImageMaintenance extends ImageWriters {
           releases.push(release);
           await g.cmap.value.refresh(n, n);
           if (g.cmap.value.get(n) === CMAP_OWNED) continue;
-          const overlap = g.parent.overlap;
-          for (const [x, l] of g.layout.objectExtents(n, g.size)) {
-            const lim = Math.min(x + l, overlap);
-            if (lim > x) await this.copyFromParent(g, x, lim - x, this.headFd);
-            if (x + l > Math.max(x, lim)) await punchHole(this.headFd, Math.max(x, lim), x + l - Math.max(x, lim));
-          }
+          for (const [x, l] of g.layout.objectExtents(n, g.size)) await this.fillFromParent(this.headFd, x, x + l, g.parent);
           batch.push(n);
         }
         if (batch.length > 0) {
@@ -116,11 +111,7 @@ export abstract class ImageMaintenance extends ImageWriters {
           for (const n of batch) {
             const release = await this.objLocks.lock(n);
             try {
-              for (const [x, l] of g.layout.objectExtents(n, s.meta.size)) {
-                const lim = Math.min(x + l, s.meta.parentOverlap);
-                if (lim > x) await this.copyFromParent(g, x, lim - x, s.res.value.dataFd, link);
-                if (x + l > Math.max(x, lim)) await punchHole(s.res.value.dataFd, Math.max(x, lim), x + l - Math.max(x, lim));
-              }
+              for (const [x, l] of g.layout.objectExtents(n, s.meta.size)) await this.fillFromParent(s.res.value.dataFd, x, x + l, link);
             } finally {
               release();
             }
