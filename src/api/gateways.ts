@@ -8,7 +8,8 @@ import * as dns from 'node:dns/promises';
 import * as net from 'node:net';
 import { timestamp } from '../config/schema';
 import { ApiContext, Routes, boolField, commit, current, fail, field, ok, params, refuseIfDisruptive, requireTarget } from './context';
-import { pickOwner, recomputePortals, recountActiveLuns } from './model';
+import { reassignOwners } from '../ha/ownership';
+import { recomputePortals } from './model';
 import { deletionBlocker, dropUnusedGateway, pathIqn } from './targets';
 
 /** A gateway name must be usable as a host name (it becomes a config key and a log field). */
@@ -92,15 +93,7 @@ export function registerGateways(r: Routes, ctx: ApiContext): void {
       t.ip_list = t.ip_list.filter((ip) => !p.portal_ip_addresses.includes(ip));
       recomputePortals(t);
       // LUNs this gateway owned move to the least loaded remaining gateway (§5.6).
-      recountActiveLuns(c);
-      for (const id of Object.keys(t.disks)) {
-        const d = c.disks[id];
-        if (d && d.owner === gw) {
-          d.owner = pickOwner(c, t);
-          if (d.owner === undefined) delete d.owner;
-          recountActiveLuns(c);
-        }
-      }
+      reassignOwners(c);
       t.updated = timestamp();
       dropUnusedGateway(c, gw);
     });

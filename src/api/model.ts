@@ -55,21 +55,6 @@ export function recountActiveLuns(c: GatewayConfig): void {
   }
 }
 
-/** The target's gateway with the fewest active LUNs (ties: by name), as ceph-iscsi's get_owner. */
-export function pickOwner(c: GatewayConfig, t: TargetConfig): string | undefined {
-  const names = Object.keys(t.portals).sort();
-  let best: string | undefined;
-  let bestCount = Infinity;
-  for (const n of names) {
-    const count = c.gateways[n]?.active_luns ?? 0;
-    if (count < bestCount) {
-      best = n;
-      bestCount = count;
-    }
-  }
-  return best;
-}
-
 /** Lowest LUN id not in `used`, from `start`, below `limit`. */
 export function freeLunId(used: Iterable<number>, limit = 256, start = 0): number | undefined {
   const taken = new Set(used);

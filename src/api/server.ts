@@ -172,3 +172,51 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     close: () => app.close(),
   };
 }
+
+/** What the daemon hands over to run the API next to a gateway. */
+export interface DaemonApiOptions {
+  readonly dataDir: string;
+  readonly store: ConfigStore;
+  readonly running: RunningState;
+  readonly gatewayName: string;
+  readonly settings: ApiSettings & {
+    readonly api_host: string;
+    readonly api_port: number;
+    readonly priv_key: string;
+    readonly pub_key: string;
+    readonly ceph_config_dir: string;
+  };
+  /** sha256 input for sysinfo/checkconf (the synced settings). */
+  readonly checkconfSubset: Record<string, unknown>;
+  readonly log: Logger;
+}
+
+/**
+ * Start the API of a gateway daemon: images of the data dir's embedded store, CHAP keys from
+ * priv_key/pub_key (relative to ceph_config_dir, as ceph-iscsi; absent files = no encryption).
+ */
+export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
+  const { EmbeddedImageProvider } = await import('../images/embedded');
+  const { storeRoot } = await import('../config/paths');
+  const path = await import('node:path');
+  const images = await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
+  const s = o.settings;
+  let secrets: ChapSecrets;
+  try {
+    secrets = ChapSecrets.fromFiles({ privKeyFile: path.resolve(s.ceph_config_dir, s.priv_key), pubKeyFile: path.resolve(s.ceph_config_dir, s.pub_key) });
+  } catch (e) {
+    await images.close();
+    throw new ApiStartError((e as Error).message);
+  }
+  const hash = crypto.createHash('sha256').update(JSON.stringify(o.checkconfSubset)).digest('hex');
+  try {
+    const server = await startApiServer({
+      store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
+      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash,
+    });
+    return { ...server, address: server.address, close: async () => { await server.close(); await images.close(); } };
+  } catch (e) {
+    await images.close();
+    throw e;
+  }
+}

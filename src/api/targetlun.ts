@@ -5,7 +5,8 @@
  */
 import { timestamp } from '../config/schema';
 import { ApiContext, Routes, commit, current, fail, field, ok, params, refuseIfDisruptive, requireTarget } from './context';
-import { freeLunId, pickOwner, recountActiveLuns } from './model';
+import { assignOwner, releaseOwnerIfUnmapped } from '../ha/ownership';
+import { freeLunId } from './model';
 import { pathIqn } from './targets';
 
 export const MAX_LUN_ID = 16383;
@@ -48,10 +49,7 @@ export function registerTargetLun(r: Routes, ctx: ApiContext): void {
         const id = lunId ?? freeLunId(used, MAX_LUN_ID + 1);
         if (id === undefined) fail(400, `no free LUN id on target ${iqn}`);
         t.disks[disk] = { lun_id: id };
-        recountActiveLuns(c);
-        const owner = pickOwner(c, t);
-        if (owner) d.owner = owner;
-        recountActiveLuns(c);
+        assignOwner(c, disk, iqn);
         d.updated = timestamp();
         t.updated = timestamp();
       });
@@ -67,12 +65,9 @@ export function registerTargetLun(r: Routes, ctx: ApiContext): void {
       const clients = Object.entries(t.clients).filter(([, cl]) => cl.luns[disk]).map(([ci]) => ci);
       if (clients.length) fail(400, `Disk ${disk} is mapped to client(s) ${clients.join(',')} - remove it from them first`);
       delete t.disks[disk];
+      releaseOwnerIfUnmapped(c, disk);
       const d = c.disks[disk];
-      if (d) {
-        delete d.owner;
-        d.updated = timestamp();
-      }
-      recountActiveLuns(c);
+      if (d) d.updated = timestamp();
       t.updated = timestamp();
     });
     return ok(reply, 'Target LUN mapping updated successfully');
