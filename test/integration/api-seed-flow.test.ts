@@ -16,6 +16,7 @@ import { readStatuses } from '../../src/daemon/status';
 import { CLI, freePort, run, tempDir } from '../helpers/daemon';
 import { qemuIoOk } from '../helpers/store';
 import { call } from '../helpers/api';
+import { TestInitiator } from '../helpers/initiator';
 
 const IQN = 'iqn.2003-01.com.example.iscsi-gw:ceph-igw';
 const HOST = 'iqn.1994-05.com.redhat:rh7-client';
@@ -130,6 +131,31 @@ describe('seed flow over the REST API, two gateways', () => {
     const ownerPortal = owner1 === 'iscsi1' ? p1 : p2;
     const lun0 = `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: ownerPortal, target: IQN, lun: 0, 'initiator-name': HOST } })}`;
     await qemuIoOk(lun0, ['write -P 0xa5 0 128k', 'read -P 0xa5 0 128k', 'write -P 0x3c 1M 64k', 'read -P 0x3c 1M 64k']);
+
+    // Disruptive changes are refused while the host is logged in, naming its session; the
+    // refused requests change nothing.
+    const ownerApi = owner1 === 'iscsi1' ? api1 : api2;
+    assert.equal((await call(ownerApi, 'PUT', '/api/disksnap/rbd/disk_1/before', { mode: 'create' })).status, 200);
+    const i = await TestInitiator.connect(port, ownerPortal.split(':')[0]);
+    try {
+      await i.login({ targetName: IQN, initiatorName: HOST });
+      const before = (await call(ownerApi, 'GET', '/api/config')).text;
+      const session = new RegExp(`${HOST.replace(/\./g, '\\.')} on ${owner1} \\(target ${IQN.replace(/\./g, '\\.')}\\); log these sessions out first`);
+      let refused = await call(ownerApi, 'DELETE', `/api/client/${IQN}/${HOST}`);
+      assert.equal(refused.status, 400, refused.text);
+      assert.match(String(refused.body.message), new RegExp(`^client ${HOST.replace(/\./g, '\\.')} is logged in: `));
+      assert.match(String(refused.body.message), session);
+      refused = await call(ownerApi, 'PUT', '/api/disk/rbd/disk_1', { mode: 'reconfigure', controls: '{"emulate_tpu": 1}' });
+      assert.equal(refused.status, 400, refused.text);
+      assert.match(String(refused.body.message), /^disk rbd\/disk_1 is in use: /);
+      refused = await call(ownerApi, 'PUT', '/api/disksnap/rbd/disk_1/before', { mode: 'rollback' });
+      assert.equal(refused.status, 400, refused.text);
+      assert.match(String(refused.body.message), session);
+      assert.equal((await call(ownerApi, 'GET', '/api/config')).text, before, 'refused requests changed the config');
+    } finally {
+      await i.logout().catch(() => undefined);
+      i.close();
+    }
 
     // iscsi2 is down: orchestration keeps working through iscsi1's API; iscsi2 converges on start.
     await g2.stop();
