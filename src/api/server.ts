@@ -82,7 +82,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   const app = Fastify({
     logger: false,
     // IQNs are up to 223 bytes; two of them fit.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     bodyLimit: 256 * 1024,
     ...(https ? { https: { cert: https.cert, key: https.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
