@@ -152,6 +152,23 @@ describe('seed flow over the REST API, two gateways', () => {
       assert.equal(refused.status, 400, refused.text);
       assert.match(String(refused.body.message), session);
       assert.equal((await call(ownerApi, 'GET', '/api/config')).text, before, 'refused requests changed the config');
+
+      // A resize is not disruptive: it reaches the logged-in initiator as CAPACITY DATA HAS CHANGED.
+      const tur = Buffer.alloc(6);
+      const first = await i.scsi(tur, {});
+      if (first.status !== 0) await i.scsi(tur, {}); // the login's own unit attention, if any
+      assert.equal((await call(api1, 'PUT', '/api/disk/rbd/disk_1', { mode: 'resize', size: '128M' })).status, 200);
+      let ua: { status: number; sense?: Buffer } = { status: 0 };
+      for (let n = 0; n < 100 && ua.status === 0; n++) {
+        ua = await i.scsi(tur, {});
+        if (ua.status === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(ua.status, 2, 'CHECK CONDITION after the resize');
+      assert.ok(ua.sense);
+      assert.deepEqual([ua.sense[2] & 0x0f, ua.sense[12], ua.sense[13]], [6, 0x2a, 0x09], 'UNIT ATTENTION, CAPACITY DATA HAS CHANGED');
+      const cap = await i.scsi(Buffer.from([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]), { read: 8 });
+      assert.equal(cap.status, 0);
+      assert.equal((cap.data.readUInt32BE(0) + 1) * cap.data.readUInt32BE(4), 128 * 2 ** 20);
     } finally {
       await i.logout().catch(() => undefined);
       i.close();
