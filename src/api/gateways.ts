@@ -11,6 +11,12 @@ import { ApiContext, Routes, boolField, commit, current, fail, field, ok, params
 import { reassignOwners } from '../ha/ownership';
 import { recomputePortals } from './model';
 import { deletionBlocker, dropUnusedGateway, pathIqn } from './targets';
+import { hostAddresses } from './sysinfo';
+
+/** Is `ip` an address of this host (127.0.0.0/8 and ::1 always are on Linux)? */
+function localAddress(ip: string): boolean {
+  return /^127\./.test(ip) || ip === '::1' || hostAddresses().includes(ip);
+}
 
 /** A gateway name must be usable as a host name (it becomes a config key and a log field). */
 function gatewayNameProblem(name: string): string | undefined {
@@ -59,6 +65,12 @@ export function registerGateways(r: Routes, ctx: ApiContext): void {
         // another target) needs no DNS name; a new name must resolve, as in ceph-iscsi.
         const known = before.gateways[gw] !== undefined || (ctx.running ? (await ctx.running.gateways()).some((g) => g.name === gw) : false);
         if (!known && !(await resolvable(gw))) fail(400, `Gateway '${gw}' is not resolvable to an IP address`);
+        // The gateway serving this API can tell which addresses it has (ceph-iscsi asks the
+        // new gateway's sysinfo/ip_addresses).
+        if (gw === ctx.gatewayName) {
+          const missing = ips.find((ip) => !localAddress(ip));
+          if (missing) fail(400, `IP address of ${missing} is not available on ${gw}. Valid IPs are :${hostAddresses().join(',')}`);
+        }
       }
       await commit(ctx, (c) => {
         const t = requireTarget(c, iqn);

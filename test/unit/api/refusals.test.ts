@@ -31,6 +31,9 @@ const CASES: Case[] = [
   ['PUT', `/api/gateway/${T}/no-such-host.invalid`, { ip_address: '127.0.0.3' }, 400, "Gateway 'no-such-host.invalid' is not resolvable to an IP address"],
   ['PUT', `/api/gateway/${T}/bad_name!`, { ip_address: '127.0.0.3', skipchecks: 'true' }, 400, /^Invalid gateway name/],
   ['DELETE', `/api/gateway/${T}/iscsi9`, undefined, 404, 'Gateway does not exist in configuration'],
+  ['PUT', `/api/gateway/${T}/iscsi1`, { ip_address: '192.0.2.1' }, 400, 'Gateway already exists in configuration'],
+  ['PUT', `/api/gateway/${T}2/iscsi1`, { ip_address: '192.0.2.1' }, 400, /^IP address of 192\.0\.2\.1 is not available on iscsi1\. Valid IPs are :/],
+  ['PUT', `/api/gateway/${T}3/iscsi1`, { ip_address: '192.0.2.1' }, 404, `Target ${T}3 does not exist`],
   ['GET', '/api/gateways/iqn.2003-01.com.example:other', undefined, 404, 'Target iqn.2003-01.com.example:other does not exist'],
   // disks
   ['PUT', '/api/disk/rbd/new', undefined, 400, "disk operation mode 'None' is invalid"],
@@ -126,6 +129,7 @@ test('every refused request answers 4xx with its message and leaves the config a
       ['PUT', `/api/targetlun/${T}`, { disk: 'rbd/disk_1' }],
       ['PUT', `/api/client/${T}/${C}`],
       ['PUT', `/api/clientlun/${T}/${C}`, { disk: 'rbd/disk_1' }],
+      ['PUT', `/api/target/${T}2`],
     ];
     for (const [m, u, f] of setup) {
       const r = await api.call(m, u, f);
