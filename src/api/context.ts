@@ -65,6 +65,8 @@ export function field(req: FastifyRequest, name: string): string | undefined {
   const v = fromBody ?? query?.[name];
   if (v === undefined || v === null) return undefined;
   if (Array.isArray(v)) return String(v[v.length - 1]);
+  // A JSON body (not what ceph-iscsi clients send, but harmless): objects are JSON fields.
+  if (typeof v === 'object') return JSON.stringify(v);
   return String(v);
 }
 

@@ -87,6 +87,8 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
     ...(https ? { https: { cert: https.cert, key: https.key, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
   void app.register(formbody);
+  // Fields come as a form (or JSON); a text body would be silently ignored, so refuse it (415).
+  app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', authHook(ctx));
   app.setErrorHandler((err: FastifyError | ApiError | Error, req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send({ message: err.message });

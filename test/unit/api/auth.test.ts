@@ -98,3 +98,24 @@ test('api_secure: TLS with the cert/key files; missing files refuse to start', a
   }
   await assert.rejects(startTestApi({ settings: { api_secure: true, ssl_cert: path.join(dir, 'none.crt'), ssl_key: key } }), /Secure API requested/);
 });
+
+test('bodies: a JSON body works like form fields; an unsupported content type is a 415 with a message', async () => {
+  const api = await startTestApi();
+  try {
+    const app = api.server.app;
+    const auth = `Basic ${Buffer.from('admin:admin').toString('base64')}`;
+    let r = await app.inject({ method: 'PUT', url: `/api/target/${TARGET}`, headers: { authorization: auth, 'content-type': 'application/json' }, payload: { controls: { cmdsn_depth: 32 } }, remoteAddress: '127.0.0.1' });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual((await api.store.read()).config.targets[TARGET].controls, { cmdsn_depth: 32 });
+    const before = (await api.store.read()).epoch;
+    r = await app.inject({ method: 'PUT', url: `/api/target/${TARGET}`, headers: { authorization: auth, 'content-type': 'text/plain' }, payload: 'mode=reconfigure', remoteAddress: '127.0.0.1' });
+    assert.equal(r.statusCode, 415);
+    assert.equal(typeof JSON.parse(r.body).message, 'string');
+    r = await app.inject({ method: 'PUT', url: `/api/target/${TARGET}`, headers: { authorization: auth, 'content-type': 'application/json' }, payload: '{not json', remoteAddress: '127.0.0.1' });
+    assert.equal(r.statusCode, 400);
+    assert.equal(typeof JSON.parse(r.body).message, 'string');
+    assert.equal((await api.store.read()).epoch, before);
+  } finally {
+    await api.close();
+  }
+});
