@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { readStatuses } from '../../src/daemon/status';
 import { CLI, freePort, run, tempDir } from '../helpers/daemon';
-import { qemuIoOk } from '../helpers/store';
+import { qemuIo, qemuIoOk } from '../helpers/store';
 import { call } from '../helpers/api';
 import { TestInitiator } from '../helpers/initiator';
 
@@ -173,6 +173,22 @@ describe('seed flow over the REST API, two gateways', () => {
       await i.logout().catch(() => undefined);
       i.close();
     }
+
+    // Beyond ceph-iscsi: the snapshot taken above, exported read-only as a LUN of its own.
+    for (const [m, u, f] of [
+      ['PUT', '/api/disksnap/rbd/disk_1/before', { mode: 'export' }],
+      ['PUT', `/api/targetlun/${IQN}`, { disk: 'rbd/disk_1@before', lun_id: '5' }],
+      ['PUT', `/api/clientlun/${IQN}/${HOST}`, { disk: 'rbd/disk_1@before' }],
+    ] as Array<[string, string, Record<string, string>]>) {
+      const r = await call(api1, m, u, f);
+      assert.equal(r.status, 200, `${m} ${u}: ${r.text}`);
+    }
+    const snapEpoch = ((await call(api1, 'GET', '/api/config')).body as { epoch: number }).epoch;
+    await waitApplied(dir, ['iscsi1', 'iscsi2'], snapEpoch);
+    const snapLun = (p: string) => `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: p, target: IQN, lun: 5, 'initiator-name': HOST } })}`;
+    await qemuIoOk(snapLun(ownerPortal), ['read -P 0xa5 0 128k'], { readOnly: true });
+    const w = await qemuIo(snapLun(ownerPortal), ['write -P 0x11 0 4k']);
+    assert.match(w.stdout + w.stderr, /LUN is write protected/, `a write to the exported snapshot must fail:\n${w.stdout}${w.stderr}`);
 
     // iscsi2 is down: orchestration keeps working through iscsi1's API; iscsi2 converges on start.
     await g2.stop();
