@@ -70,6 +70,23 @@ export function field(req: FastifyRequest, name: string): string | undefined {
   return String(v);
 }
 
+/**
+ * The form body of a GET request (fastify parses none; rbd-target-api's GET /api/disks reads
+ * `config=yes` from it, and gwcli sends it so). At most 64 KiB.
+ */
+export async function getForm(req: FastifyRequest): Promise<URLSearchParams> {
+  const type = String(req.headers['content-type'] ?? '');
+  if (!type.startsWith('application/x-www-form-urlencoded') || req.raw.readableEnded) return new URLSearchParams();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req.raw) {
+    size += (chunk as Buffer).length;
+    if (size > 65536) fail(413, 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
 /** A comma-separated list field ("" and absent = empty list), entries trimmed. */
 export function listField(req: FastifyRequest, name: string): string[] {
   const v = field(req, name);

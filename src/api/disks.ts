@@ -12,7 +12,7 @@ import {
 } from '../config/validation';
 import { DISK_SETTING_SPECS } from '../scsi/disk-settings';
 import { ImageError } from '../images/provider';
-import { ApiContext, ApiError, Routes, commit, current, fail, field, imageFailure, ok, params, refuseIfDisruptive } from './context';
+import { ApiContext, ApiError, Routes, commit, current, fail, field, getForm, imageFailure, ok, params, refuseIfDisruptive } from './context';
 import { humanSize, newWwn, recountActiveLuns } from './model';
 
 /** Disk ids in the path: "<pool>/<image>", and "<pool>/<image>@<snap>" for an exported snapshot. */
@@ -169,7 +169,8 @@ async function createDisks(ctx: ApiContext, req: import('fastify').FastifyReques
 export function registerDisks(r: Routes, ctx: ApiContext): void {
   r.add(['GET'], '/api/disks', ['Show the disks defined to the gateways', ":param config: (str) 'yes' to list the config of every disk"], async (req) => {
     const c = await current(ctx);
-    return { disks: (field(req, 'config') ?? 'no').toLowerCase() === 'yes' ? c.disks : Object.keys(c.disks) };
+    const conf = field(req, 'config') ?? (await getForm(req)).get('config') ?? 'no';
+    return { disks: conf.toLowerCase() === 'yes' ? c.disks : Object.keys(c.disks) };
   });
 
   r.add(['GET', 'PUT', 'DELETE'], '/api/disk/:pool/:image', [

@@ -58,6 +58,10 @@ test('seed flow: target, gateways, disks, LUNs, host, CHAP, masking; config has 
     assert.equal(disk.status, 200);
     assert.equal((disk.body.status as { state: string }).state, 'Online');
     assert.deepEqual((await api.call('GET', '/api/disks')).body, { disks: ['rbd/disk_1', 'rbd/disk_2'] });
+    // gwcli sends config=yes as a form body of the GET (as rbd-target-api reads it).
+    const all = (await api.call('GET', '/api/disks', { config: 'yes' })).body.disks as Record<string, { pool: string }>;
+    assert.deepEqual(Object.keys(all), ['rbd/disk_1', 'rbd/disk_2']);
+    assert.equal(all['rbd/disk_1'].pool, 'rbd');
     assert.equal((await api.call('GET', '/api/config')).body.epoch, c.epoch);
 
     // Host group: a second client joins with disk_2 under the same LUN id.
