@@ -111,6 +111,11 @@ const CASES: Case[] = [
   ['PUT', '/api/discoveryauth', { username: 'u', password: 'discoverpass12' }, 400, 'Minimum length of username is 8 characters'],
   ['PUT', '/api/discoveryauth', { mutual_password: 'discoverpass12' }, 400, 'Mutual username is required'],
   ['PUT', '/api/discoveryauth', { username: 'discoveruser', password: 'discoverpass12345' }, 400, 'Maximum length of password is 16 characters'],
+  // an invalid target IQN in any path
+  ...['/api/clients/x', '/api/hostgroups/x', '/api/gateways/x', '/api/targetinfo/x', '/api/hostgroup/x/g1', `/api/clientinfo/x/${C}`, `/api/_clientlun/x/${C}`]
+    .map((u): Case => ['GET', u, undefined, 400, 'Invalid iqn x - WWN not valid as: iqn']),
+  ...[`/api/targetlun/x`, `/api/client/x/${C}`, `/api/clientauth/x/${C}`, `/api/clientlun/x/${C}`, '/api/targetauth/x', '/api/gateway/x/iscsi3', '/api/hostgroup/x/g1']
+    .map((u): Case => ['PUT', u, { disk: 'rbd/disk_2' }, 400, 'Invalid iqn x - WWN not valid as: iqn']),
   // misc
   ['GET', '/api/sysinfo/bogus', undefined, 404, 'Unknown /sysinfo query'],
   ['GET', '/api/nothing-here', undefined, 404, 'Not found: GET /api/nothing-here'],
