@@ -90,6 +90,11 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   // Fields come as a form (or JSON); a text body would be silently ignored, so refuse it (415).
   app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', authHook(ctx));
+  // One line per change (and per refusal) for the administrator; never a body (it may carry CHAP secrets).
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.method === 'GET' && reply.statusCode < 400) return;
+    ctx.log.info({ method: req.method, path: req.url.split('?')[0], status: reply.statusCode, caller: req.socket.remoteAddress }, 'API request');
+  });
   app.setErrorHandler((err: FastifyError | ApiError | Error, req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send({ message: err.message });
     const status = (err as FastifyError).statusCode;
