@@ -1,55 +1,62 @@
 /**
- * The TargetCatalog the iSCSI layer sees, built from the configuration: target nodes with
- * their SCSI target devices, settings, ACLs and the portals to advertise.
+ * The TargetCatalog the iSCSI layer sees, kept current by the reconciler: target nodes with
+ * their SCSI target devices, settings, ACLs and the portals to advertise (every gateway's
+ * portals of the target, so discovery through any gateway lists all paths).
  */
 import { AuthPolicy, OPEN_POLICY } from '../iscsi/auth';
 import { IscsiTargetNode, TargetCatalog, TargetSettings } from '../iscsi/target-node';
 import { ScsiTargetDevice } from '../scsi/sam';
 import { PortalAddress, isWildcard } from '../transport/portal';
-import { TargetConfig } from '../config/schema';
+import { GatewayConfig, TargetConfig } from '../config/schema';
 import { normalizeTargetControls, targetSettingsFrom } from '../config/target-settings';
 
 export class ConfiguredTarget implements IscsiTargetNode {
   private current: TargetSettings;
-  private aclEnabled: boolean;
-  private clients: Set<string>;
+  /** The target's configuration as last applied (clients, auth, groups for the auth layer). */
+  config: TargetConfig;
+  /** Every gateway's portals of this target, in `portals` order. */
+  portals: PortalAddress[];
 
   constructor(
     readonly name: string,
     config: TargetConfig,
     readonly device: ScsiTargetDevice,
+    portals: PortalAddress[],
   ) {
+    this.config = config;
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
-    this.aclEnabled = config.acl_enabled;
-    this.clients = new Set(Object.keys(config.clients));
-    this.alias = config.alias;
-    this.portalGroupTag = config.portal_group_tag;
+    this.portals = portals;
   }
 
-  readonly alias: string | undefined;
-  readonly portalGroupTag: number;
+  get alias(): string | undefined {
+    return this.config.alias;
+  }
+
+  get portalGroupTag(): number {
+    return this.config.portal_group_tag ?? 1;
+  }
 
   settings(): TargetSettings {
     return this.current;
   }
 
-  /** Apply new controls / ACL (reconfigure): affects new logins and new windows. */
-  update(config: TargetConfig): void {
+  /** Apply new controls / ACL / portals: affects new logins and new windows. Throws on bad controls. */
+  update(config: TargetConfig, portals: PortalAddress[]): void {
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
-    this.aclEnabled = config.acl_enabled;
-    this.clients = new Set(Object.keys(config.clients));
+    this.config = config;
+    this.portals = portals;
   }
 
   allows(initiatorName: string): boolean {
-    return !this.aclEnabled || this.clients.has(initiatorName);
+    return !this.config.acl_enabled || this.config.clients[initiatorName] !== undefined;
   }
 }
 
 export class ConfiguredCatalog implements TargetCatalog {
   private readonly targets = new Map<string, ConfiguredTarget>();
   readonly auth: AuthPolicy = OPEN_POLICY;
-
-  constructor(private readonly portals: readonly PortalAddress[]) {}
+  /** The whole configuration as last applied (discovery_auth and friends for the auth layer). */
+  config: GatewayConfig | undefined;
 
   add(target: ConfiguredTarget): void {
     this.targets.set(target.name, target);
@@ -71,8 +78,17 @@ export class ConfiguredCatalog implements TargetCatalog {
     return targetSettingsFrom({});
   }
 
-  portalsFor(_target: IscsiTargetNode, local: PortalAddress): PortalAddress[] {
+  portalsFor(target: IscsiTargetNode, local: PortalAddress): PortalAddress[] {
+    const t = this.targets.get(target.name);
+    const portals = t?.portals ?? [];
     // A wildcard portal is reachable at the address the initiator used to get here.
-    return this.portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port } : p));
+    const out = portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port } : p));
+    const seen = new Set<string>();
+    return out.filter((p) => {
+      const k = `${p.host}|${p.port}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
   }
 }
