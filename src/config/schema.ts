@@ -33,6 +33,35 @@ export const DiskConfigSchema = z
     }
   });
 
+/** CHAP credentials as ceph-iscsi stores them (§3.2); empty strings mean "not set". */
+export const ChapConfigSchema = z
+  .object({
+    username: z.string().default(''),
+    password: z.string().default(''),
+    password_encryption_enabled: z.boolean().default(false),
+    mutual_username: z.string().default(''),
+    mutual_password: z.string().default(''),
+    mutual_password_encryption_enabled: z.boolean().default(false),
+  })
+  .strict();
+
+const lunMapSchema = z.record(z.string(), z.object({ lun_id: z.number().int().min(0).max(16383) }).strict());
+
+export const ClientConfigSchema = z
+  .object({
+    auth: ChapConfigSchema.optional(),
+    /** LUN id of each disk as this initiator sees it. */
+    luns: lunMapSchema.optional(),
+    group_name: z.string().optional(),
+    created: z.string().optional(),
+    updated: z.string().optional(),
+  })
+  .strict();
+
+export const HostGroupConfigSchema = z
+  .object({ members: z.array(z.string()).default([]), disks: lunMapSchema.default({}) })
+  .strict();
+
 export const TargetConfigSchema = z
   .object({
     alias: z.string().max(255).optional(),
@@ -40,7 +69,10 @@ export const TargetConfigSchema = z
     acl_enabled: z.boolean().default(false),
     controls: z.record(z.string(), controlValue).default({}),
     disks: z.record(z.string(), z.object({ lun_id: z.number().int().min(0).max(16383) }).strict()).default({}),
-    clients: z.record(z.string(), z.object({}).passthrough()).default({}),
+    /** Target-level CHAP (only without ACLs, ceph-iscsi §1.6). */
+    auth: ChapConfigSchema.optional(),
+    clients: z.record(z.string(), ClientConfigSchema).default({}),
+    groups: z.record(z.string(), HostGroupConfigSchema).optional(),
     created: z.string().optional(),
     updated: z.string().optional(),
   })
@@ -52,6 +84,8 @@ export const GatewayConfigSchema = z
     epoch: z.number().int().min(0),
     created: z.string().optional(),
     updated: z.string().optional(),
+    /** Fabric-wide discovery CHAP. */
+    discovery_auth: ChapConfigSchema.optional(),
     disks: z.record(z.string(), DiskConfigSchema).default({}),
     targets: z.record(z.string(), TargetConfigSchema).default({}),
   })
@@ -59,6 +93,8 @@ export const GatewayConfigSchema = z
 
 export type DiskConfig = z.infer<typeof DiskConfigSchema>;
 export type TargetConfig = z.infer<typeof TargetConfigSchema>;
+export type ChapConfig = z.infer<typeof ChapConfigSchema>;
+export type ClientConfig = z.infer<typeof ClientConfigSchema>;
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 
 export function emptyConfig(): GatewayConfig {

@@ -1,29 +1,92 @@
 /**
  * The TargetCatalog the iSCSI layer sees, built from the configuration: target nodes with
- * their SCSI target devices, settings, ACLs and the portals to advertise.
+ * their SCSI target devices, settings, access control and the portals to advertise.
+ *
+ * Access control follows ceph-iscsi (reference §1.6):
+ *  - ACL mode (acl_enabled): only initiators under `clients` log in; each sees only its LUNs
+ *    (client `luns`, plus the disks of its host group under the group's LUN ids); a client
+ *    with `auth` must pass CHAP (mutual CHAP when it asks for it).
+ *  - demo mode (acl_enabled false): any initiator, every LUN under the target's LUN ids;
+ *    target-level `auth` makes CHAP mandatory for everyone.
+ *  - discovery sessions: `discovery_auth`, independent of the targets.
  */
-import { AuthPolicy, OPEN_POLICY } from '../iscsi/auth';
+import { AuthContext, AuthError, AuthMethodHandler, AuthPolicy, NO_AUTHENTICATION } from '../iscsi/auth';
+import { ChallengeMemory, ChapCredentials, chapMethod } from '../iscsi/chap';
 import { IscsiTargetNode, TargetCatalog, TargetSettings } from '../iscsi/target-node';
-import { ScsiTargetDevice } from '../scsi/sam';
+import { LoginStatus } from '../pdu/opcodes';
+import { LunMasking, ScsiTarget } from '../scsi/scsi-target';
 import { PortalAddress, isWildcard } from '../transport/portal';
-import { TargetConfig } from '../config/schema';
+import { ChapConfig, TargetConfig } from '../config/schema';
 import { normalizeTargetControls, targetSettingsFrom } from '../config/target-settings';
 
+/** Turns a stored (possibly encrypted) password into the secret. Throws when it cannot. */
+export type PasswordDecoder = (stored: string, encrypted: boolean) => string;
+
+/** Without a key configured an encrypted password cannot be used. */
+export const PLAINTEXT_ONLY: PasswordDecoder = (stored, encrypted) => {
+  if (encrypted) throw new Error('the password is stored encrypted and no decryption key is configured');
+  return stored;
+};
+
+/** Credentials a login must prove; `unusable` when they exist but cannot be decoded. */
+type Credentials = { readonly kind: 'none' } | { readonly kind: 'chap'; readonly chap: ChapCredentials } | { readonly kind: 'unusable' };
+
+const NONE: Credentials = { kind: 'none' };
+
+/** ceph-iscsi's auth block -> credentials. An empty username means "no CHAP". */
+export function credentialsFrom(auth: ChapConfig | undefined, decode: PasswordDecoder): Credentials {
+  if (!auth || !auth.username) return NONE;
+  try {
+    const password = decode(auth.password, auth.password_encryption_enabled);
+    const mutual = auth.mutual_username
+      ? { mutualUsername: auth.mutual_username, mutualPassword: decode(auth.mutual_password, auth.mutual_password_encryption_enabled) }
+      : {};
+    return { kind: 'chap', chap: { username: auth.username, password, ...mutual } };
+  } catch {
+    return { kind: 'unusable' };
+  }
+}
+
+/** iSCSI names compare case-insensitively (RFC 3722 normalises to lower case; ceph-iscsi stores lower case). */
+function norm(iqn: string): string {
+  return iqn.toLowerCase();
+}
+
+/** The LUN masking of a target in ACL mode: per client, mapped LUN -> target LUN. */
+export function lunMaskingFrom(config: TargetConfig): LunMasking {
+  const masking = new Map<string, Map<number, number>>();
+  const groupOf = new Map<string, string>();
+  for (const [group, g] of Object.entries(config.groups ?? {})) for (const m of g.members) groupOf.set(norm(m), group);
+  for (const [iqn, client] of Object.entries(config.clients)) {
+    const map = new Map<number, number>();
+    const place = (disk: string, lunId: number) => {
+      const target = config.disks[disk];
+      if (target) map.set(lunId, target.lun_id);
+    };
+    for (const [disk, { lun_id }] of Object.entries(client.luns ?? {})) place(disk, lun_id);
+    // A host group's disks carry the group's LUN id on every member (VMware/cluster hosts need it).
+    const group = config.groups?.[client.group_name || groupOf.get(norm(iqn)) || ''];
+    for (const [disk, { lun_id }] of Object.entries(group?.disks ?? {})) place(disk, lun_id);
+    masking.set(norm(iqn), map);
+  }
+  return masking;
+}
+
 export class ConfiguredTarget implements IscsiTargetNode {
-  private current: TargetSettings;
-  private aclEnabled: boolean;
-  private clients: Set<string>;
+  private current!: TargetSettings;
+  private aclEnabled = true;
+  private clients = new Map<string, Credentials>();
+  private targetAuth: Credentials = NONE;
 
   constructor(
     readonly name: string,
     config: TargetConfig,
-    readonly device: ScsiTargetDevice,
+    readonly device: ScsiTarget,
+    private readonly decode: PasswordDecoder = PLAINTEXT_ONLY,
   ) {
-    this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
-    this.aclEnabled = config.acl_enabled;
-    this.clients = new Set(Object.keys(config.clients));
     this.alias = config.alias;
     this.portalGroupTag = config.portal_group_tag;
+    this.update(config);
   }
 
   readonly alias: string | undefined;
@@ -33,23 +96,70 @@ export class ConfiguredTarget implements IscsiTargetNode {
     return this.current;
   }
 
-  /** Apply new controls / ACL (reconfigure): affects new logins and new windows. */
+  /**
+   * Apply new controls, ACLs, credentials and LUN mappings: new logins see them at once, and
+   * a logged-in initiator whose LUN inventory changed gets REPORTED LUNS DATA HAS CHANGED.
+   */
   update(config: TargetConfig): void {
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
     this.aclEnabled = config.acl_enabled;
-    this.clients = new Set(Object.keys(config.clients));
+    this.clients = new Map(Object.entries(config.clients).map(([iqn, c]) => [norm(iqn), credentialsFrom(c.auth, this.decode)]));
+    this.targetAuth = credentialsFrom(config.auth, this.decode);
+    this.device.setLunMasking(config.acl_enabled ? lunMaskingFrom(config) : undefined);
   }
 
   allows(initiatorName: string): boolean {
-    return !this.aclEnabled || this.clients.has(initiatorName);
+    return !this.aclEnabled || this.clients.has(norm(initiatorName));
+  }
+
+  /** What this initiator must prove to log in (its ACL's CHAP, else the target's). */
+  credentialsFor(initiatorName: string): Credentials {
+    const own = this.aclEnabled ? this.clients.get(norm(initiatorName)) : undefined;
+    return own && own.kind !== 'none' ? own : this.targetAuth;
   }
 }
 
-export class ConfiguredCatalog implements TargetCatalog {
-  private readonly targets = new Map<string, ConfiguredTarget>();
-  readonly auth: AuthPolicy = OPEN_POLICY;
+/** A method list that fails every login with a target error (credentials configured but unusable). */
+const UNUSABLE: AuthMethodHandler = {
+  name: 'CHAP',
+  start: () => ({
+    step: () => {
+      throw new AuthError('CHAP credentials of this login cannot be decoded (encrypted without a key?)', LoginStatus.TargetError);
+    },
+  }),
+};
 
-  constructor(private readonly portals: readonly PortalAddress[]) {}
+export class ConfiguredCatalog implements TargetCatalog, AuthPolicy {
+  private readonly targets = new Map<string, ConfiguredTarget>();
+  private discovery: Credentials = NONE;
+  /** Challenges sent by this gateway, shared by all logins (reflection check). */
+  private readonly challenges = new ChallengeMemory();
+  readonly auth: AuthPolicy = this;
+
+  constructor(
+    private readonly portals: readonly PortalAddress[],
+    private readonly decode: PasswordDecoder = PLAINTEXT_ONLY,
+  ) {}
+
+  /** Discovery CHAP (`discovery_auth`); undefined or an empty username turns it off. */
+  setDiscoveryAuth(auth: ChapConfig | undefined): void {
+    this.discovery = credentialsFrom(auth, this.decode);
+  }
+
+  methodsFor(context: AuthContext): readonly AuthMethodHandler[] {
+    let credentials: Credentials;
+    if (context.sessionType === 'Discovery') credentials = this.discovery;
+    else {
+      const target = context.targetName === undefined ? undefined : this.find(context.targetName);
+      if (!target) return [];
+      credentials = target.credentialsFor(context.initiatorName);
+    }
+    switch (credentials.kind) {
+      case 'none': return [NO_AUTHENTICATION];
+      case 'chap': return [chapMethod(credentials.chap, { memory: this.challenges })];
+      case 'unusable': return [UNUSABLE];
+    }
+  }
 
   add(target: ConfiguredTarget): void {
     this.targets.set(target.name, target);
@@ -60,7 +170,7 @@ export class ConfiguredCatalog implements TargetCatalog {
   }
 
   find(name: string): ConfiguredTarget | undefined {
-    return this.targets.get(name);
+    return this.targets.get(name) ?? this.targets.get(norm(name));
   }
 
   list(): ConfiguredTarget[] {

@@ -78,6 +78,7 @@ export class Gateway {
       }
     }
     this.config = config;
+    this.catalog.setDiscoveryAuth(config.discovery_auth);
     for (const [name, target] of Object.entries(config.targets)) {
       const luns: LogicalUnitConfig[] = [];
       for (const [diskId, { lun_id }] of Object.entries(target.disks)) {

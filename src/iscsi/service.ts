@@ -7,9 +7,12 @@ import type { Logger } from '../util/log';
 import { Connection } from './connection';
 import { SessionRegistry } from './session-registry';
 import { TargetCatalog } from './target-node';
+import { LoginThrottle } from './login-throttle';
 
 export class IscsiService {
   readonly sessions = new SessionRegistry();
+  /** Failed logins by class and per-address throttling (read by metrics). */
+  readonly loginThrottle = new LoginThrottle();
   private readonly connections = new Set<Connection>();
 
   constructor(
@@ -23,6 +26,7 @@ export class IscsiService {
       sessions: this.sessions,
       log: this.log,
       connections: this.connections,
+      throttle: this.loginThrottle,
     });
   }
 
