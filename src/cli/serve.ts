@@ -1,6 +1,7 @@
 /**
  * `iscsi-gateway serve`: run the gateway daemon in the foreground until SIGTERM/SIGINT.
  */
+import { parseLoginThrottle } from '../iscsi/login-throttle';
 import { Command, Option } from 'commander';
 import { defaultDataDir } from '../config/paths';
 import { Gateway } from '../daemon/gateway';
@@ -30,7 +31,8 @@ export function registerServeCommand(program: Command): void {
       const portals = opts.portal ?? [parsePortal('127.0.0.1:3260')];
       let gateway: Gateway;
       try {
-        gateway = await Gateway.start({ dataDir, portals, log });
+        const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
+        gateway = await Gateway.start({ dataDir, portals, log, loginThrottle });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);

@@ -11,6 +11,7 @@ import { ConfigStore, FileConfigStore } from '../config/config-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig } from '../config/schema';
 import { IscsiService } from '../iscsi/service';
+import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
 import type { ReservationStore } from '../scsi/reservations';
@@ -26,6 +27,8 @@ export interface GatewayOptions {
   readonly log: Logger;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
+  /** Failed-login throttling per source address (default: DEFAULT_LOGIN_THROTTLE). */
+  readonly loginThrottle?: LoginThrottleOptions;
 }
 
 export class Gateway {
@@ -45,7 +48,7 @@ export class Gateway {
 
   private constructor(private readonly options: GatewayOptions) {
     this.catalog = new ConfiguredCatalog(options.portals);
-    this.service = new IscsiService(this.catalog, options.log);
+    this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.configStore = new FileConfigStore(configPath(options.dataDir));
     this.backstores = new Backstores(options.dataDir, options.log);
   }

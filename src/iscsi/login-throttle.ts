@@ -30,6 +30,26 @@ export const DEFAULT_LOGIN_THROTTLE: LoginThrottleOptions = {
   maxWaiting: 4,
 };
 
+const THROTTLE_KEYS: Record<string, keyof LoginThrottleOptions> = {
+  free: 'freeFailures', base: 'baseDelayMs', max: 'maxDelayMs', forget: 'forgetAfterMs', addresses: 'maxAddresses', waiting: 'maxWaiting',
+};
+
+/**
+ * Tuning from text, e.g. "free=5,base=250,max=8000" (env ISCSI_GATEWAY_LOGIN_THROTTLE); unset
+ * keys keep their defaults. Throws a RangeError naming the bad item.
+ */
+export function parseLoginThrottle(text: string | undefined): LoginThrottleOptions {
+  const out: Record<keyof LoginThrottleOptions, number> = { ...DEFAULT_LOGIN_THROTTLE };
+  if (!text) return out;
+  for (const item of text.split(',')) {
+    const m = /^\s*([a-z]+)=([0-9]{1,9})\s*$/.exec(item);
+    const key = m ? THROTTLE_KEYS[m[1]] : undefined;
+    if (!m || !key) throw new RangeError(`invalid login throttle setting "${item}" (use ${Object.keys(THROTTLE_KEYS).map((k) => `${k}=N`).join(',')})`);
+    out[key] = Number(m[2]);
+  }
+  return out;
+}
+
 /** Counters of failed logins by class (for metrics). Contains no names and no secrets. */
 export interface LoginFailureCounters {
   /** 0x0201: CHAP failed, or authentication required but not offered. */

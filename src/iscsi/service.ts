@@ -7,18 +7,21 @@ import type { Logger } from '../util/log';
 import { Connection } from './connection';
 import { SessionRegistry } from './session-registry';
 import { TargetCatalog } from './target-node';
-import { LoginThrottle } from './login-throttle';
+import { DEFAULT_LOGIN_THROTTLE, LoginThrottle, LoginThrottleOptions } from './login-throttle';
 
 export class IscsiService {
   readonly sessions = new SessionRegistry();
   /** Failed logins by class and per-address throttling (read by metrics). */
-  readonly loginThrottle = new LoginThrottle();
+  readonly loginThrottle: LoginThrottle;
   private readonly connections = new Set<Connection>();
 
   constructor(
     private readonly catalog: TargetCatalog,
     private readonly log: Logger,
-  ) {}
+    throttle: LoginThrottleOptions = DEFAULT_LOGIN_THROTTLE,
+  ) {
+    this.loginThrottle = new LoginThrottle(throttle);
+  }
 
   accept(socket: Socket): void {
     new Connection(socket, {
