@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { GatewayConfig } from '../../src/config/schema';
+import type { V1Document as GatewayConfig } from '../../src/config/migrate';
 import { Daemon, describeExit, freePort, runTool, tail } from '../lib/proc';
 import { BenchEnv, RunningTarget, TargetKind, superviseTarget } from './target';
 

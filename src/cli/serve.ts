@@ -1,9 +1,18 @@
 /**
  * `iscsi-gateway serve`: run the gateway daemon in the foreground until SIGTERM/SIGINT.
+ *
+ *   --name NAME      this gateway's name in the shared configuration (default: host FQDN)
+ *   --config FILE    settings in the INI form of iscsi-gateway.cfg ([config] section)
+ *   --portal H:P     portals to listen on (first start, tests); else the configuration's
+ *   --api H:P        REST API address (overrides api_host/api_port)
+ *   --metrics H:P    Prometheus address (overrides prometheus_host/prometheus_port)
  */
 import { parseLoginThrottle } from '../iscsi/login-throttle';
 import { Command, Option } from 'commander';
+import * as dns from 'node:dns';
+import * as os from 'node:os';
 import { defaultDataDir } from '../config/paths';
+import { GatewaySettings, ParsedSettings, SettingsError, defaultSettings, loadSettings } from '../config/settings';
 import { Gateway } from '../daemon/gateway';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
@@ -18,32 +27,98 @@ function collectPortal(value: string, previous: PortalAddress[] | undefined): Po
   }
 }
 
+function address(defaultPort: number) {
+  return (v: string): PortalAddress => {
+    try {
+      return parsePortal(v, defaultPort);
+    } catch (e) {
+      if (e instanceof PortalAddressError) throw new Error(e.message, { cause: e });
+      throw e;
+    }
+  };
+}
+
+const GATEWAY_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$/;
+
+/** The host's FQDN, as ceph-iscsi names gateways (socket.getfqdn()). */
+export async function hostFqdn(): Promise<string> {
+  const host = os.hostname();
+  if (host.includes('.')) return host;
+  try {
+    const { address: ip } = await dns.promises.lookup(host);
+    const names = await dns.promises.reverse(ip).catch(() => [] as string[]);
+    const fqdn = names.find((n) => n.startsWith(`${host}.`));
+    if (fqdn) return fqdn;
+    const { hostname } = await dns.promises.lookupService(ip, 0);
+    if (hostname.startsWith(`${host}.`)) return hostname;
+  } catch {
+    // no resolver entry: the short name it is
+  }
+  return host;
+}
+
+export interface ServeOptions {
+  readonly data?: string;
+  readonly name?: string;
+  readonly config?: string;
+  readonly portal?: PortalAddress[];
+  readonly api?: PortalAddress;
+  readonly metrics?: PortalAddress;
+}
+
+/** Settings file (or defaults) with the command-line overrides applied. */
+export function effectiveSettings(opts: ServeOptions): ParsedSettings {
+  const parsed: ParsedSettings = opts.config ? loadSettings(opts.config) : { settings: defaultSettings(), warnings: [] };
+  const s: GatewaySettings = {
+    ...parsed.settings,
+    ...(opts.api ? { api_host: opts.api.host, api_port: opts.api.port } : {}),
+    ...(opts.metrics ? { prometheus_host: opts.metrics.host, prometheus_port: opts.metrics.port } : {}),
+  };
+  return { ...parsed, settings: s };
+}
+
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('run the iSCSI gateway (embedded image store by default)')
     .option('--data <dir>', 'data directory: configuration and images (env ISCSI_GATEWAY_DATA)')
-    .option('--portal <host:port>', 'iSCSI portal to listen on; repeatable; IPv6 as [addr]:port (default 127.0.0.1:3260)', collectPortal)
-    .addOption(new Option('--api <host:port>', 'REST API address (management plane; reserved)').argParser((v) => parsePortal(v, 5000)))
-    .action(async (opts: { data?: string; portal?: PortalAddress[]; api?: PortalAddress }) => {
+    .option('--name <name>', "this gateway's name in the shared configuration (default: the host's FQDN)")
+    .option('--config <file>', 'settings file in the INI form of iscsi-gateway.cfg ([config] section)')
+    .option('--portal <host:port>', 'iSCSI portal to listen on; repeatable; IPv6 as [addr]:port (default: from the configuration, first start 127.0.0.1:3260)', collectPortal)
+    .addOption(new Option('--api <host:port>', 'REST API address (overrides api_host/api_port)').argParser(address(5000)))
+    .addOption(new Option('--metrics <host:port>', 'Prometheus metrics address (overrides prometheus_host/prometheus_port)').argParser(address(9287)))
+    .action(async (opts: ServeOptions) => {
       const log = rootLogger();
       const dataDir = opts.data ?? defaultDataDir();
-      const portals = opts.portal ?? [parsePortal('127.0.0.1:3260')];
+      let settings: ParsedSettings;
+      try {
+        settings = effectiveSettings(opts);
+      } catch (e) {
+        if (e instanceof SettingsError) {
+          process.stderr.write(`iscsi-gateway: ${e.message}\n`);
+          process.exit(2);
+        }
+        throw e;
+      }
+      for (const w of settings.warnings) log.warn({ file: settings.file }, `settings: ${w}`);
+      const name = opts.name ?? (await hostFqdn());
+      if (!GATEWAY_NAME.test(name)) {
+        process.stderr.write(`iscsi-gateway: invalid gateway name "${name}": use a host name (letters, digits, '.', '-')\n`);
+        process.exit(2);
+      }
       let gateway: Gateway;
       try {
+        // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, portals, log, loginThrottle });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);
       }
-      if (opts.api) {
-        log.warn({ api: formatAddress(opts.api) }, 'the REST API is not part of this version yet; --api is ignored');
-      }
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
-      let banner = `iscsi-gateway: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ')}\n`;
-      if (gateway.createdDemo) {
+      let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
+      if (gateway.createdDemo && bound.length > 0) {
         const p = bound[0];
         const host = p.host.includes(':') ? `[${p.host}]` : p.host;
         const url = p.port === 3260 ? `iscsi://${host}/` : `iscsi://${host}:${p.port}/`;

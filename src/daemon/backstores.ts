@@ -1,22 +1,53 @@
 /**
- * Opens the block device behind a configured disk. One place that knows every backstore
- * kind; the SCSI layer only ever sees the BlockDevice interface.
+ * Opens the block device behind a configured disk, for the access state this gateway has on
+ * it. One place that knows every backstore kind; the SCSI layer only sees BlockDevice.
+ *
+ * Only the owner writes: an image is opened read-write with the store's exclusive lock (a
+ * second gateway cannot open it for writing), a file disk with an exclusive flock beside it.
+ * A standby path gets a StandbyDevice over a read-only view (size only, no data access).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { BlockDevice } from '../block/block-device';
+import { BlockDevice, BlockDeviceError } from '../block/block-device';
 import { FileBackstore } from '../block/file-backstore';
 import { storeRoot } from '../config/paths';
-import { DiskConfig } from '../config/schema';
+import { DiskConfig, isImageBackstore } from '../config/schema';
+import { AccessState } from '../ha/ownership';
+import { StandbyDevice } from '../ha/standby-device';
 import { ImageStore } from '../store';
+import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
+
+/** A file disk's device with the lock that keeps other gateways from writing the file. */
+class LockedFileDevice {
+  static async open(file: string, createSize: number | undefined): Promise<BlockDevice> {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    const lock = FileLock.tryAcquire(`${file}.lock`, 'exclusive');
+    if (!lock) throw new BlockDeviceError(`${file} is open for writing by another gateway`, 'io');
+    try {
+      const dev = await FileBackstore.open({ path: file, createSize });
+      const close = dev.close.bind(dev);
+      dev.close = async () => {
+        try {
+          await close();
+        } finally {
+          lock.release();
+        }
+      };
+      return dev;
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+}
 
 export class Backstores {
   private store: ImageStore | undefined;
 
   constructor(
     private readonly dataDir: string,
+    private readonly client: string,
     private readonly log: Logger,
   ) {}
 
@@ -24,27 +55,37 @@ export class Backstores {
   async imageStore(): Promise<ImageStore> {
     if (!this.store) {
       this.store = await ImageStore.open(storeRoot(this.dataDir), {
-        client: `iscsi-gateway@${os.hostname()}`,
+        client: this.client,
         logger: this.log.child({ component: 'store' }),
       });
     }
     return this.store;
   }
 
-  async open(disk: DiskConfig): Promise<BlockDevice> {
+  filePath(disk: DiskConfig): string {
+    return path.resolve(this.dataDir, disk.path!);
+  }
+
+  async open(id: string, disk: DiskConfig, access: AccessState): Promise<BlockDevice> {
+    if (isImageBackstore(disk.backstore)) {
+      const store = await this.imageStore();
+      const spec = `${disk.pool}/${disk.image}`;
+      // A snapshot is read-only: every gateway may serve it.
+      if (disk.snapshot) return store.openImage(spec, { snapshot: disk.snapshot });
+      if (access === 'active') return store.openImage(spec);
+      return new StandbyDevice(id, await store.openImage(spec, { readOnly: true }));
+    }
     switch (disk.backstore) {
       case 'file': {
-        const file = path.resolve(this.dataDir, disk.path!);
-        await fs.promises.mkdir(path.dirname(file), { recursive: true });
-        return FileBackstore.open({ path: file, createSize: disk.size });
+        const file = this.filePath(disk);
+        if (access === 'active') return LockedFileDevice.open(file, disk.size);
+        const size = await fs.promises.stat(file).then((s) => s.size, () => disk.size ?? 0);
+        return new StandbyDevice(id, size);
       }
-      case 'store': {
-        const store = await this.imageStore();
-        // A snapshot is exported read-only; the head is opened with the exclusive lock so a
-        // second gateway cannot write the same image behind our back.
-        return store.openImage(`${disk.pool}/${disk.image}`, disk.snapshot ? { snapshot: disk.snapshot } : {});
-      }
+      case 'null':
+        throw new BlockDeviceError(`disk ${id}: the null backstore is not part of this build`, 'io');
     }
+    throw new BlockDeviceError(`disk ${id}: unknown backstore ${String(disk.backstore)}`, 'io');
   }
 
   async close(): Promise<void> {

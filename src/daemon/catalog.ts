@@ -1,6 +1,7 @@
 /**
- * The TargetCatalog the iSCSI layer sees, built from the configuration: target nodes with
- * their SCSI target devices, settings, access control and the portals to advertise.
+ * The TargetCatalog the iSCSI layer sees, kept current by the reconciler: target nodes with
+ * their SCSI target devices, settings, access control and the portals to advertise (every
+ * gateway's portals of the target, so discovery through any gateway lists all paths).
  *
  * Access control follows ceph-iscsi (reference §1.6):
  *  - ACL mode (acl_enabled): only initiators under `clients` log in; each sees only its LUNs
@@ -16,7 +17,7 @@ import { IscsiTargetNode, TargetCatalog, TargetSettings } from '../iscsi/target-
 import { LoginStatus } from '../pdu/opcodes';
 import { LunMasking, ScsiTarget } from '../scsi/scsi-target';
 import { PortalAddress, isWildcard } from '../transport/portal';
-import { ChapConfig, TargetConfig } from '../config/schema';
+import { AuthConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { normalizeTargetControls, targetSettingsFrom } from '../config/target-settings';
 
 /** Turns a stored (possibly encrypted) password into the secret. Throws when it cannot. */
@@ -34,7 +35,7 @@ type Credentials = { readonly kind: 'none' } | { readonly kind: 'chap'; readonly
 const NONE: Credentials = { kind: 'none' };
 
 /** ceph-iscsi's auth block -> credentials. An empty username means "no CHAP". */
-export function credentialsFrom(auth: ChapConfig | undefined, decode: PasswordDecoder): Credentials {
+export function credentialsFrom(auth: AuthConfig | undefined, decode: PasswordDecoder): Credentials {
   if (!auth || !auth.username) return NONE;
   try {
     const password = decode(auth.password, auth.password_encryption_enabled);
@@ -56,16 +57,16 @@ function norm(iqn: string): string {
 export function lunMaskingFrom(config: TargetConfig): LunMasking {
   const masking = new Map<string, Map<number, number>>();
   const groupOf = new Map<string, string>();
-  for (const [group, g] of Object.entries(config.groups ?? {})) for (const m of g.members) groupOf.set(norm(m), group);
+  for (const [group, g] of Object.entries(config.groups)) for (const m of g.members) groupOf.set(norm(m), group);
   for (const [iqn, client] of Object.entries(config.clients)) {
     const map = new Map<number, number>();
     const place = (disk: string, lunId: number) => {
       const target = config.disks[disk];
       if (target) map.set(lunId, target.lun_id);
     };
-    for (const [disk, { lun_id }] of Object.entries(client.luns ?? {})) place(disk, lun_id);
+    for (const [disk, { lun_id }] of Object.entries(client.luns)) place(disk, lun_id);
     // A host group's disks carry the group's LUN id on every member (VMware/cluster hosts need it).
-    const group = config.groups?.[client.group_name || groupOf.get(norm(iqn)) || ''];
+    const group = config.groups[client.group_name || groupOf.get(norm(iqn)) || ''];
     for (const [disk, { lun_id }] of Object.entries(group?.disks ?? {})) place(disk, lun_id);
     masking.set(norm(iqn), map);
   }
@@ -74,7 +75,10 @@ export function lunMaskingFrom(config: TargetConfig): LunMasking {
 
 export class ConfiguredTarget implements IscsiTargetNode {
   private current!: TargetSettings;
-  private aclEnabled = true;
+  /** The target's configuration as last applied. */
+  config!: TargetConfig;
+  /** Every gateway's portals of this target, in `portals` order. */
+  portals: PortalAddress[] = [];
   private clients = new Map<string, Credentials>();
   private targetAuth: Credentials = NONE;
 
@@ -82,15 +86,19 @@ export class ConfiguredTarget implements IscsiTargetNode {
     readonly name: string,
     config: TargetConfig,
     readonly device: ScsiTarget,
+    portals: PortalAddress[],
     private readonly decode: PasswordDecoder = PLAINTEXT_ONLY,
   ) {
-    this.alias = config.alias;
-    this.portalGroupTag = config.portal_group_tag;
-    this.update(config);
+    this.update(config, portals);
   }
 
-  readonly alias: string | undefined;
-  readonly portalGroupTag: number;
+  get alias(): string | undefined {
+    return this.config.alias;
+  }
+
+  get portalGroupTag(): number {
+    return this.config.portal_group_tag ?? 1;
+  }
 
   settings(): TargetSettings {
     return this.current;
@@ -100,21 +108,23 @@ export class ConfiguredTarget implements IscsiTargetNode {
    * Apply new controls, ACLs, credentials and LUN mappings: new logins see them at once, and
    * a logged-in initiator whose LUN inventory changed gets REPORTED LUNS DATA HAS CHANGED.
    */
-  update(config: TargetConfig): void {
+  update(config: TargetConfig, portals: PortalAddress[]): void {
+    // Controls first: a bad control throws and leaves the running target as it was.
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
-    this.aclEnabled = config.acl_enabled;
+    this.config = config;
+    this.portals = portals;
     this.clients = new Map(Object.entries(config.clients).map(([iqn, c]) => [norm(iqn), credentialsFrom(c.auth, this.decode)]));
     this.targetAuth = credentialsFrom(config.auth, this.decode);
     this.device.setLunMasking(config.acl_enabled ? lunMaskingFrom(config) : undefined);
   }
 
   allows(initiatorName: string): boolean {
-    return !this.aclEnabled || this.clients.has(norm(initiatorName));
+    return !this.config.acl_enabled || this.clients.has(norm(initiatorName));
   }
 
   /** What this initiator must prove to log in (its ACL's CHAP, else the target's). */
   credentialsFor(initiatorName: string): Credentials {
-    const own = this.aclEnabled ? this.clients.get(norm(initiatorName)) : undefined;
+    const own = this.config.acl_enabled ? this.clients.get(norm(initiatorName)) : undefined;
     return own && own.kind !== 'none' ? own : this.targetAuth;
   }
 }
@@ -132,18 +142,21 @@ const UNUSABLE: AuthMethodHandler = {
 export class ConfiguredCatalog implements TargetCatalog, AuthPolicy {
   private readonly targets = new Map<string, ConfiguredTarget>();
   private discovery: Credentials = NONE;
+  private applied: GatewayConfig | undefined;
   /** Challenges sent by this gateway, shared by all logins (reflection check). */
   private readonly challenges = new ChallengeMemory();
   readonly auth: AuthPolicy = this;
 
-  constructor(
-    private readonly portals: readonly PortalAddress[],
-    private readonly decode: PasswordDecoder = PLAINTEXT_ONLY,
-  ) {}
+  constructor(readonly decode: PasswordDecoder = PLAINTEXT_ONLY) {}
 
-  /** Discovery CHAP (`discovery_auth`); undefined or an empty username turns it off. */
-  setDiscoveryAuth(auth: ChapConfig | undefined): void {
-    this.discovery = credentialsFrom(auth, this.decode);
+  /** The whole configuration as last applied; setting it applies `discovery_auth`. */
+  get config(): GatewayConfig | undefined {
+    return this.applied;
+  }
+
+  set config(config: GatewayConfig | undefined) {
+    this.applied = config;
+    this.discovery = credentialsFrom(config?.discovery_auth, this.decode);
   }
 
   methodsFor(context: AuthContext): readonly AuthMethodHandler[] {
@@ -181,8 +194,17 @@ export class ConfiguredCatalog implements TargetCatalog, AuthPolicy {
     return targetSettingsFrom({});
   }
 
-  portalsFor(_target: IscsiTargetNode, local: PortalAddress): PortalAddress[] {
+  portalsFor(target: IscsiTargetNode, local: PortalAddress): PortalAddress[] {
+    const t = this.targets.get(target.name);
+    const portals = t?.portals ?? [];
     // A wildcard portal is reachable at the address the initiator used to get here.
-    return this.portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port } : p));
+    const out = portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port } : p));
+    const seen = new Set<string>();
+    return out.filter((p) => {
+      const k = `${p.host}|${p.port}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
   }
 }

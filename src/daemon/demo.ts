@@ -4,7 +4,7 @@
  * from the network (an open, ACL-less target must not appear on a LAN by surprise).
  */
 import { randomUUID } from 'node:crypto';
-import { GatewayConfig, emptyConfig, timestamp } from '../config/schema';
+import { GatewayConfig, emptyAuth, emptyConfig, timestamp } from '../config/schema';
 import { ImageStore } from '../store';
 
 export const DEMO_TARGET = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:demo';
@@ -20,25 +20,32 @@ export const DEMO_SIZE = 1024 * 1024 * 1024;
  */
 export const THIN_IMAGE_CONTROLS = { emulate_tpu: 1, emulate_tpws: 1, unmap_zeroes_data: 1, emulate_write_cache: 1 };
 
+/**
+ * The demo target as ordinary configuration: no gateway yet (the starting gateway adopts a
+ * configuration without gateways: it becomes the target's portal and the disk's owner).
+ */
 export function demoConfig(): GatewayConfig {
   const cfg = emptyConfig();
   const now = timestamp();
   cfg.disks[DEMO_DISK] = {
-    backstore: 'store',
+    backstore: 'rbd',
     pool: DEMO_POOL,
     image: DEMO_IMAGE,
-    size: DEMO_SIZE,
+    backstore_object_name: `${DEMO_POOL}.${DEMO_IMAGE}`,
     wwn: randomUUID(),
     controls: { ...THIN_IMAGE_CONTROLS },
     created: now,
   };
   cfg.targets[DEMO_TARGET] = {
     alias: 'demo',
-    portal_group_tag: 1,
     acl_enabled: false,
+    auth: emptyAuth(),
     controls: {},
+    ip_list: [],
+    portals: {},
     disks: { [DEMO_DISK]: { lun_id: 0 } },
     clients: {},
+    groups: {},
     created: now,
   };
   return cfg;

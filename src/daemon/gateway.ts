@@ -1,29 +1,40 @@
 /**
- * The gateway daemon: configuration -> backstores -> SCSI target devices -> iSCSI service ->
- * portals. Owns start-up order and the clean shutdown (initiators logged out, backstores
- * flushed and closed).
+ * The gateway daemon: shared configuration -> reconciler -> backstores, SCSI target devices,
+ * iSCSI service, portals. Start-up: migrate an old gateway.json, create the demo target on a
+ * first loopback-only start, register this gateway, apply, then follow every commit (watch).
+ * Owns the clean shutdown (initiators logged out, backstores flushed and closed).
  */
 import type { Server } from 'node:net';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { BlockDevice } from '../block/block-device';
-import { ConfigStore, FileConfigStore } from '../config/config-store';
+import * as os from 'node:os';
+import { FileConfigStore } from '../config/file-store';
 import { configPath } from '../config/paths';
-import { GatewayConfig } from '../config/schema';
+import { GatewayConfig, timestamp } from '../config/schema';
+import { ConfigSnapshot, ConfigStore } from '../config/store';
+import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
-import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
-import { openAptplReservationStore } from '../scsi/aptpl-file';
-import type { ReservationStore } from '../scsi/reservations';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
-import { ConfiguredCatalog, ConfiguredTarget } from './catalog';
+import { ConfiguredCatalog } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
+import { parseListenEntry } from './portals';
+import { Reconciler } from './reconciler';
+import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
+import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
+
+export const DEFAULT_PORTAL = '127.0.0.1:3260';
 
 export interface GatewayOptions {
   readonly dataDir: string;
-  readonly portals: readonly PortalAddress[];
+  /** This gateway's name in the configuration (`serve --name`; default: the host's FQDN). */
+  readonly name: string;
+  /**
+   * Portals given on the command line (`--portal`): listened on now and recorded as this
+   * gateway's addresses. Without them the configuration decides (first start: 127.0.0.1:3260).
+   */
+  readonly portals?: readonly PortalAddress[];
   readonly log: Logger;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
@@ -31,33 +42,33 @@ export interface GatewayOptions {
   readonly loginThrottle?: LoginThrottleOptions;
 }
 
-export class Gateway {
-  private readonly servers: Server[] = [];
-  private readonly devices = new Map<string, BlockDevice>();
-  /** Persistent reservations per disk (shared by every target that maps it). */
-  private readonly reservations = new Map<string, ReservationStore>();
-  private readonly scsiTargets = new Map<string, ScsiTarget>();
-  private readonly catalog: ConfiguredCatalog;
+export class Gateway implements RunningState {
+  private readonly catalog = new ConfiguredCatalog();
   private readonly backstores: Backstores;
   readonly service: IscsiService;
   readonly configStore: ConfigStore;
-  config: GatewayConfig | undefined;
+  private readonly fileStore: FileConfigStore;
+  private reconciler: Reconciler | undefined;
+  private unwatch: (() => void) | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   /** Set when this start created the demo target. */
   createdDemo = false;
   private stopping: Promise<void> | undefined;
+  readonly gatewayName: string;
 
   private constructor(private readonly options: GatewayOptions) {
-    this.catalog = new ConfiguredCatalog(options.portals);
+    this.gatewayName = options.name;
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
-    this.configStore = new FileConfigStore(configPath(options.dataDir));
-    this.backstores = new Backstores(options.dataDir, options.log);
+    this.fileStore = new FileConfigStore(configPath(options.dataDir));
+    this.configStore = this.fileStore;
+    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(options);
     try {
-      await gw.load();
-      await gw.listen();
+      await gw.boot();
     } catch (e) {
       await gw.stop();
       throw e;
@@ -65,84 +76,259 @@ export class Gateway {
     return gw;
   }
 
-  private async load(): Promise<void> {
-    const { dataDir, log, portals } = this.options;
+  /** The configuration as this gateway last applied it. */
+  get config(): GatewayConfig | undefined {
+    return this.reconciler?.config();
+  }
+
+  private async boot(): Promise<void> {
+    const { dataDir, log, name } = this.options;
     await fs.promises.mkdir(dataDir, { recursive: true, mode: 0o700 });
-    let config = await this.configStore.load();
-    if (!config) {
-      if (portals.every((p) => isLoopback(p.host))) {
+
+    // Explicit portals are bound first: port 0 becomes a real port before it is recorded.
+    const preBound = new Map<string, Server>();
+    for (const p of this.options.portals ?? []) {
+      let server: Server;
+      try {
+        server = await listenPortal(p, (socket) => this.service.accept(socket));
+      } catch (e) {
+        for (const s of preBound.values()) s.close();
+        throw new Error(`cannot listen on ${formatAddress(p)}: ${(e as Error).message}`, { cause: e });
+      }
+      const a = server.address();
+      if (a === null || typeof a === 'string') throw new Error('portal has no address');
+      const bound = { host: a.address, port: a.port };
+      preBound.set(formatAddress(bound), server);
+      log.info({ portal: formatAddress(bound) }, 'portal listening');
+    }
+    const ownAddresses = preBound.size > 0 ? [...preBound.keys()] : undefined;
+
+    const listen = ownAddresses ?? [DEFAULT_PORTAL];
+    if (await this.fileStore.migrate({ name, portals: listen })) {
+      log.info({ file: this.fileStore.location }, 'configuration migrated to schema version 11 (the old file is kept beside it)');
+    }
+
+    // First start: the demo target as ordinary configuration (loopback only).
+    const first = await this.configStore.read();
+    if (first.epoch === 0 && Object.keys(first.config.targets).length === 0 && Object.keys(first.config.gateways).length === 0) {
+      const loopbackOnly = listen.every((a) => isLoopback(parseListenEntry(a).host));
+      if (loopbackOnly) {
         await createDemoImage(await this.backstores.imageStore());
-        config = await this.configStore.save(demoConfig());
-        this.createdDemo = true;
-        log.info({ target: DEMO_TARGET }, 'empty data directory: created the demo target');
+        const demo = demoConfig();
+        const r = await this.configStore.update((d) => {
+          if (d.epoch !== 0 || Object.keys(d.targets).length > 0) return false;
+          d.disks = demo.disks;
+          d.targets = demo.targets;
+          return true;
+        });
+        if (r.result) {
+          this.createdDemo = true;
+          log.info({ target: DEMO_TARGET }, 'empty data directory: created the demo target');
+        }
       } else {
-        config = await this.configStore.save({ ...demoConfig(), disks: {}, targets: {} });
         log.info('empty data directory: no targets configured (the demo target is only created on loopback-only portals)');
       }
     }
-    this.config = config;
-    this.catalog.setDiscoveryAuth(config.discovery_auth);
-    for (const [name, target] of Object.entries(config.targets)) {
-      const luns: LogicalUnitConfig[] = [];
-      for (const [diskId, { lun_id }] of Object.entries(target.disks)) {
-        const disk = config.disks[diskId];
-        if (!disk) throw new Error(`target ${name} maps unknown disk ${diskId}`);
-        let device = this.devices.get(diskId);
-        if (!device) {
-          device = await this.backstores.open(disk);
-          this.devices.set(diskId, device);
-        }
-        let reservations = this.reservations.get(diskId);
-        if (!reservations) {
-          // APTPL state is kept in the data dir under the disk's unit serial number.
-          reservations = await openAptplReservationStore(path.join(dataDir, 'pr'), disk.wwn);
-          this.reservations.set(diskId, reservations);
-        }
-        luns.push({ lun: lun_id, device, wwn: disk.wwn, name: diskId, settings: disk.controls, reservations });
-      }
-      const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: log.child({ target: name }) });
-      this.scsiTargets.set(name, scsi);
-      this.catalog.add(new ConfiguredTarget(name, target, scsi));
-    }
-  }
 
-  private async listen(): Promise<void> {
-    for (const portal of this.options.portals) {
-      try {
-        this.servers.push(await listenPortal(portal, (socket) => this.service.accept(socket)));
-      } catch (e) {
-        throw new Error(`cannot listen on ${formatAddress(portal)}: ${(e as Error).message}`, { cause: e });
-      }
-      this.options.log.info({ portal: formatAddress(portal) }, 'portal listening');
-    }
-  }
+    // Register this gateway. A configuration without any gateway (a first start, or a file
+    // written by hand) is adopted: this gateway becomes the portal of every target and the
+    // owner of every mapped disk.
+    await this.configStore.update((d) => registerGateway(d, name, ownAddresses, listen));
 
-  /** The portal addresses actually bound (resolves port 0 to the real port). */
-  boundPortals(): PortalAddress[] {
-    return this.servers.map((s) => {
-      const a = s.address();
-      if (a === null || typeof a === 'string') throw new Error('portal has no address');
-      return { host: a.address, port: a.port };
+    this.reconciler = new Reconciler({
+      gateway: name,
+      dataDir,
+      service: this.service,
+      catalog: this.catalog,
+      backstores: this.backstores,
+      log,
+      preBound,
     });
+    const snap = await this.configStore.read();
+    await this.reconciler.submit(snap.config);
+    this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
+      void this.reconciler?.submit(s.config).then(() => this.publish());
+    });
+    // The watch may have missed a commit between read() and watch(): catch up once.
+    const again = await this.configStore.read();
+    if (again.epoch !== snap.epoch) await this.reconciler.submit(again.config);
+    await this.publish();
+    this.heartbeat = setInterval(() => void this.publish(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+    // Disks that could not be opened (previous owner still closing) are retried.
+    this.retryTimer = setInterval(() => void this.reconciler?.retry().then(() => this.publish()), HEARTBEAT_MS);
+    this.retryTimer.unref();
   }
+
+  private async publish(stopped = false): Promise<void> {
+    const r = this.reconciler;
+    if (!r) return;
+    try {
+      await writeStatus(this.options.dataDir, {
+        name: this.gatewayName,
+        pid: process.pid,
+        host: os.hostname(),
+        heartbeat: Date.now(),
+        stopped,
+        appliedEpoch: r.appliedEpoch(),
+        portals: r.boundPortals().map(formatAddress),
+        sessions: this.localSessions(),
+        activeDisks: r.activeDisks(),
+        error: r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+      });
+    } catch (e) {
+      this.options.log.warn({ err: e }, 'cannot publish the gateway status');
+    }
+  }
+
+  /** The portal addresses actually bound. */
+  boundPortals(): PortalAddress[] {
+    return this.reconciler?.boundPortals() ?? [];
+  }
+
+  // ------------------------------------------------------------------ RunningState
+
+  appliedEpoch(): number {
+    return this.reconciler?.appliedEpoch() ?? -1;
+  }
+
+  localSessions(): SessionInfo[] {
+    const r = this.reconciler;
+    return this.service.sessions.all().filter((s) => !s.isClosed).map((s) => ({
+      gateway: this.gatewayName,
+      target: s.target.name,
+      initiator: s.params.initiatorName,
+      isid: s.isid.toString('hex'),
+      tsih: s.tsih,
+      disks: visibleDisks(r?.config(), s.target.name, s.params.initiatorName, r?.targetDisks(s.target.name) ?? []),
+    }));
+  }
+
+  async gateways(): Promise<GatewayStatus[]> {
+    const others = (await readStatuses(this.options.dataDir)).filter((g) => g.name !== this.gatewayName);
+    const r = this.reconciler;
+    const me: GatewayStatus = {
+      name: this.gatewayName,
+      up: !this.stopping,
+      heartbeat: Date.now(),
+      appliedEpoch: this.appliedEpoch(),
+      pid: process.pid,
+      host: os.hostname(),
+      portals: this.boundPortals().map(formatAddress),
+      sessions: this.localSessions(),
+      activeDisks: r?.activeDisks() ?? [],
+      error: r && r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+    };
+    return [me, ...others];
+  }
+
+  async allSessions(): Promise<SessionInfo[]> {
+    return (await this.gateways()).filter((g) => g.up).flatMap((g) => g.sessions);
+  }
+
+  async sessionsInTheWay(change: DisruptiveChange): Promise<SessionInfo[]> {
+    const all = await this.allSessions();
+    switch (change.kind) {
+      case 'disk-reconfigure':
+      case 'snapshot-rollback':
+        return all.filter((s) => s.disks.includes(change.disk));
+      case 'disk-delete':
+        return all.filter((s) => s.disks.includes(change.disk) && (change.target === undefined || s.target === change.target));
+      case 'client-delete':
+        return all.filter((s) => s.target === change.target && s.initiator === change.client);
+      case 'target-delete':
+        return all.filter((s) => s.target === change.target);
+      case 'gateway-delete':
+        return all.filter((s) => s.target === change.target && s.gateway === change.gateway);
+    }
+  }
+
+  async refuseIfDisruptive(change: DisruptiveChange): Promise<void> {
+    const sessions = await this.sessionsInTheWay(change);
+    if (sessions.length === 0) return;
+    const what = {
+      'disk-reconfigure': () => `disk ${'disk' in change ? change.disk : ''} is in use`,
+      'snapshot-rollback': () => `disk ${'disk' in change ? change.disk : ''} is in use`,
+      'disk-delete': () => `disk ${'disk' in change ? change.disk : ''} is in use`,
+      'client-delete': () => `client ${'client' in change ? change.client : ''} is logged in`,
+      'target-delete': () => `target ${'target' in change ? change.target : ''} has active sessions`,
+      'gateway-delete': () => `gateway ${'gateway' in change ? change.gateway : ''} has active sessions`,
+    }[change.kind]();
+    const list = sessions.map((s) => `${s.initiator} on ${s.gateway} (target ${s.target})`);
+    throw new DisruptiveChangeError(`${what}: ${list.join(', ')}; log these sessions out first`, sessions);
+  }
+
+  async waitApplied(epoch: number, options: { readonly allUp?: boolean; readonly timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+    const r = this.reconciler;
+    if (!r) throw new Error('the gateway is not running');
+    await Promise.race([
+      r.whenApplied(epoch),
+      new Promise<void>((_, reject) => {
+        const t = setTimeout(() => reject(new Error(`gateway ${this.gatewayName} has not applied epoch ${epoch} after ${options.timeoutMs ?? 10_000} ms`)), Math.max(0, deadline - Date.now()));
+        t.unref();
+      }),
+    ]);
+    if (!options.allUp) return;
+    for (;;) {
+      const behind = (await this.gateways()).filter((g) => g.up && (g.appliedEpoch ?? -1) < epoch).map((g) => g.name);
+      if (behind.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`gateways ${behind.join(', ')} have not applied epoch ${epoch} yet`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  // ------------------------------------------------------------------ shutdown
 
   /** Clean shutdown: stop accepting, log initiators out, flush and close backstores. */
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
-        for (const s of this.servers) s.close();
+        this.unwatch?.();
+        if (this.heartbeat) clearInterval(this.heartbeat);
+        if (this.retryTimer) clearInterval(this.retryTimer);
+        this.reconciler?.closePortals();
         await this.service.shutdown((this.options.shutdownGrace ?? 3) * 1000);
-        for (const t of this.scsiTargets.values()) await t.close();
-        for (const [id, d] of this.devices) {
-          try {
-            await d.close();
-          } catch (e) {
-            this.options.log.error({ err: e, disk: id }, 'closing backstore failed');
-          }
-        }
+        await this.reconciler?.shutdown();
+        await this.publish(true);
         await this.backstores.close();
+        await this.configStore.close();
       })();
     }
     return this.stopping;
   }
+}
+
+/** Disk ids an initiator sees through a target (LUN masking when it is a configured client). */
+function visibleDisks(config: GatewayConfig | undefined, target: string, initiator: string, served: string[]): string[] {
+  const client = config?.targets[target]?.clients[initiator];
+  if (!client) return served;
+  const group = client.group_name ? config?.targets[target]?.groups[client.group_name] : undefined;
+  const masked = new Set([...Object.keys(client.luns), ...Object.keys(group?.disks ?? {})]);
+  // A client without any LUN mapping sees the target's LUNs (no masking configured yet).
+  return masked.size === 0 ? served : served.filter((d) => masked.has(d));
+}
+
+/**
+ * Mutator: make sure `name` is a gateway of the configuration. `own`: addresses given on the
+ * command line (recorded as its listen addresses); `fallback`: addresses for a new entry.
+ */
+export function registerGateway(d: GatewayConfig, name: string, own: readonly string[] | undefined, fallback: readonly string[]): void {
+  const adopt = Object.keys(d.gateways).length === 0;
+  const now = timestamp();
+  const entry = d.gateways[name];
+  if (!entry) {
+    d.gateways[name] = { active_luns: 0, portal_ip_addresses: [...(own ?? fallback)], created: now };
+  } else if (own && JSON.stringify(entry.portal_ip_addresses ?? []) !== JSON.stringify(own)) {
+    entry.portal_ip_addresses = [...own];
+    entry.updated = now;
+  }
+  if (!adopt) return;
+  const ips = [...new Set((own ?? fallback).map((a) => parseListenEntry(a).host))];
+  for (const t of Object.values(d.targets)) {
+    if (Object.keys(t.portals).length > 0) continue;
+    t.portals[name] = { portal_ip_addresses: [...ips], inactive_portal_ips: [], gateway_ip_list: [...ips], tpgs: ips.length };
+    t.ip_list = [...new Set([...t.ip_list, ...ips])];
+  }
+  reassignOwners(d);
 }

@@ -56,6 +56,8 @@ export interface LogicalUnitOptions {
   readonly removable: boolean;
   /** Persistent reservation state (shared by every gateway exporting the image in HA setups). */
   readonly reservations?: ReservationStore;
+  /** Target port in standby for this LU (see LogicalUnitConfig.standby). */
+  readonly standby?: boolean;
 }
 
 /** State of one I_T nexus in one logical unit. */
@@ -80,6 +82,27 @@ function sameMode(a: ModeParameters, b: ModeParameters): boolean {
 }
 
 /** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
+/** Opcodes a standby port group answers (SPC-4 §5.15.2.4.4, as LIO's core_alua_state_standby). */
+const STANDBY_ALLOWED = new Set([
+  0x12, // INQUIRY
+  0x4c, // LOG SELECT
+  0x4d, // LOG SENSE
+  0x15, 0x55, // MODE SELECT (6/10)
+  0x1a, 0x5a, // MODE SENSE (6/10)
+  0x03, // REQUEST SENSE
+  0x5e, 0x5f, // PERSISTENT RESERVE IN/OUT
+  0x3c, 0x3b, // READ/WRITE BUFFER
+  0xa3, 0xa4, // MAINTENANCE IN/OUT (REPORT/SET TARGET PORT GROUPS, REPORT SUPPORTED OPCODES)
+  0xa0, // REPORT LUNS
+  0x1c, 0x1d, // RECEIVE/SEND DIAGNOSTIC
+]);
+
+function standbyAllowed(cdb: Buffer): boolean {
+  // SERVICE ACTION IN (16) / READ CAPACITY (16): the size is known on every path.
+  if (cdb[0] === 0x9e) return cdb.length > 1 && (cdb[1] & 0x1f) === 0x10;
+  return STANDBY_ALLOWED.has(cdb[0]);
+}
+
 function isMediumAccess(flags: CommandFlag): boolean {
   return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
@@ -91,6 +114,8 @@ export class LogicalUnit {
   readonly name: string;
   readonly settings: DiskSettings;
   readonly removable: boolean;
+  /** Another gateway owns the image: only the commands of STANDBY_ALLOWED run here. */
+  readonly standby: boolean;
   readonly blockSize: number;
   readonly blockShift: number;
   /**
@@ -143,6 +168,7 @@ export class LogicalUnit {
     this.name = options.name;
     this.settings = options.settings;
     this.removable = options.removable;
+    this.standby = options.standby ?? false;
     this.blockSize = options.settings.block_size;
     this.blockShift = Math.log2(this.blockSize);
     this.naa = deriveNaa(options.wwn);
@@ -228,6 +254,10 @@ export class LogicalUnit {
     // its CDB holds (libiscsi Sanitize.Reset sends START STOP UNIT with LOEJ=1).
     if (this.sanitizing && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
+    }
+    // SPC-4 §5.15.2.4.4 (standby state): what LIO lets through; the rest is NOT READY.
+    if (this.standby && !standbyAllowed(cdb)) {
+      throw new SenseError(SenseKey.NotReady, Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
     }
     const d = this.commands.lookup(cdb);
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {

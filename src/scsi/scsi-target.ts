@@ -36,6 +36,11 @@ export interface LogicalUnitConfig {
    * store that persists APTPL state with the image, or one shared by all gateways (HA).
    */
   readonly reservations?: ReservationStore;
+  /**
+   * Target port in standby for this LU (another gateway owns the image): media access is
+   * answered NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
+   */
+  readonly standby?: boolean;
 }
 
 export interface ScsiTargetOptions {
@@ -92,7 +97,26 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     }
   }
 
-  private attach(config: LogicalUnitConfig): LogicalUnit {
+  /**
+   * Replace the logical unit at a LUN in place (new backstore, settings or access state): the
+   * old one finishes its tasks, every nexus keeps the LUN and gets `unitAttention` (MODE
+   * PARAMETERS CHANGED by default) instead of a power-on reset. Throws on bad config.
+   */
+  async replaceLogicalUnit(config: LogicalUnitConfig, unitAttention: Asc = Asc.ModeParametersChanged): Promise<void> {
+    const old = this.units.get(config.lun);
+    if (!old) throw new Error(`LUN ${config.lun} does not exist`);
+    this.units.delete(config.lun);
+    try {
+      this.attach(config, unitAttention);
+    } catch (e) {
+      this.units.set(config.lun, old);
+      throw e;
+    }
+    this.registry.unregister(old);
+    await old.close();
+  }
+
+  private attach(config: LogicalUnitConfig, unitAttention: Asc = Asc.PowerOnResetOrBusDeviceReset): LogicalUnit {
     if (this.closed) throw new Error('target is closed');
     if (!Number.isInteger(config.lun) || config.lun < 0 || config.lun > MAX_LUN) {
       throw new RangeError(`LUN ${config.lun} is outside 0..${MAX_LUN}`);
@@ -103,8 +127,9 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
       removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
+      standby: config.standby,
     }, this, this.log);
-    for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, Asc.PowerOnResetOrBusDeviceReset);
+    for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
     this.units.set(config.lun, lu);
     this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
     this.visibleCache.clear();

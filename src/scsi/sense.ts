@@ -23,6 +23,8 @@ export const enum Asc {
   NoAdditionalSense = 0x0000,
   LogicalUnitNotReadyCauseNotReportable = 0x0400,
   LogicalUnitNotReadyInitializingCommandRequired = 0x0402,
+  /** SPC-4 ALUA: the port group of this path is in standby (another gateway owns the image). */
+  LogicalUnitNotAccessibleTargetPortInStandbyState = 0x040b,
   WriteError = 0x0c00,
   UnrecoveredReadError = 0x1100,
   NotReadyToReadyChange = 0x2800,

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { FileConfigStore } from '../../src/config/config-store';
+import { writeFileAtomic } from '../../src/sys/durable';
 import { configPath, storeRoot } from '../../src/config/paths';
-import { DiskConfig, GatewayConfig, emptyConfig } from '../../src/config/schema';
+// Tests write the version-1 format: every daemon start also exercises its migration.
+import { V1DiskDocument as DiskConfig, V1Document as GatewayConfig, emptyV1Document as emptyConfig } from '../../src/config/migrate';
 import { ImageStore } from '../../src/store';
 import { cdb10, cdb16 } from './cdb';
 import { ScsiOutcome, TestInitiator } from './initiator';
@@ -72,7 +73,7 @@ export async function dataDirWith(
       disks: Object.fromEntries(Object.entries(t.luns).map(([id, lun]) => [id, { lun_id: lun }])),
     };
   }
-  await new FileConfigStore(configPath(dir)).save(config);
+  await writeFileAtomic(configPath(dir), JSON.stringify(config));
   return { dir, config };
 }
 

@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { FileConfigStore } from '../../src/config/config-store';
+import { writeFileAtomic } from '../../src/sys/durable';
 import { configPath } from '../../src/config/paths';
-import { DiskConfig, GatewayConfig, emptyConfig } from '../../src/config/schema';
+// Tests write the version-1 format: every daemon start also exercises its migration.
+import { V1DiskDocument as DiskConfig, V1Document as GatewayConfig, emptyV1Document as emptyConfig } from '../../src/config/migrate';
 import { CLI, RunResult, run } from './daemon';
 
 /** Controls of a thin store image as the daemon's demo uses them. */
@@ -57,7 +58,7 @@ export function gatewayConfig(targets: Record<string, readonly LunSpec[]>): Gate
 }
 
 export async function writeGatewayConfig(dataDir: string, targets: Record<string, readonly LunSpec[]>): Promise<void> {
-  await new FileConfigStore(configPath(dataDir)).save(gatewayConfig(targets));
+  await writeFileAtomic(configPath(dataDir), JSON.stringify(gatewayConfig(targets)));
 }
 
 export function lunUrl(port: number, targetSuffix: string, lun = 0): string {

@@ -6,9 +6,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FileConfigStore } from '../../src/config/config-store';
 import { configPath } from '../../src/config/paths';
-import { ChapConfig, GatewayConfig } from '../../src/config/schema';
+import { migrateDocument } from '../../src/config/migrate';
+import { AuthConfig } from '../../src/config/schema';
+import { writeFileAtomic } from '../../src/sys/durable';
 import { Daemon, run } from '../helpers/daemon';
 import { ChapLogin, LoginFailed, TestInitiator } from '../helpers/initiator';
 import { MiB, dataDirWith } from '../helpers/scsi';
@@ -34,7 +35,7 @@ const LENIENT = { ISCSI_GATEWAY_LOGIN_THROTTLE: 'free=1000' };
 
 const STATUS = { authentication: 0x0201, authorization: 0x0202, notFound: 0x0203, missing: 0x0207, initiatorError: 0x0200 };
 
-function chap(username = '', password = '', mutualUsername = '', mutualPassword = ''): ChapConfig {
+function chap(username = '', password = '', mutualUsername = '', mutualPassword = ''): AuthConfig {
   return {
     username, password, password_encryption_enabled: false,
     mutual_username: mutualUsername, mutual_password: mutualPassword, mutual_password_encryption_enabled: false,
@@ -44,29 +45,30 @@ function chap(username = '', password = '', mutualUsername = '', mutualPassword 
 /** One data dir: three targets (ACL, demo, target CHAP), file disks, optional discovery CHAP. */
 async function gatewayDir(discovery: boolean): Promise<string> {
   const disks = ['a0', 'a1', 'a2', 'g', 'd0', 'd1', 't0'].map((id) => ({ id: `${id}.img`, backstore: 'file' as const, size: 16 * MiB }));
-  const { dir, config } = await dataDirWith(disks, [
+  const { dir, config: v1 } = await dataDirWith(disks, [
     { iqn: ACL, luns: { 'a0.img': 0, 'a1.img': 1, 'a2.img': 2, 'g.img': 3 } },
     { iqn: DEMO, luns: { 'd0.img': 0, 'd1.img': 1 } },
     { iqn: TCHAP, luns: { 't0.img': 0 } },
   ]);
-  const next: GatewayConfig = structuredClone(config);
+  // Schema v11 as ceph-iscsi writes it; the daemon adopts the targets as their gateway on start.
+  const next = migrateDocument(v1, 'test');
   const acl = next.targets[ACL];
   acl.acl_enabled = true;
   acl.clients = {
     [SEED_HOST]: { auth: chap(SEED.username, SEED.secret), luns: { 'a0.img': { lun_id: 0 } }, group_name: '' },
-    [HOST_B]: { luns: { 'a1.img': { lun_id: 0 } }, group_name: '' },
+    [HOST_B]: { auth: chap(), luns: { 'a1.img': { lun_id: 0 } }, group_name: '' },
     [MUTUAL_HOST]: {
       auth: chap(MUTUAL.username, MUTUAL.secret, MUTUAL.target.username, MUTUAL.target.secret),
       luns: { 'a0.img': { lun_id: 0 } }, group_name: '',
     },
     // esx1 has a disk of its own at LUN 0; the group's disk is LUN 5 on every member.
-    [ESX1]: { luns: { 'a2.img': { lun_id: 0 } }, group_name: 'esx' },
-    [ESX2]: { luns: {}, group_name: 'esx' },
+    [ESX1]: { auth: chap(), luns: { 'a2.img': { lun_id: 0 } }, group_name: 'esx' },
+    [ESX2]: { auth: chap(), luns: {}, group_name: 'esx' },
   };
   acl.groups = { esx: { members: [ESX1, ESX2], disks: { 'g.img': { lun_id: 5 } } } };
   next.targets[TCHAP].auth = chap(TARGET_CHAP.username, TARGET_CHAP.secret, TARGET_CHAP.target.username, TARGET_CHAP.target.secret);
   if (discovery) next.discovery_auth = chap(DISCOVERY.username, DISCOVERY.secret);
-  await new FileConfigStore(configPath(dir)).save(next);
+  await writeFileAtomic(configPath(dir), JSON.stringify(next));
   return dir;
 }
 

@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { DEMO_IQN, Daemon } from '../helpers/daemon';
 import { TestInitiator, chapDigest, parsePairs } from '../helpers/initiator';
-import { FileConfigStore } from '../../src/config/config-store';
 import { configPath } from '../../src/config/paths';
+import { migrateDocument } from '../../src/config/migrate';
+import { writeFileAtomic } from '../../src/sys/durable';
 import { MiB, dataDirWith } from '../helpers/scsi';
 
 const READ10 = (lba: number, blocks: number) => Buffer.from([0x28, 0, lba >>> 24, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0]);
@@ -241,12 +242,13 @@ describe('malformed CHAP', () => {
   let isidSeq = 0x100;
 
   before(async () => {
-    const { dir, config } = await dataDirWith([{ id: 'chap.img', backstore: 'file', size: 16 * MiB }], [{ iqn: TARGET, luns: { 'chap.img': 0 } }]);
+    const { dir, config: v1 } = await dataDirWith([{ id: 'chap.img', backstore: 'file', size: 16 * MiB }], [{ iqn: TARGET, luns: { 'chap.img': 0 } }]);
+    const config = migrateDocument(v1, 'test');
     config.targets[TARGET].auth = {
       username: CHAP.username, password: CHAP.secret, password_encryption_enabled: false,
       mutual_username: 'target01', mutual_password: 'tpassword1234', mutual_password_encryption_enabled: false,
     };
-    await new FileConfigStore(configPath(dir)).save(config);
+    await writeFileAtomic(configPath(dir), JSON.stringify(config));
     daemon = await Daemon.start({ dataDir: dir });
     bystander = await TestInitiator.connect(daemon.port);
     await bystander.login({ initiatorName: HOST, targetName: TARGET, chap: CHAP, isid: Buffer.from('80000000cccc', 'hex') });

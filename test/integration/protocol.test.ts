@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FileConfigStore } from '../../src/config/config-store';
+import { FileConfigStore } from '../../src/config/file-store';
 import { configPath, storeRoot } from '../../src/config/paths';
 import { ImageStore } from '../../src/store';
 import { createDemoImage, demoConfig } from '../../src/daemon/demo';
@@ -29,7 +29,7 @@ async function dataDirWith(controls: Record<string, number | boolean | string>):
   const store = await ImageStore.open(storeRoot(dir));
   await createDemoImage(store);
   await store.close();
-  await new FileConfigStore(configPath(dir)).save(cfg);
+  await new FileConfigStore(configPath(dir)).update((d) => void Object.assign(d, { disks: cfg.disks, targets: cfg.targets }));
   return dir;
 }
 

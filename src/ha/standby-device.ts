@@ -1,0 +1,63 @@
+/**
+ * The block device behind a LUN whose port is in standby on this gateway: it knows the size
+ * (from a read-only view of the image, or a fixed size) so INQUIRY / READ CAPACITY (16) agree
+ * on every path, and it never touches the data. The logical unit answers media access with
+ * NOT READY / TARGET PORT IN STANDBY STATE before a command gets here; a call that still
+ * arrives fails instead of reading or writing storage another gateway owns.
+ */
+import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent } from '../block/block-device';
+
+export class StandbyDevice implements BlockDevice {
+  readonly readOnly = false;
+  readonly capabilities: BlockDeviceCapabilities;
+
+  /** `view`: a read-only device of the image (closed with this one), or a fixed size. */
+  constructor(
+    readonly name: string,
+    private readonly view: BlockDevice | number,
+  ) {
+    this.capabilities = typeof view === 'number'
+      ? { discard: true, discardZeroes: true, mapStatus: true, atomicWriteBytes: 0 }
+      : view.capabilities;
+  }
+
+  size(): number {
+    return typeof this.view === 'number' ? this.view : this.view.size();
+  }
+
+  private refuse(): Promise<never> {
+    return Promise.reject(new BlockDeviceError(`${this.name}: this gateway's path is in standby (another gateway owns the image)`, 'io'));
+  }
+
+  read(): Promise<Buffer> {
+    return this.refuse();
+  }
+
+  write(): Promise<void> {
+    return this.refuse();
+  }
+
+  flush(): Promise<void> {
+    return this.refuse();
+  }
+
+  discard(): Promise<void> {
+    return this.refuse();
+  }
+
+  writeSame(): Promise<void> {
+    return this.refuse();
+  }
+
+  mapStatus(): Promise<Extent[]> {
+    return this.refuse();
+  }
+
+  onResize(listener: (newSize: number) => void): () => void {
+    return typeof this.view === 'number' ? () => undefined : this.view.onResize(listener);
+  }
+
+  async close(): Promise<void> {
+    if (typeof this.view !== 'number') await this.view.close();
+  }
+}
