@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { configPath } from '../../src/config/paths';
 import { migrateDocument } from '../../src/config/migrate';
-import { AuthConfig } from '../../src/config/schema';
+import { AuthConfig, GatewayConfig } from '../../src/config/schema';
+import { FileConfigStore } from '../../src/config/file-store';
 import { writeFileAtomic } from '../../src/sys/durable';
 import { Daemon, run } from '../helpers/daemon';
 import { ChapLogin, LoginFailed, TestInitiator } from '../helpers/initiator';
@@ -396,5 +397,52 @@ describe('failed-login throttling', () => {
     assert.equal(await rawLogin(daemon.port, SEED_HOST, ACL, SEED, '127.0.0.78'), 0);
     assert.deepEqual(await established.ping(), Buffer.from('ping'));
     established.close();
+  });
+});
+
+describe('live access changes (committed while initiators are logged in)', () => {
+  let daemon: Daemon;
+  let dir: string;
+  before(async () => {
+    dir = await gatewayDir(false);
+    daemon = await Daemon.start({ dataDir: dir, env: LENIENT });
+  });
+  after(async () => {
+    await daemon.stop();
+  });
+
+  const commit = (mutate: (d: GatewayConfig) => void) => new FileConfigStore(configPath(dir)).update((d) => void mutate(d));
+
+  it("a change in a host's mapping reaches it as REPORTED LUNS DATA HAS CHANGED", async () => {
+    const i = await TestInitiator.connect(daemon.port);
+    await i.login({ initiatorName: HOST_B, targetName: ACL });
+    await i.clearUnitAttentions(0);
+    await commit((d) => {
+      d.targets[ACL].clients[HOST_B].luns['a2.img'] = { lun_id: 1 };
+    });
+    let ua: Buffer | undefined;
+    for (let k = 0; k < 100 && !ua; k++) {
+      const r = await i.scsi(Buffer.alloc(6), { lun: 0 });
+      if (r.status === 2) ua = r.sense;
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(ua, 'a unit attention arrived');
+    assert.equal(ua[2] & 0x0f, 0x06, 'UNIT ATTENTION');
+    assert.deepEqual([ua[12], ua[13]], [0x3f, 0x0e], 'REPORTED LUNS DATA HAS CHANGED');
+    assert.deepEqual(await reportLuns(daemon.port, HOST_B, ACL), [0, 1]);
+    i.close();
+  });
+
+  it('a removed host is logged out and refused (0202); a changed secret applies to the next login', async () => {
+    const i = await TestInitiator.connect(daemon.port);
+    await i.login({ initiatorName: HOST_B, targetName: ACL });
+    await commit((d) => {
+      delete d.targets[ACL].clients[HOST_B];
+      d.targets[ACL].clients[SEED_HOST].auth = chap(SEED.username, 'newsecret1234');
+    });
+    assert.equal(await i.waitClosed(15_000), true, 'the removed host lost its session');
+    assert.equal(await rawLogin(daemon.port, HOST_B, ACL), STATUS.authorization);
+    assert.equal(await rawLogin(daemon.port, SEED_HOST, ACL, SEED), STATUS.authentication);
+    assert.equal(await rawLogin(daemon.port, SEED_HOST, ACL, { ...SEED, secret: 'newsecret1234' }), 0);
   });
 });
