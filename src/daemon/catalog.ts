@@ -79,15 +79,14 @@ export class ConfiguredTarget implements IscsiTargetNode {
   config!: TargetConfig;
   /** Every gateway's portals of this target, in `portals` order. */
   portals: PortalAddress[] = [];
-  private clients = new Map<string, Credentials>();
-  private targetAuth: Credentials = NONE;
+  /** Client auth blocks by normalised initiator name (decoded per login, by the catalog). */
+  private clients = new Map<string, AuthConfig>();
 
   constructor(
     readonly name: string,
     config: TargetConfig,
     readonly device: ScsiTarget,
     portals: PortalAddress[],
-    private readonly decode: PasswordDecoder = PLAINTEXT_ONLY,
   ) {
     this.update(config, portals);
   }
@@ -113,8 +112,7 @@ export class ConfiguredTarget implements IscsiTargetNode {
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
     this.config = config;
     this.portals = portals;
-    this.clients = new Map(Object.entries(config.clients).map(([iqn, c]) => [norm(iqn), credentialsFrom(c.auth, this.decode)]));
-    this.targetAuth = credentialsFrom(config.auth, this.decode);
+    this.clients = new Map(Object.entries(config.clients).map(([iqn, c]) => [norm(iqn), c.auth]));
     this.device.setLunMasking(config.acl_enabled ? lunMaskingFrom(config) : undefined);
   }
 
@@ -122,10 +120,10 @@ export class ConfiguredTarget implements IscsiTargetNode {
     return !this.config.acl_enabled || this.clients.has(norm(initiatorName));
   }
 
-  /** What this initiator must prove to log in (its ACL's CHAP, else the target's). */
-  credentialsFor(initiatorName: string): Credentials {
+  /** The auth block this initiator must satisfy: its ACL's CHAP, else the target's (stored form). */
+  authFor(initiatorName: string): AuthConfig | undefined {
     const own = this.config.acl_enabled ? this.clients.get(norm(initiatorName)) : undefined;
-    return own && own.kind !== 'none' ? own : this.targetAuth;
+    return own?.username ? own : this.config.auth;
   }
 }
 
@@ -141,32 +139,35 @@ const UNUSABLE: AuthMethodHandler = {
 
 export class ConfiguredCatalog implements TargetCatalog, AuthPolicy {
   private readonly targets = new Map<string, ConfiguredTarget>();
-  private discovery: Credentials = NONE;
   private applied: GatewayConfig | undefined;
   /** Challenges sent by this gateway, shared by all logins (reflection check). */
   private readonly challenges = new ChallengeMemory();
   readonly auth: AuthPolicy = this;
 
-  constructor(readonly decode: PasswordDecoder = PLAINTEXT_ONLY) {}
+  /**
+   * Stored passwords are decoded at each login (so a key change needs no reload, and clear
+   * secrets live only as long as a login). Set by the daemon when a CHAP key pair is configured.
+   */
+  decode: PasswordDecoder = PLAINTEXT_ONLY;
 
-  /** The whole configuration as last applied; setting it applies `discovery_auth`. */
+  /** The whole configuration as last applied (its `discovery_auth` governs discovery sessions). */
   get config(): GatewayConfig | undefined {
     return this.applied;
   }
 
   set config(config: GatewayConfig | undefined) {
     this.applied = config;
-    this.discovery = credentialsFrom(config?.discovery_auth, this.decode);
   }
 
   methodsFor(context: AuthContext): readonly AuthMethodHandler[] {
-    let credentials: Credentials;
-    if (context.sessionType === 'Discovery') credentials = this.discovery;
+    let auth: AuthConfig | undefined;
+    if (context.sessionType === 'Discovery') auth = this.applied?.discovery_auth;
     else {
       const target = context.targetName === undefined ? undefined : this.find(context.targetName);
       if (!target) return [];
-      credentials = target.credentialsFor(context.initiatorName);
+      auth = target.authFor(context.initiatorName);
     }
+    const credentials = credentialsFrom(auth, this.decode);
     switch (credentials.kind) {
       case 'none': return [NO_AUTHENTICATION];
       case 'chap': return [chapMethod(credentials.chap, { memory: this.challenges })];

@@ -17,7 +17,7 @@ import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
-import { ConfiguredCatalog } from './catalog';
+import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
@@ -40,6 +40,8 @@ export interface GatewayOptions {
   readonly shutdownGrace?: number;
   /** Failed-login throttling per source address (default: DEFAULT_LOGIN_THROTTLE). */
   readonly loginThrottle?: LoginThrottleOptions;
+  /** Decodes stored CHAP passwords (RSA-OAEP with the configured key pair); default: clear text only. */
+  readonly passwordDecoder?: PasswordDecoder;
 }
 
 export class Gateway implements RunningState {
@@ -59,6 +61,7 @@ export class Gateway implements RunningState {
 
   private constructor(private readonly options: GatewayOptions) {
     this.gatewayName = options.name;
+    if (options.passwordDecoder) this.catalog.decode = options.passwordDecoder;
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;

@@ -70,9 +70,10 @@ describe('access policy from the configuration (ceph-iscsi modes)', () => {
   });
 
   it('uses a configured decoder for encrypted passwords', () => {
-    const catalog = new ConfiguredCatalog((stored, encrypted) => (encrypted ? Buffer.from(stored, 'base64').toString() : stored));
+    const catalog = new ConfiguredCatalog();
+    catalog.decode = (stored, encrypted) => (encrypted ? Buffer.from(stored, 'base64').toString() : stored);
     const t = TargetSchema.parse({ acl_enabled: false, auth: { username: 'common12', password: Buffer.from('pass12345678').toString('base64'), password_encryption_enabled: true } });
-    catalog.add(new ConfiguredTarget(IQN, t, scsi(), [], catalog.decode));
+    catalog.add(new ConfiguredTarget(IQN, t, scsi(), []));
     assert.deepEqual(methods(catalog, OTHER), ['CHAP']);
   });
 });
