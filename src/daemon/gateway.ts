@@ -87,6 +87,11 @@ export class Gateway implements RunningState {
   private async boot(): Promise<void> {
     const { dataDir, log, name } = this.options;
     await fs.promises.mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // One process per gateway name: a second one would claim the same disks and portals.
+    const twin = (await readStatuses(dataDir)).find((g) => g.name === name && g.up && g.host === os.hostname() && g.pid !== process.pid && g.pid !== undefined && pidAlive(g.pid));
+    if (twin) {
+      throw new Error(`gateway ${name} is already running on ${os.hostname()} (pid ${twin.pid}) with this data directory; start another gateway with its own --name`);
+    }
 
     // Explicit portals are bound first: port 0 becomes a real port before it is recorded.
     const preBound = new Map<string, Server>();
@@ -149,6 +154,12 @@ export class Gateway implements RunningState {
     });
     const snap = await this.configStore.read();
     await this.reconciler.submit(snap.config);
+    // At start, an image this gateway owns but cannot open for writing means another process
+    // (a second daemon under the same name, a tool) writes it: refuse to start, naming the
+    // holder, rather than serve the target with that LUN in standby. Later changes that meet a
+    // held image (ownership moving) serve it in standby and retry instead.
+    const held = this.reconciler.lastOwnedOpenFailures();
+    if (held.length > 0) throw held[0];
     this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
       void this.reconciler?.submit(s.config).then(() => this.publish());
     });
@@ -299,6 +310,15 @@ export class Gateway implements RunningState {
       })();
     }
     return this.stopping;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -81,6 +81,8 @@ export class Reconciler {
   private pending: GatewayConfig | undefined;
   private running: Promise<void> | undefined;
   private problems: string[] = [];
+  /** Disks this gateway owns but could not open read-write in the last pass. */
+  private ownedOpenFailures: Error[] = [];
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
 
@@ -91,6 +93,11 @@ export class Reconciler {
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
   appliedEpoch(): number {
     return this.applied;
+  }
+
+  /** Owned disks whose storage the last pass could not open for writing (held elsewhere, missing). */
+  lastOwnedOpenFailures(): readonly Error[] {
+    return this.ownedOpenFailures;
   }
 
   lastProblems(): readonly string[] {
@@ -173,6 +180,7 @@ export class Reconciler {
       }
     }
     const replaced = new Map<string, OpenDisk>();
+    const ownedOpenFailures: Error[] = [];
     for (const [id, { disk, access }] of wanted) {
       const sig = diskSignature(disk, access);
       const cur = this.disks.get(id);
@@ -192,6 +200,7 @@ export class Reconciler {
         this.disks.set(id, { signature: sig, device, access });
       } catch (e) {
         problems.push(`disk ${id}: ${(e as Error).message}`);
+        if (access === 'active') ownedOpenFailures.push(e as Error);
         log.warn({ disk: id, err: e }, 'cannot open the disk; serving it in standby for now');
         if (!cur && access === 'active') {
           // Serve the LUN in standby until the storage can be opened (next pass retries).
@@ -247,6 +256,7 @@ export class Reconciler {
     this.o.catalog.config = config;
     this.lastConfig = config;
     this.problems = problems;
+    this.ownedOpenFailures = ownedOpenFailures;
     this.applied = config.epoch;
     for (const w of [...this.waiters]) {
       if (w.epoch <= config.epoch) {

@@ -84,6 +84,10 @@ function sameMode(a: ModeParameters, b: ModeParameters): boolean {
 /** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
 /** Opcodes a standby port group answers (SPC-4 §5.15.2.4.4, as LIO's core_alua_state_standby). */
 const STANDBY_ALLOWED = new Set([
+  // TEST UNIT READY too ("may support", SPC-4): the port is reachable, and discovery tools
+  // (iscsi-ls -s) list the LUN on every path; media access is what standby refuses.
+  0x00,
+  0x25, // READ CAPACITY (10): the size is known on every path, like READ CAPACITY (16)
   0x12, // INQUIRY
   0x4c, // LOG SELECT
   0x4d, // LOG SENSE

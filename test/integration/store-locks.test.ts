@@ -46,7 +46,8 @@ describe('store locks across gateways', () => {
       assert.fail('the second daemon started although the image is exclusively locked');
     }
     const pid = first!.proc.pid!;
-    assert.match(err.message, new RegExp(`image rbd/vol is exclusively locked by pid ${pid} on ${os.hostname()} \\(client iscsi-gateway@`));
+    // Same gateway name (the host's FQDN by default): refused before it touches the config.
+    assert.match(err.message, new RegExp(`gateway \\S+ is already running on ${os.hostname()} \\(pid ${pid}\\)`));
     // The first gateway is unaffected: still the lock holder, still serving.
     assert.match(await rbdOk(dataDir, 'status', 'rbd/vol'), new RegExp(`/${pid} .*mode=write-exclusive`));
     await qemuIoOk(lunUrl(first!.port, 'vol'), ['read -P 0x42 0 512k', 'read -P 0x41 512k 512k', 'write -P 0x43 2M 4k']);
