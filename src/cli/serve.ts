@@ -7,6 +7,7 @@
  *   --api H:P        REST API address (overrides api_host/api_port)
  *   --metrics H:P    Prometheus address (overrides prometheus_host/prometheus_port)
  */
+import { parseLoginThrottle } from '../iscsi/login-throttle';
 import { Command, Option } from 'commander';
 import * as dns from 'node:dns';
 import * as os from 'node:os';
@@ -108,7 +109,9 @@ export function registerServeCommand(program: Command): void {
       }
       let gateway: Gateway;
       try {
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log });
+        // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
+        const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);

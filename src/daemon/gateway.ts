@@ -13,10 +13,11 @@ import { GatewayConfig, timestamp } from '../config/schema';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
+import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
-import { ConfiguredCatalog } from './catalog';
+import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
@@ -37,6 +38,10 @@ export interface GatewayOptions {
   readonly log: Logger;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
+  /** Failed-login throttling per source address (default: DEFAULT_LOGIN_THROTTLE). */
+  readonly loginThrottle?: LoginThrottleOptions;
+  /** Decodes stored CHAP passwords (RSA-OAEP with the configured key pair); default: clear text only. */
+  readonly passwordDecoder?: PasswordDecoder;
 }
 
 export class Gateway implements RunningState {
@@ -56,7 +61,8 @@ export class Gateway implements RunningState {
 
   private constructor(private readonly options: GatewayOptions) {
     this.gatewayName = options.name;
-    this.service = new IscsiService(this.catalog, options.log);
+    if (options.passwordDecoder) this.catalog.decode = options.passwordDecoder;
+    this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
