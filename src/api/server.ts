@@ -16,9 +16,11 @@ import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
+import { storeRoot } from '../config/paths';
 import { ChapSecrets } from '../config/secrets';
 import type { ConfigStore } from '../config/store';
 import type { RunningState } from '../daemon/running-state';
+import { EmbeddedImageProvider } from '../images/embedded';
 import type { ImageProvider } from '../images/provider';
 import { isLoopback } from '../transport/portal';
 import type { Logger } from '../util/log';
@@ -189,32 +191,21 @@ export interface DaemonApiOptions {
   readonly settings: ApiSettings & {
     readonly api_host: string;
     readonly api_port: number;
-    readonly priv_key: string;
-    readonly pub_key: string;
-    readonly ceph_config_dir: string;
   };
+  /** CHAP password keys (the daemon's: the same ones decode passwords at login). */
+  readonly secrets: ChapSecrets;
   /** sha256 input for sysinfo/checkconf (the synced settings). */
   readonly checkconfSubset: Record<string, unknown>;
   readonly log: Logger;
 }
 
 /**
- * Start the API of a gateway daemon: images of the data dir's embedded store, CHAP keys from
- * priv_key/pub_key (relative to ceph_config_dir, as ceph-iscsi; absent files = no encryption).
+ * Start the API of a gateway daemon over the images of the data dir's embedded store.
  */
 export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
-  const { EmbeddedImageProvider } = await import('../images/embedded');
-  const { storeRoot } = await import('../config/paths');
-  const path = await import('node:path');
   const images = await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
   const s = o.settings;
-  let secrets: ChapSecrets;
-  try {
-    secrets = ChapSecrets.fromFiles({ privKeyFile: path.resolve(s.ceph_config_dir, s.priv_key), pubKeyFile: path.resolve(s.ceph_config_dir, s.pub_key) });
-  } catch (e) {
-    await images.close();
-    throw new ApiStartError((e as Error).message);
-  }
+  const secrets = o.secrets;
   const hash = crypto.createHash('sha256').update(JSON.stringify(o.checkconfSubset)).digest('hex');
   try {
     const server = await startApiServer({

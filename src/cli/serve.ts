@@ -11,7 +11,9 @@ import { parseLoginThrottle } from '../iscsi/login-throttle';
 import { Command, Option } from 'commander';
 import * as dns from 'node:dns';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { defaultDataDir } from '../config/paths';
+import { ChapSecrets } from '../config/secrets';
 import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaultSettings, loadSettings } from '../config/settings';
 import { ApiServer, startDaemonApi } from '../api/server';
 import { Gateway } from '../daemon/gateway';
@@ -107,11 +109,21 @@ export function registerServeCommand(program: Command): void {
         process.stderr.write(`iscsi-gateway: invalid gateway name "${name}": use a host name (letters, digits, '.', '-')\n`);
         process.exit(2);
       }
+      let secrets: ChapSecrets;
+      try {
+        // CHAP passwords at rest: priv_key/pub_key relative to ceph_config_dir, as ceph-iscsi
+        // (absent files = passwords stored in clear).
+        const c = settings.settings;
+        secrets = ChapSecrets.fromFiles({ privKeyFile: path.resolve(c.ceph_config_dir, c.priv_key), pubKeyFile: path.resolve(c.ceph_config_dir, c.pub_key) });
+      } catch (e) {
+        process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+        process.exit(2);
+      }
       let gateway: Gateway;
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);
@@ -123,7 +135,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, checkconfSubset: checkconfSubset(s), log });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
