@@ -154,6 +154,9 @@ export class Gateway implements RunningState {
     // held image (ownership moving) serve it in standby and retry instead.
     const held = this.reconciler.lastOwnedOpenFailures();
     if (held.length > 0) throw held[0];
+    // Likewise a target the configuration describes but this gateway cannot build.
+    const broken = this.reconciler.lastTargetFailures();
+    if (broken.length > 0) throw broken[0];
     this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
       void this.reconciler?.submit(s.config).then(() => this.publish());
     });
