@@ -107,7 +107,7 @@ export function registerServeCommand(program: Command): void {
       }
       let gateway: Gateway;
       try {
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, settings: settings.settings });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);

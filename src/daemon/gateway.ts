@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import { FileConfigStore } from '../config/file-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig, timestamp } from '../config/schema';
+import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
@@ -35,6 +36,8 @@ export interface GatewayOptions {
    */
   readonly portals?: readonly PortalAddress[];
   readonly log: Logger;
+  /** iscsi-gateway.cfg settings with command-line overrides (the API and metrics read them here). */
+  readonly settings?: GatewaySettings;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
 }
@@ -53,9 +56,11 @@ export class Gateway implements RunningState {
   createdDemo = false;
   private stopping: Promise<void> | undefined;
   readonly gatewayName: string;
+  readonly settings: GatewaySettings;
 
   private constructor(private readonly options: GatewayOptions) {
     this.gatewayName = options.name;
+    this.settings = options.settings ?? defaultSettings();
     this.service = new IscsiService(this.catalog, options.log);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
