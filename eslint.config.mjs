@@ -1,4 +1,4 @@
-// Flat config: typescript-eslint's recommended rules; `any` is an error (DEVELOPERS.md: no `any` in the data path).
+// Flat config: typescript-eslint's recommended rules; `any` is an error (CONTRIBUTING.md: no `any`).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

@@ -25,10 +25,11 @@ import { BenchEnv, TargetKind } from './targets/target';
 import { createRows, createWorkloads, selectRows } from './workloads';
 import { WorkloadError } from './workloads/workload';
 import { formatOffloadBench, runOffloadBench } from './offload';
+import { formatAuthBench, runAuthBench } from './auth';
 import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
 
 /** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
-const SECTIONS = ['tgt', 'store', 'offload'] as const;
+const SECTIONS = ['tgt', 'store', 'offload', 'auth'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
@@ -294,6 +295,20 @@ async function main(): Promise<number> {
       failures++;
       output.offload = { failure: (e as Error).message };
       log(`FAILURE (offload section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('auth')) {
+    log('');
+    log('== failed logins (CHAP guessing) against an established session ==');
+    try {
+      const auth = await runAuthBench({ rounds: quick ? 1 : 3, failures: 1000, dir: o.dir, cli, log });
+      log(formatAuthBench(auth));
+      output.auth = auth;
+    } catch (e) {
+      failures++;
+      output.auth = { failure: (e as Error).message };
+      log(`FAILURE (auth section): ${(e as Error).message}`);
     }
   }
 

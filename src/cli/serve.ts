@@ -7,11 +7,13 @@
  *   --api H:P        REST API address (overrides api_host/api_port)
  *   --metrics H:P    Prometheus address (overrides prometheus_host/prometheus_port)
  */
+import { parseLoginThrottle } from '../iscsi/login-throttle';
 import { Command, Option } from 'commander';
 import * as dns from 'node:dns';
 import * as os from 'node:os';
 import { defaultDataDir } from '../config/paths';
-import { GatewaySettings, ParsedSettings, SettingsError, defaultSettings, loadSettings } from '../config/settings';
+import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaultSettings, loadSettings } from '../config/settings';
+import { ApiServer, startDaemonApi } from '../api/server';
 import { Gateway } from '../daemon/gateway';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
@@ -107,14 +109,31 @@ export function registerServeCommand(program: Command): void {
       }
       let gateway: Gateway;
       try {
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, settings: settings.settings });
+        // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
+        const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(1);
       }
+      // The REST API runs when asked for (--api) or configured (--config): without either,
+      // several daemons on one host (tests) would all claim api_port 5000.
+      let api: ApiServer | undefined;
+      if (opts.api || opts.config) {
+        // No settings file means no TLS files either: plain HTTP (on the --api address).
+        const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
+        try {
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, checkconfSubset: checkconfSubset(s), log });
+        } catch (e) {
+          process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
+          await gateway.stop();
+          process.exit(1);
+        }
+      }
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
       let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
+      if (api) banner += `REST API on ${api.url}\n`;
       if (gateway.createdDemo && bound.length > 0) {
         const p = bound[0];
         const host = p.host.includes(':') ? `[${p.host}]` : p.host;
@@ -127,7 +146,7 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        gateway.stop().then(
+        (api ? api.close().catch(() => undefined) : Promise.resolve()).then(() => gateway.stop()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

@@ -14,10 +14,11 @@ import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
+import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
-import { ConfiguredCatalog } from './catalog';
+import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
@@ -40,6 +41,10 @@ export interface GatewayOptions {
   readonly settings?: GatewaySettings;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
+  /** Failed-login throttling per source address (default: DEFAULT_LOGIN_THROTTLE). */
+  readonly loginThrottle?: LoginThrottleOptions;
+  /** Decodes stored CHAP passwords (RSA-OAEP with the configured key pair); default: clear text only. */
+  readonly passwordDecoder?: PasswordDecoder;
 }
 
 export class Gateway implements RunningState {
@@ -61,7 +66,8 @@ export class Gateway implements RunningState {
   private constructor(private readonly options: GatewayOptions) {
     this.gatewayName = options.name;
     this.settings = options.settings ?? defaultSettings();
-    this.service = new IscsiService(this.catalog, options.log);
+    if (options.passwordDecoder) this.catalog.decode = options.passwordDecoder;
+    this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
@@ -324,14 +330,21 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Disk ids an initiator sees through a target (LUN masking when it is a configured client). */
+/**
+ * Disk ids an initiator sees through a target: every served LUN without ACL; in ACL mode its
+ * own LUNs and its host group's (as the catalog's LUN masking, daemon/catalog.ts).
+ */
 function visibleDisks(config: GatewayConfig | undefined, target: string, initiator: string, served: string[]): string[] {
-  const client = config?.targets[target]?.clients[initiator];
-  if (!client) return served;
-  const group = client.group_name ? config?.targets[target]?.groups[client.group_name] : undefined;
-  const masked = new Set([...Object.keys(client.luns), ...Object.keys(group?.disks ?? {})]);
-  // A client without any LUN mapping sees the target's LUNs (no masking configured yet).
-  return masked.size === 0 ? served : served.filter((d) => masked.has(d));
+  const t = config?.targets[target];
+  if (!t || !t.acl_enabled) return served;
+  const name = initiator.toLowerCase();
+  const entry = Object.entries(t.clients).find(([iqn]) => iqn.toLowerCase() === name);
+  if (!entry) return [];
+  const client = entry[1];
+  const groupName = client.group_name || Object.entries(t.groups).find(([, g]) => g.members.some((m) => m.toLowerCase() === name))?.[0];
+  const group = groupName ? t.groups[groupName] : undefined;
+  const visible = new Set([...Object.keys(client.luns), ...Object.keys(group?.disks ?? {})]);
+  return served.filter((d) => visible.has(d));
 }
 
 /**

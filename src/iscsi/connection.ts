@@ -47,6 +47,7 @@ import { SessionRegistry } from './session-registry';
 import { PortalAddress } from '../transport/portal';
 import { TargetCatalog, TargetSettings } from './target-node';
 import { TextExchange, TextExchangeError } from './text-exchange';
+import { LoginThrottle } from './login-throttle';
 
 export interface ConnectionContext {
   readonly catalog: TargetCatalog;
@@ -54,6 +55,8 @@ export interface ConnectionContext {
   readonly log: Logger;
   /** Every live connection (for shutdown and cold reset). */
   readonly connections: Set<Connection>;
+  /** Failed-login accounting and per-address throttling. */
+  readonly throttle?: LoginThrottle;
 }
 
 const enum State {
@@ -98,6 +101,9 @@ export class Connection implements SessionTransport {
   private closing: Promise<void> | undefined;
   readonly local: PortalAddress;
   readonly remote: string;
+  /** The initiator's IP address (IPv4-mapped IPv6 unwrapped), the unit of login throttling. */
+  private readonly remoteAddress: string;
+  private loginAdmitted = false;
 
   constructor(
     private readonly socket: Socket,
@@ -105,6 +111,7 @@ export class Connection implements SessionTransport {
   ) {
     this.local = { host: socket.localAddress ?? '', port: socket.localPort ?? 0 };
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remoteAddress = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     this.log = ctx.log.child({ conn: this.id, peer: this.remote });
     this.login = new LoginStateMachine(ctx.catalog);
     this.readerSettings = {
@@ -301,6 +308,23 @@ export class Connection implements SessionTransport {
   // ---- Login ---------------------------------------------------------------------------------
 
   private onLogin(pdu: LoginRequestPdu): void {
+    const throttle = this.ctx.throttle;
+    if (throttle && !this.loginAdmitted) {
+      // An address with many failed logins waits before its next login is looked at.
+      this.loginAdmitted = true;
+      const wait = throttle.admit(this.remoteAddress);
+      if (wait === 'refuse') {
+        void this.close('login refused: too many failed logins from this address', true);
+        return;
+      }
+      if (wait > 0) {
+        setTimeout(() => {
+          throttle.waited(this.remoteAddress);
+          if (this.state === State.Login) this.onLogin(pdu);
+        }, wait).unref();
+        return;
+      }
+    }
     let reply: LoginReply;
     try {
       reply = this.login.handle(pdu);
@@ -349,6 +373,7 @@ export class Connection implements SessionTransport {
   }
 
   private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
+    this.ctx.throttle?.failed(this.remoteAddress, status);
     this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
     this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
     void this.close(`login failed: ${message}`, true);

@@ -240,6 +240,10 @@ export class LoginStateMachine {
 
   private authenticate(security: TextPair[]): TextPair[] {
     const keys = new Map(security);
+    if (keys.size !== security.length) {
+      // A repeated CHAP_C/CHAP_R would otherwise silently override the first one.
+      throw new LoginError('security key repeated in one login request', LoginStatus.InitiatorError);
+    }
     const response: TextPair[] = [];
     const context: AuthContext = {
       initiatorName: this.initiatorName,

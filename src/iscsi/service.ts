@@ -7,15 +7,21 @@ import type { Logger } from '../util/log';
 import { Connection } from './connection';
 import { SessionRegistry } from './session-registry';
 import { TargetCatalog } from './target-node';
+import { DEFAULT_LOGIN_THROTTLE, LoginThrottle, LoginThrottleOptions } from './login-throttle';
 
 export class IscsiService {
   readonly sessions = new SessionRegistry();
+  /** Failed logins by class and per-address throttling (read by metrics). */
+  readonly loginThrottle: LoginThrottle;
   private readonly connections = new Set<Connection>();
 
   constructor(
     private readonly catalog: TargetCatalog,
     private readonly log: Logger,
-  ) {}
+    throttle: LoginThrottleOptions = DEFAULT_LOGIN_THROTTLE,
+  ) {
+    this.loginThrottle = new LoginThrottle(throttle);
+  }
 
   accept(socket: Socket): void {
     new Connection(socket, {
@@ -23,6 +29,7 @@ export class IscsiService {
       sessions: this.sessions,
       log: this.log,
       connections: this.connections,
+      throttle: this.loginThrottle,
     });
   }
 

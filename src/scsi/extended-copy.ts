@@ -128,7 +128,7 @@ function parse(p: Buffer): { listId: number; usage: number; targets: Buffer[]; s
 }
 
 /** Resolve an identification descriptor (E4h) to a block logical unit of this gateway. */
-function resolve(lu: LogicalUnit, t: Buffer, segment: number): LogicalUnit {
+function resolve(lu: LogicalUnit, nexus: ITNexus, t: Buffer, segment: number): LogicalUnit {
   const deviceType = t[1] & 0x1f;
   const codeSet = t[4] & 0x0f;
   const association = (t[5] >> 4) & 0x03;
@@ -137,7 +137,8 @@ function resolve(lu: LogicalUnit, t: Buffer, segment: number): LogicalUnit {
   if (deviceType !== 0 || codeSet !== 1 || association !== 0 || designatorType !== 3 || length !== 8) {
     throw copyAborted(Asc.UnreachableCopyTarget, segment);
   }
-  const target = lu.target.findLogicalUnit(t.subarray(8, 16));
+  // Only LUs this initiator may access: LUN masking must not be bypassed by a copy (LIO CVE-2020-28374).
+  const target = lu.target.findLogicalUnit(t.subarray(8, 16), nexus.initiatorName);
   if (!target) throw copyAborted(Asc.UnreachableCopyTarget, segment);
   const blockLength = t.readUIntBE(29, 3);
   if (blockLength !== target.blockSize) throw copyAborted(Asc.UnreachableCopyTarget, segment);
@@ -186,8 +187,8 @@ async function writeChunk(dst: LogicalUnit, c: Chunk, data: Buffer | undefined):
  */
 async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets: Buffer[], s: Segment, index: number, result: CopyResult): Promise<void> {
   if (s.src >= targets.length || s.dst >= targets.length) throw copyAborted(Asc.UnreachableCopyTarget, index);
-  const src = resolve(lu, targets[s.src], index);
-  const dst = resolve(lu, targets[s.dst], index);
+  const src = resolve(lu, nexus, targets[s.src], index);
+  const dst = resolve(lu, nexus, targets[s.dst], index);
   if (!src.mediumPresent || !dst.mediumPresent) throw copyAborted(Asc.CopyTargetDeviceNotReachable, index);
   if (src.reservationConflict(nexus, true) || dst.reservationConflict(nexus, false)) throw copyAborted(Asc.CopyTargetDeviceNotReachable, index);
   if (dst.writeProtected()) throw new SenseError(SenseKey.DataProtect, Asc.WriteProtected, undefined, undefined, index);

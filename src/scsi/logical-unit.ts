@@ -34,12 +34,14 @@ export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
 /** What a logical unit needs from the SCSI target device it belongs to. */
 export interface TargetContext {
   readonly targetName: string;
-  /** LUNs of the target, ascending. */
-  luns(): number[];
+  /** LUNs of the target as this nexus sees them (LUN masking), ascending. */
+  luns(nexus: ITNexus): readonly number[];
   /** REPORT LUNS was processed on this nexus: clear REPORTED LUNS DATA HAS CHANGED on every LU. */
   reportedLunsDelivered(nexusKey: string): void;
-  /** A logical unit of the gateway by NAA designator (EXTENDED COPY copy targets). */
-  findLogicalUnit(naa: Buffer): LogicalUnit | undefined;
+  /** A logical unit of the gateway by NAA designator that this initiator may access (EXTENDED COPY). */
+  findLogicalUnit(naa: Buffer, initiatorName: string): LogicalUnit | undefined;
+  /** Does LUN masking let this initiator reach this logical unit of the target? */
+  exposes(initiatorName: string, lu: LogicalUnit): boolean;
   /** SCSI target port name of a RELATIVE TARGET PORT IDENTIFIER seen so far (REGISTER AND MOVE). */
   targetPortName(relativeTargetPortId: number): string | undefined;
 }

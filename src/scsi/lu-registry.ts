@@ -22,11 +22,11 @@ export class LogicalUnitRegistry {
     if (set?.size === 0) this.byNaa.delete(key);
   }
 
-  /** A logical unit with this NAA designator (the same image may be exported twice). */
-  findByNaa(naa: Buffer): LogicalUnit | undefined {
+  /** A logical unit with this NAA designator (the same image may be exported twice) that passes `accept`. */
+  findByNaa(naa: Buffer, accept: (lu: LogicalUnit) => boolean = () => true): LogicalUnit | undefined {
     const set = this.byNaa.get(naa.toString('hex'));
     if (!set) return undefined;
-    for (const lu of set) return lu;
+    for (const lu of set) if (accept(lu)) return lu;
     return undefined;
   }
 }

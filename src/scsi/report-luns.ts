@@ -47,7 +47,7 @@ export function reportLunsData(cdb: Buffer, luns: readonly number[]): Buffer {
 }
 
 function reportLuns(lu: LogicalUnit, task: Task, ns: LuNexus): ScsiResult {
-  const data = reportLunsData(task.command.cdb, lu.target.luns());
+  const data = reportLunsData(task.command.cdb, lu.target.luns(ns.nexus));
   lu.target.reportedLunsDelivered(ns.nexus.key);
   return { status: ScsiStatus.Good, data };
 }

@@ -52,6 +52,15 @@ export interface ScsiTargetOptions {
 }
 
 export const MAX_LUN = 16383;
+
+/**
+ * LUN masking of one initiator (a LIO NodeACL's mapped LUNs): LUN as the initiator sees it ->
+ * LUN of this target.
+ */
+export type LunMap = ReadonlyMap<number, number>;
+
+/** Per initiator node name. Initiators without an entry see no LUN at all. */
+export type LunMasking = ReadonlyMap<string, LunMap>;
 /** How many lost nexus keys are remembered (to report I_T NEXUS LOSS OCCURRED on return). */
 const LOST_NEXUS_MEMORY = 1024;
 
@@ -66,6 +75,10 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   private readonly log: Logger;
   private readonly registry: LogicalUnitRegistry;
   private closed = false;
+  /** Undefined: every initiator sees every LU under its own LUN (demo mode). */
+  private masking: LunMasking | undefined;
+  /** Sorted mapped LUNs per initiator, recomputed when masking or the LU set changes. */
+  private readonly visibleCache = new Map<string, number[]>();
 
   constructor(options: ScsiTargetOptions) {
     this.targetName = options.targetName;
@@ -119,6 +132,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
     this.units.set(config.lun, lu);
     this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
+    this.visibleCache.clear();
     this.registry.register(lu);
     this.log.info({ lun: config.lun, device: config.device.name, blocks: lu.capacity(), blockSize: lu.blockSize }, 'logical unit added');
     return lu;
@@ -130,6 +144,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     if (!lu) throw new Error(`LUN ${lun} does not exist`);
     this.units.delete(lun);
     this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
+    this.visibleCache.clear();
     this.registry.unregister(lu);
     for (const other of this.units.values()) other.establishUnitAttention(Asc.ReportedLunsDataHasChanged);
     await lu.close();
@@ -146,6 +161,36 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     await Promise.all(units.map((lu) => lu.close()));
   }
 
+  /**
+   * Set LUN masking (undefined: none). Every logged-in nexus whose inventory changed gets
+   * REPORTED LUNS DATA HAS CHANGED on the LUs it now sees.
+   */
+  setLunMasking(masking: LunMasking | undefined): void {
+    const before = new Map([...this.nexuses.values()].map((n) => [n.key, this.inventory(n.initiatorName)]));
+    this.masking = masking;
+    this.visibleCache.clear();
+    for (const nexus of this.nexuses.values()) {
+      if (before.get(nexus.key) === this.inventory(nexus.initiatorName)) continue;
+      for (const lun of this.luns(nexus)) {
+        this.units.get(this.targetLun(nexus.initiatorName, lun) ?? -1)?.nexusState(nexus).ua.establish(Asc.ReportedLunsDataHasChanged);
+      }
+    }
+  }
+
+  /** A comparable description of what an initiator sees ("mapped:target,..."). */
+  private inventory(initiatorName: string): string {
+    const map = this.masking?.get(initiatorName);
+    if (!this.masking) return this.sortedLuns.join(',');
+    if (!map) return '';
+    return [...map].filter(([, t]) => this.units.has(t)).sort((a, b) => a[0] - b[0]).map(([m, t]) => `${m}:${t}`).join(',');
+  }
+
+  /** The target LUN behind a LUN as this initiator addresses it (undefined: masked). */
+  private targetLun(initiatorName: string, lun: number): number | undefined {
+    if (!this.masking) return lun;
+    return this.masking.get(initiatorName)?.get(lun);
+  }
+
   /** The logical unit at a LUN (for the daemon's status and tests). */
   logicalUnit(lun: number): LogicalUnit | undefined {
     return this.units.get(lun);
@@ -153,12 +198,26 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   // TargetContext ------------------------------------------------------------------------
 
-  luns(): number[] {
-    return this.sortedLuns;
+  luns(nexus: ITNexus): readonly number[] {
+    if (!this.masking) return this.sortedLuns;
+    let list = this.visibleCache.get(nexus.initiatorName);
+    if (!list) {
+      const map = this.masking.get(nexus.initiatorName);
+      list = map ? [...map].filter(([, t]) => this.units.has(t)).map(([m]) => m).sort((a, b) => a - b) : [];
+      this.visibleCache.set(nexus.initiatorName, list);
+    }
+    return list;
   }
 
-  findLogicalUnit(naa: Buffer): LogicalUnit | undefined {
-    return this.registry.findByNaa(naa);
+  findLogicalUnit(naa: Buffer, initiatorName: string): LogicalUnit | undefined {
+    return this.registry.findByNaa(naa, (lu) => lu.target.exposes(initiatorName, lu));
+  }
+
+  exposes(initiatorName: string, lu: LogicalUnit): boolean {
+    if (this.units.get(lu.lun) !== lu) return false;
+    if (!this.masking) return true;
+    const map = this.masking.get(initiatorName);
+    return map !== undefined && [...map.values()].includes(lu.lun);
   }
 
   targetPortName(relativeTargetPortId: number): string | undefined {
@@ -172,7 +231,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   // ScsiTargetDevice ---------------------------------------------------------------------
 
   execute(command: ScsiCommand): Promise<ScsiResult> {
-    const lu = this.units.get(command.lun);
+    const lun = this.targetLun(command.nexus.initiatorName, command.lun);
+    const lu = lun === undefined ? undefined : this.units.get(lun);
     if (lu) return lu.execute(command);
     return Promise.resolve(this.noLogicalUnit(command));
   }
@@ -187,7 +247,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
         case 0xa0:
           if (cdb.length < 12) break;
           this.reportedLunsDelivered(command.nexus.key);
-          return { status: ScsiStatus.Good, data: reportLunsData(cdb, this.sortedLuns) };
+          return { status: ScsiStatus.Good, data: reportLunsData(cdb, this.luns(command.nexus)) };
       }
       throw new SenseError(SenseKey.IllegalRequest, Asc.LogicalUnitNotSupported);
     } catch (e) {
@@ -222,7 +282,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
       case TaskManagementFunction.TaskReassign:
         return TaskManagementResponse.NotSupported;
     }
-    const lu = this.units.get(req.lun);
+    const lun = this.targetLun(nexus.initiatorName, req.lun);
+    const lu = lun === undefined ? undefined : this.units.get(lun);
     if (!lu) return TaskManagementResponse.LunDoesNotExist;
     switch (req.fn) {
       case TaskManagementFunction.AbortTask:

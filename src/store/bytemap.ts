@@ -7,7 +7,9 @@
  */
 import * as fs from 'node:fs';
 import { StoreError } from './errors';
-import { closeFd, fdatasync, ftruncate, openFd, readFull, writeFull } from './fsutil';
+import { closeFd, ftruncate, openFd } from './fsutil';
+import { fdatasync } from '../sys/durable';
+import { preadFull, pwriteFull } from '../sys/io';
 
 export class ByteMap {
   private constructor(
@@ -31,7 +33,7 @@ export class ByteMap {
       throw new StoreError(`${file} holds ${size} entries, expected ${count}`, 'corrupt');
     }
     const buf = Buffer.alloc(count);
-    await readFull(fd, buf, 0, count, 0);
+    await preadFull(fd, buf, 0, count, 0);
     return new ByteMap(file, fd, buf);
   }
 
@@ -52,7 +54,7 @@ export class ByteMap {
   async refresh(first = 0, last = this.buf.length - 1): Promise<void> {
     const a = Math.min(first, this.buf.length);
     const b = Math.min(last + 1, this.buf.length);
-    if (b > a) await readFull(this.fd, this.buf, a, b - a, a);
+    if (b > a) await preadFull(this.fd, this.buf, a, b - a, a);
   }
 
   /** Read [first, last] from the file without touching the cache. */
@@ -60,7 +62,7 @@ export class ByteMap {
     const a = Math.min(first, this.buf.length);
     const b = Math.min(last + 1, this.buf.length);
     const out = Buffer.alloc(Math.max(0, b - a));
-    if (b > a) await readFull(this.fd, out, 0, b - a, a);
+    if (b > a) await preadFull(this.fd, out, 0, b - a, a);
     return out;
   }
 
@@ -70,7 +72,7 @@ export class ByteMap {
     const one = Buffer.from([value]);
     for (const n of entries) {
       if (n >= this.buf.length) throw new StoreError(`${this.file}: object ${n} beyond ${this.buf.length}`, 'io');
-      await writeFull(this.fd, one, 0, 1, n);
+      await pwriteFull(this.fd, one, 0, 1, n);
     }
     await fdatasync(this.fd);
     for (const n of entries) this.buf[n] = value;

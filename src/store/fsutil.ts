@@ -1,9 +1,7 @@
-/** Small file helpers of the store (durability primitives come from sys/durable). */
+/** Small file helpers of the store. Durability primitives are in sys/durable, whole-range positional I/O in sys/io. */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { isErrno } from './errors';
-import { preadFull, pwriteFull } from '../sys/io';
-export { fdatasync, fsyncDir, tmpName, writeFileAtomic } from '../sys/durable';
 
 /** Create a file of `size` bytes (sparse), fsynced. Fails if it exists. */
 export async function createSparseFile(file: string, size: number): Promise<void> {
@@ -26,33 +24,8 @@ export async function exists(p: string): Promise<boolean> {
   }
 }
 
-export function readAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-export function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-/** pread until `len` bytes or EOF; bytes past EOF read as zeros. */
-export const readFull = preadFull;
-
-export const writeFull = pwriteFull;
-
-export function fsyncFd(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-}
-
 export function ftruncate(fd: number, size: number): Promise<void> {
   return new Promise((resolve, reject) => fs.ftruncate(fd, size, (err) => (err ? reject(err) : resolve())));
-}
-
-export function fstat(fd: number): Promise<fs.Stats> {
-  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
 }
 
 export function openFd(file: string, flags: string, mode = 0o644): Promise<number> {

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import { z } from 'zod';
 import { isErrno, StoreError } from './errors';
 import { FEATURE_NAMES, FeatureName } from './features';
-import { writeFileAtomic } from './fsutil';
+import { writeFileAtomic } from '../sys/durable';
 
 const uint = z.number().int().nonnegative();
 

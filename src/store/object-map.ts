@@ -11,7 +11,9 @@
  */
 import { dataBitmap } from '../sys/native';
 import { isErrno } from './errors';
-import { closeFd, fdatasync, ftruncate, openFd, readFull, writeFull } from './fsutil';
+import { closeFd, ftruncate, openFd } from './fsutil';
+import { fdatasync } from '../sys/durable';
+import { preadFull, pwriteFull } from '../sys/io';
 import { Layout } from './layout';
 
 const MAGIC = Buffer.from('IGWOMAP1');
@@ -41,10 +43,10 @@ export class ObjectMap {
     }
     try {
       const h = Buffer.alloc(HEADER);
-      await readFull(fd, h, 0, HEADER, 0);
+      await preadFull(fd, h, 0, HEADER, 0);
       if (!h.subarray(0, 8).equals(MAGIC) || (h.readUInt32LE(8) & CLEAN) === 0 || h.readUInt32LE(12) !== count) return undefined;
       const map = Buffer.alloc(count);
-      await readFull(fd, map, 0, count, HEADER);
+      await preadFull(fd, map, 0, count, HEADER);
       return map;
     } finally {
       await closeFd(fd);
@@ -91,7 +93,7 @@ export class ObjectMap {
       MAGIC.copy(h, 0);
       h.writeUInt32LE(CLEAN, 8);
       h.writeUInt32LE(count, 12);
-      await writeFull(fd, h, 0, HEADER, 0);
+      await pwriteFull(fd, h, 0, HEADER, 0);
       await ftruncate(fd, HEADER + count);
       await fdatasync(fd);
     } finally {
@@ -110,7 +112,7 @@ export class ObjectMap {
     }
     try {
       const f = Buffer.alloc(4);
-      await writeFull(fd, f, 0, 4, 8);
+      await pwriteFull(fd, f, 0, 4, 8);
       await fdatasync(fd);
     } finally {
       await closeFd(fd);
@@ -154,14 +156,14 @@ export class ObjectMap {
     MAGIC.copy(h, 0);
     h.writeUInt32LE(0, 8);
     h.writeUInt32LE(this.map.length, 12);
-    await writeFull(this.fd, this.map, 0, this.map.length, HEADER);
-    await writeFull(this.fd, h, 0, HEADER, 0);
+    await pwriteFull(this.fd, this.map, 0, this.map.length, HEADER);
+    await pwriteFull(this.fd, h, 0, HEADER, 0);
     await ftruncate(this.fd, HEADER + this.map.length);
     await fdatasync(this.fd);
     if (clean) {
       const f = Buffer.alloc(4);
       f.writeUInt32LE(CLEAN, 0);
-      await writeFull(this.fd, f, 0, 4, 8);
+      await pwriteFull(this.fd, f, 0, 4, 8);
       await fdatasync(this.fd);
     }
     this.dirtyInMemory = false;

@@ -9,7 +9,9 @@ import { Readable, Writable } from 'node:stream';
 import { dataExtents } from '../sys/native';
 import { StoreImageDevice } from './device';
 import { StoreError } from './errors';
-import { closeFd, fdatasync, ftruncate, isZero, openFd, readFull, writeFull } from './fsutil';
+import { closeFd, ftruncate, isZero, openFd } from './fsutil';
+import { fdatasync } from '../sys/durable';
+import { preadFull, pwriteFull } from '../sys/io';
 import { formatSpec, ImageSpec } from './names';
 import { CreateImageOptions, ImageStore, Progress } from './store';
 
@@ -60,7 +62,7 @@ export async function exportImage(store: ImageStore, spec: ImageSpec, dest: stri
             if (e.state !== 'mapped' && sparse) continue;
             await dev.read(e.offset, e.length, buf);
             if (sparse && isZero(buf, 0, e.length)) continue;
-            await writeFull(fd, buf, 0, e.length, e.offset);
+            await pwriteFull(fd, buf, 0, e.length, e.offset);
           }
           progress?.(off + n, size);
         }
@@ -112,7 +114,7 @@ export async function importImage(
         for (const e of await dataExtents(fd, 0, size)) {
           for (let off = e.offset; off < e.offset + e.length; off += CHUNK) {
             const n = Math.min(CHUNK, e.offset + e.length - off);
-            await readFull(fd, buf, 0, n, off);
+            await preadFull(fd, buf, 0, n, off);
             await writeSparse(dev, off, buf, n);
             progress?.(off + n, size);
           }
@@ -200,8 +202,8 @@ export async function copyImage(store: ImageStore, src: ImageSpec, dst: ImageSpe
           for (const s of segs) {
             if (s.fd < 0) continue;
             for (const e of await dataExtents(s.fd, s.off, s.len)) {
-              await readFull(s.fd, buf, 0, e.length, e.offset);
-              for (const [a, b] of dataRuns(buf, e.length)) await writeFull(dstFd, buf, a, b - a, e.offset + a);
+              await preadFull(s.fd, buf, 0, e.length, e.offset);
+              for (const [a, b] of dataRuns(buf, e.length)) await pwriteFull(dstFd, buf, a, b - a, e.offset + a);
             }
           }
         });

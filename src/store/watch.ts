@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { flock, LOCK_EX, LOCK_UN } from '../sys/native';
 import { isErrno, StoreError } from './errors';
-import { fsyncDir } from './fsutil';
+import { fsyncDir } from '../sys/durable';
 import { WatcherInfo, WatcherSchema } from './header';
 
 export type NotifyOp = 'quiesce' | 'unquiesce' | 'reload' | 'snap-in-use';
@@ -161,7 +161,6 @@ export class Agent {
   private serve(sock: net.Socket): void {
     sock.setNoDelay(true);
     sock.unref();
-    let buf = '';
     const quiesced = new Map<string, number>();
     const send = (r: Reply): void => {
       if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
@@ -206,21 +205,8 @@ export class Agent {
     };
     // Requests on one connection are handled in order.
     let chain = Promise.resolve();
-    sock.on('data', (chunk) => {
-      buf += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let req: Request;
-        try {
-          req = JSON.parse(line) as Request;
-        } catch {
-          sock.destroy();
-          return;
-        }
-        chain = chain.then(() => handle(req));
-      }
+    onMessages<Request>(sock, (req) => {
+      chain = chain.then(() => handle(req));
     });
     const release = (): void => {
       // The notifier went away while we were quiesced: reload and resume on our own.
@@ -354,7 +340,6 @@ function connectPeer(info: WatcherInfo): Promise<Peer> {
     const sock = net.createConnection(info.socket);
     const pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
     const peer: Peer = { info, sock, pending };
-    let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new StoreError(`cannot reach watcher pid ${info.pid} at ${info.socket}: timed out`, 'busy'));
@@ -364,20 +349,9 @@ function connectPeer(info: WatcherInfo): Promise<Peer> {
       sock.setNoDelay(true);
       resolve(peer);
     });
-    sock.on('data', (chunk) => {
-      buf += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const r = JSON.parse(line) as Reply;
-          pending.get(r.seq)?.resolve(r);
-          pending.delete(r.seq);
-        } catch {
-          sock.destroy();
-        }
-      }
+    onMessages<Reply>(sock, (r) => {
+      pending.get(r.seq)?.resolve(r);
+      pending.delete(r.seq);
     });
     sock.on('error', (e) => {
       clearTimeout(timer);
@@ -389,5 +363,27 @@ function connectPeer(info: WatcherInfo): Promise<Peer> {
       for (const w of pending.values()) w.reject(new Error('connection closed'));
       pending.clear();
     });
+  });
+}
+
+/**
+ * Newline-delimited JSON messages from a socket, in order. A line that is not JSON, or a
+ * message the handler cannot take, ends the connection.
+ */
+function onMessages<T>(sock: net.Socket, fn: (msg: T) => void): void {
+  let buf = '';
+  sock.on('data', (chunk) => {
+    buf += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        fn(JSON.parse(line) as T);
+      } catch {
+        sock.destroy();
+        return;
+      }
+    }
   });
 }

@@ -4,6 +4,7 @@
  * ones — and observe exactly what comes back.
  */
 import * as net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 import { crc32c } from '@node-rs/crc32';
 
 export interface Pdu {
@@ -19,6 +20,36 @@ export interface LoginOptions {
   readonly isid?: Buffer;
   /** Extra operational keys (e.g. HeaderDigest=CRC32C). */
   readonly keys?: Array<[string, string]>;
+  /** Authenticate with CHAP instead of AuthMethod=None. */
+  readonly chap?: ChapLogin;
+}
+
+export interface ChapLogin {
+  readonly username: string;
+  readonly secret: string;
+  /** CHAP_A list as sent, e.g. "5" or "7,5". Default "5". */
+  readonly algorithms?: string;
+  /** Mutual CHAP: the name and secret the target must prove. */
+  readonly mutual?: { readonly username: string; readonly secret: string };
+}
+
+/** CHAP_A -> node digest name (RFC 1994 MD5; SHA-1/SHA-256/SHA3-256 as Linux targets number them). */
+export const CHAP_DIGESTS: Record<string, string> = { '5': 'md5', '6': 'sha1', '7': 'sha256', '8': 'sha3-256' };
+
+/** RFC 1994: H(id || secret || challenge). */
+export function chapDigest(algorithm: string, id: number, secret: string, challenge: Buffer): Buffer {
+  return createHash(CHAP_DIGESTS[algorithm]).update(Buffer.from([id])).update(secret).update(challenge).digest();
+}
+
+/** A failed login: the status class and detail of the Login Response (or undefined if none came). */
+export class LoginFailed extends Error {
+  constructor(readonly stage: string, readonly status: number | undefined) {
+    super(`login failed at ${stage}: status ${status === undefined ? 'none' : `0x${status.toString(16).padStart(4, '0')}`}`);
+  }
+}
+
+function loginStatus(r: Pdu | undefined): number | undefined {
+  return r ? r.bhs.readUInt16BE(36) : undefined;
 }
 
 export interface ScsiOutcome {
@@ -79,9 +110,10 @@ export class TestInitiator {
     socket.on('error', end);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** `localAddress` picks the source address (e.g. 127.0.0.5, to act as another host). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => resolve(new TestInitiator(s)));
+      const s = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => resolve(new TestInitiator(s)));
       s.once('error', reject);
     });
   }
@@ -190,11 +222,12 @@ export class TestInitiator {
     const first: Array<[string, string]> = [
       ['InitiatorName', opts.initiatorName ?? 'iqn.2024-01.test:initiator'],
       ['SessionType', opts.sessionType ?? 'Normal'],
-      ['AuthMethod', 'None'],
+      ['AuthMethod', opts.chap ? 'CHAP,None' : 'None'],
     ];
     if ((opts.sessionType ?? 'Normal') === 'Normal') first.splice(1, 0, ['TargetName', opts.targetName ?? '']);
-    const r1 = await this.loginStep(0x81, first, isid); // T=1 CSG=0 NSG=1
-    if (!r1 || r1.bhs[36] !== 0) throw new Error(`login failed at security stage: status ${r1?.bhs[36]}/${r1?.bhs[37]}`);
+    let r1 = await this.loginStep(0x81, first, isid); // T=1 CSG=0 NSG=1
+    if (!r1 || loginStatus(r1) !== 0) throw new LoginFailed('security stage', loginStatus(r1));
+    if (opts.chap) r1 = await this.chapExchange(opts.chap, isid);
     const defaults: Array<[string, string]> = [
       ['HeaderDigest', 'None'],
       ['DataDigest', 'None'],
@@ -205,7 +238,7 @@ export class TestInitiator {
     const all: Record<string, string> = Object.fromEntries(parsePairs(r1.data));
     for (let round = 0; round < 4; round++) {
       const r = await this.loginStep(0x87, keys, isid); // T=1 CSG=1 NSG=3
-      if (!r || r.bhs[36] !== 0) throw new Error(`login failed at operational stage: status ${r?.bhs[36]}/${r?.bhs[37]}`);
+      if (!r || loginStatus(r) !== 0) throw new LoginFailed('operational stage', loginStatus(r));
       const got = parsePairs(r.data);
       Object.assign(all, Object.fromEntries(got));
       if (r.bhs[1] & 0x80 && (r.bhs[1] & 0x03) === 3) {
@@ -218,6 +251,29 @@ export class TestInitiator {
       keys = got.filter(([k]) => k !== 'MaxRecvDataSegmentLength');
     }
     throw new Error('login did not complete');
+  }
+
+  /** The CHAP steps of the security stage (after AuthMethod=CHAP was agreed); returns the last response. */
+  private async chapExchange(chap: ChapLogin, isid: Buffer): Promise<Pdu> {
+    const r2 = await this.loginStep(0x81, [['CHAP_A', chap.algorithms ?? '5']], isid);
+    if (!r2 || loginStatus(r2) !== 0) throw new LoginFailed('CHAP_A', loginStatus(r2));
+    const got = Object.fromEntries(parsePairs(r2.data));
+    const challenge = Buffer.from(got.CHAP_C.slice(2), 'hex');
+    const response = chapDigest(got.CHAP_A, Number(got.CHAP_I), chap.secret, challenge);
+    const keys: Array<[string, string]> = [['CHAP_N', chap.username], ['CHAP_R', `0x${response.toString('hex')}`]];
+    const myChallenge = randomBytes(16);
+    const myId = 0x5a;
+    if (chap.mutual) keys.push(['CHAP_I', String(myId)], ['CHAP_C', `0x${myChallenge.toString('hex')}`]);
+    const r3 = await this.loginStep(0x81, keys, isid);
+    if (!r3 || loginStatus(r3) !== 0) throw new LoginFailed('CHAP_R', loginStatus(r3));
+    if (chap.mutual) {
+      const answer = Object.fromEntries(parsePairs(r3.data));
+      const expected = chapDigest(got.CHAP_A, myId, chap.mutual.secret, myChallenge);
+      if (answer.CHAP_N !== chap.mutual.username || answer.CHAP_R !== `0x${expected.toString('hex')}`) {
+        throw new LoginFailed('mutual CHAP (the target did not prove itself)', 0);
+      }
+    }
+    return r3;
   }
 
   /**
@@ -382,6 +438,30 @@ export class TestInitiator {
       if (p.opcode === 0x20 && p.bhs.readUInt32BE(16) === itt) {
         this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
         return p.data;
+      }
+    }
+  }
+
+  /** One Text Request (final, no continuation); returns the pairs of the Text Response. */
+  async text(pairs: Array<[string, string]>): Promise<Array<[string, string]>> {
+    const itt = this.nextItt();
+    const data = textData(pairs);
+    this.sendRaw(
+      TestInitiator.bhs(0x44, 0x80, data.length, (h) => {
+        h.writeUInt32BE(itt, 16);
+        h.writeUInt32BE(0xffffffff, 20);
+        h.writeUInt32BE(this.cmdSN, 24);
+        h.writeUInt32BE(this.expStatSN, 28);
+      }),
+      data,
+    );
+    this.cmdSN++;
+    for (;;) {
+      const p = await this.receive();
+      if (!p) throw new Error('no Text Response');
+      if (p.opcode === 0x24 && p.bhs.readUInt32BE(16) === itt) {
+        this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
+        return parsePairs(p.data);
       }
     }
   }

@@ -7,7 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { DEMO_IQN, Daemon } from '../helpers/daemon';
-import { TestInitiator, parsePairs } from '../helpers/initiator';
+import { TestInitiator, chapDigest, parsePairs } from '../helpers/initiator';
+import { configPath } from '../../src/config/paths';
+import { migrateDocument } from '../../src/config/migrate';
+import { writeFileAtomic } from '../../src/sys/durable';
+import { MiB, dataDirWith } from '../helpers/scsi';
 
 const READ10 = (lba: number, blocks: number) => Buffer.from([0x28, 0, lba >>> 24, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0]);
 const WRITE10 = (lba: number, blocks: number) => Buffer.from([0x2a, 0, lba >>> 24, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0]);
@@ -224,5 +228,124 @@ describe('malformed input', () => {
     });
     assert.equal(closed, true);
     assert.ok(Date.now() - started >= 10_000, 'not before the login timeout');
+  });
+});
+
+describe('malformed CHAP', () => {
+  const TARGET = 'iqn.2003-01.com.example.iscsi-gw:chap';
+  const HOST = 'iqn.1996-04.de.suse:01:e6ca28cc9f20';
+  const CHAP = { username: 'common12', secret: 'pass12345678' };
+  let daemon: Daemon;
+  let bystander: TestInitiator;
+  let bystanderIo: Promise<void>;
+  let stop = false;
+  let isidSeq = 0x100;
+
+  before(async () => {
+    const { dir, config: v1 } = await dataDirWith([{ id: 'chap.img', backstore: 'file', size: 16 * MiB }], [{ iqn: TARGET, luns: { 'chap.img': 0 } }]);
+    const config = migrateDocument(v1, 'test');
+    config.targets[TARGET].auth = {
+      username: CHAP.username, password: CHAP.secret, password_encryption_enabled: false,
+      mutual_username: 'target01', mutual_password: 'tpassword1234', mutual_password_encryption_enabled: false,
+    };
+    await writeFileAtomic(configPath(dir), JSON.stringify(config));
+    daemon = await Daemon.start({ dataDir: dir });
+    bystander = await TestInitiator.connect(daemon.port);
+    await bystander.login({ initiatorName: HOST, targetName: TARGET, chap: CHAP, isid: Buffer.from('80000000cccc', 'hex') });
+    await bystander.clearUnitAttentions();
+    bystanderIo = (async () => {
+      let round = 0;
+      while (!stop) {
+        const data = Buffer.alloc(4096, round & 0xff);
+        assert.equal((await bystander.scsi(WRITE10(64, 8), { write: data, immediate: 4096 })).status, 0);
+        const r = await bystander.scsi(READ10(64, 8), { read: 4096 });
+        assert.ok(r.status === 0 && r.data.equals(data), 'bystander data intact');
+        round++;
+      }
+    })();
+  });
+
+  after(async () => {
+    stop = true;
+    await bystanderIo;
+    assert.deepEqual(await bystander.ping(), Buffer.from('ping'), 'the CHAP session kept working');
+    bystander.close();
+    assert.ok(daemon.alive, 'daemon survived');
+    assert.ok(!daemon.stdout.includes(CHAP.secret) && !daemon.stderr.includes(CHAP.secret), 'no secret in the log');
+    await daemon.stop();
+  });
+
+  /** Security stage up to the target's challenge; returns the initiator, its ISID and the challenge keys. */
+  async function challenged(): Promise<{ i: TestInitiator; isid: Buffer; got: Record<string, string> }> {
+    const i = await TestInitiator.connect(daemon.port);
+    const isid = Buffer.alloc(6);
+    isid.writeUIntBE(0x800000000000 + isidSeq++, 0, 6);
+    const r1 = await i.loginStep(0x81, [['InitiatorName', HOST], ['TargetName', TARGET], ['AuthMethod', 'CHAP,None']], isid);
+    assert.equal(r1!.bhs.readUInt16BE(36), 0);
+    assert.equal(Object.fromEntries(parsePairs(r1!.data)).AuthMethod, 'CHAP');
+    const r2 = await i.loginStep(0x81, [['CHAP_A', '5']], isid);
+    const got = Object.fromEntries(parsePairs(r2!.data));
+    assert.match(got.CHAP_C, /^0x[0-9a-f]{32,}$/, 'a challenge of at least 16 bytes');
+    return { i, isid, got };
+  }
+
+  function response(got: Record<string, string>, secret = CHAP.secret): string {
+    return `0x${chapDigest(got.CHAP_A, Number(got.CHAP_I), secret, Buffer.from(got.CHAP_C.slice(2), 'hex')).toString('hex')}`;
+  }
+
+  async function expectLoginReject(i: TestInitiator, isid: Buffer, pairs: Array<[string, string]>, status: number, what: string): Promise<void> {
+    const r = await i.loginStep(0x81, pairs, isid);
+    assert.ok(r, `${what}: a login response`);
+    assert.equal(r.opcode, 0x23, `${what}: Login Response`);
+    assert.equal(r.bhs.readUInt16BE(36).toString(16), status.toString(16), what);
+    assert.equal(await i.waitClosed(), true, `${what}: connection closed`);
+  }
+
+  it('missing CHAP_N', async () => {
+    const { i, isid, got } = await challenged();
+    await expectLoginReject(i, isid, [['CHAP_R', response(got)]], 0x0207, 'missing CHAP_N');
+  });
+
+  it('non-hex and oversized CHAP_R', async () => {
+    const a = await challenged();
+    await expectLoginReject(a.i, a.isid, [['CHAP_N', CHAP.username], ['CHAP_R', '0xnot-hex-at-all']], 0x0200, 'non-hex CHAP_R');
+    const b = await challenged();
+    await expectLoginReject(b.i, b.isid, [['CHAP_N', CHAP.username], ['CHAP_R', `0x${'ab'.repeat(2000)}`]], 0x0200, 'oversized CHAP_R');
+    // Beyond the login's 8 KiB data segment limit: the connection ends (after a Reject, which
+    // the initiator may not get to read when the close resets the connection mid-send).
+    const d = await challenged();
+    const r = await d.i.loginStep(0x81, [['CHAP_N', CHAP.username], ['CHAP_R', `0x${'ab'.repeat(4096)}`]], d.isid);
+    if (r) expectReject(r, 0x04);
+    assert.equal(await d.i.waitClosed(), true);
+    const c = await challenged();
+    await expectLoginReject(c.i, c.isid, [['CHAP_N', CHAP.username], ['CHAP_R', 'plain']], 0x0200, 'CHAP_R without 0x/0b');
+  });
+
+  it('CHAP keys out of order', async () => {
+    // CHAP_N/CHAP_R before the challenge was even asked for.
+    const i = await TestInitiator.connect(daemon.port);
+    const isid = Buffer.from('800000000f01', 'hex');
+    const r1 = await i.loginStep(0x81, [['InitiatorName', HOST], ['TargetName', TARGET], ['AuthMethod', 'CHAP']], isid);
+    assert.equal(r1!.bhs.readUInt16BE(36), 0);
+    await expectLoginReject(i, isid, [['CHAP_N', CHAP.username], ['CHAP_R', '0x00']], 0x0200, 'CHAP_R before CHAP_A');
+    // CHAP_A again after the challenge.
+    const b = await challenged();
+    await expectLoginReject(b.i, b.isid, [['CHAP_A', '5']], 0x0200, 'CHAP_A repeated');
+    // A repeated key in one request.
+    const c = await challenged();
+    await expectLoginReject(c.i, c.isid, [['CHAP_N', CHAP.username], ['CHAP_R', response(c.got)], ['CHAP_R', response(c.got)]], 0x0200, 'CHAP_R twice');
+  });
+
+  it('a repeated (reflected) challenge', async () => {
+    // The initiator hands the target's own challenge back for mutual CHAP.
+    const { i, isid, got } = await challenged();
+    await expectLoginReject(i, isid, [['CHAP_N', CHAP.username], ['CHAP_R', response(got)], ['CHAP_I', got.CHAP_I], ['CHAP_C', got.CHAP_C]], 0x0201, 'reflected challenge');
+  });
+
+  it('a new connection logs in normally afterwards', async () => {
+    const i = await TestInitiator.connect(daemon.port);
+    await i.login({ initiatorName: HOST, targetName: TARGET, chap: { ...CHAP, mutual: { username: 'target01', secret: 'tpassword1234' } } });
+    assert.deepEqual(await i.ping(), Buffer.from('ping'));
+    i.close();
   });
 });

@@ -41,7 +41,7 @@ describe('reconciler: live apply', () => {
         acl_enabled: true, auth: emptyAuth(), controls: {}, ip_list: ['127.0.0.1'],
         portals: { gw1: { portal_ip_addresses: ['127.0.0.1'], inactive_portal_ips: [], gateway_ip_list: ['127.0.0.1'], tpgs: 1 } },
         disks: { 'file/a': { lun_id: 0 } },
-        clients: { [INITIATOR]: { auth: emptyAuth(), luns: {}, group_name: '' } },
+        clients: { [INITIATOR]: { auth: emptyAuth(), luns: { 'file/a': { lun_id: 0 } }, group_name: '' } },
         groups: {},
       };
       assignOwner(d, 'file/a', IQN);
@@ -77,6 +77,7 @@ describe('reconciler: live apply', () => {
     const r = await gw.configStore.update((d) => {
       d.disks['file/b'] = { pool: 'file', image: 'b', backstore: 'file', path: 'images/b.img', size: 4 << 20, wwn: 'live-b', backstore_object_name: 'file.b', controls: {} };
       d.targets[IQN].disks['file/b'] = { lun_id: 1 };
+      d.targets[IQN].clients[INITIATOR].luns['file/b'] = { lun_id: 1 };
       assignOwner(d, 'file/b', IQN);
     });
     await gw.waitApplied(r.epoch);
