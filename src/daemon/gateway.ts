@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import { FileConfigStore } from '../config/file-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig, timestamp } from '../config/schema';
+import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
    */
   readonly portals?: readonly PortalAddress[];
   readonly log: Logger;
+  /** iscsi-gateway.cfg settings with command-line overrides (the API and metrics read them here). */
+  readonly settings?: GatewaySettings;
   /** Seconds initiators get to log out on shutdown. */
   readonly shutdownGrace?: number;
   /** Failed-login throttling per source address (default: DEFAULT_LOGIN_THROTTLE). */
@@ -58,9 +61,11 @@ export class Gateway implements RunningState {
   createdDemo = false;
   private stopping: Promise<void> | undefined;
   readonly gatewayName: string;
+  readonly settings: GatewaySettings;
 
   private constructor(private readonly options: GatewayOptions) {
     this.gatewayName = options.name;
+    this.settings = options.settings ?? defaultSettings();
     if (options.passwordDecoder) this.catalog.decode = options.passwordDecoder;
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
@@ -160,6 +165,9 @@ export class Gateway implements RunningState {
     // held image (ownership moving) serve it in standby and retry instead.
     const held = this.reconciler.lastOwnedOpenFailures();
     if (held.length > 0) throw held[0];
+    // Likewise a target the configuration describes but this gateway cannot build.
+    const broken = this.reconciler.lastTargetFailures();
+    if (broken.length > 0) throw broken[0];
     this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
       void this.reconciler?.submit(s.config).then(() => this.publish());
     });
@@ -322,14 +330,21 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Disk ids an initiator sees through a target (LUN masking when it is a configured client). */
+/**
+ * Disk ids an initiator sees through a target: every served LUN without ACL; in ACL mode its
+ * own LUNs and its host group's (as the catalog's LUN masking, daemon/catalog.ts).
+ */
 function visibleDisks(config: GatewayConfig | undefined, target: string, initiator: string, served: string[]): string[] {
-  const client = config?.targets[target]?.clients[initiator];
-  if (!client) return served;
-  const group = client.group_name ? config?.targets[target]?.groups[client.group_name] : undefined;
-  const masked = new Set([...Object.keys(client.luns), ...Object.keys(group?.disks ?? {})]);
-  // A client without any LUN mapping sees the target's LUNs (no masking configured yet).
-  return masked.size === 0 ? served : served.filter((d) => masked.has(d));
+  const t = config?.targets[target];
+  if (!t || !t.acl_enabled) return served;
+  const name = initiator.toLowerCase();
+  const entry = Object.entries(t.clients).find(([iqn]) => iqn.toLowerCase() === name);
+  if (!entry) return [];
+  const client = entry[1];
+  const groupName = client.group_name || Object.entries(t.groups).find(([, g]) => g.members.some((m) => m.toLowerCase() === name))?.[0];
+  const group = groupName ? t.groups[groupName] : undefined;
+  const visible = new Set([...Object.keys(client.luns), ...Object.keys(group?.disks ?? {})]);
+  return served.filter((d) => visible.has(d));
 }
 
 /**

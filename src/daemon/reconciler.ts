@@ -83,6 +83,8 @@ export class Reconciler {
   private problems: string[] = [];
   /** Disks this gateway owns but could not open read-write in the last pass. */
   private ownedOpenFailures: Error[] = [];
+  /** Targets the last pass could not apply (bad controls, a LUN the SCSI layer refused). */
+  private targetFailures: Error[] = [];
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
 
@@ -98,6 +100,10 @@ export class Reconciler {
   /** Owned disks whose storage the last pass could not open for writing (held elsewhere, missing). */
   lastOwnedOpenFailures(): readonly Error[] {
     return this.ownedOpenFailures;
+  }
+
+  lastTargetFailures(): readonly Error[] {
+    return this.targetFailures;
   }
 
   lastProblems(): readonly string[] {
@@ -181,6 +187,7 @@ export class Reconciler {
     }
     const replaced = new Map<string, OpenDisk>();
     const ownedOpenFailures: Error[] = [];
+    const targetFailures: Error[] = [];
     for (const [id, { disk, access }] of wanted) {
       const sig = diskSignature(disk, access);
       const cur = this.disks.get(id);
@@ -220,6 +227,7 @@ export class Reconciler {
         await this.applyTarget(config, name, t);
       } catch (e) {
         problems.push(`target ${name}: ${(e as Error).message}`);
+        targetFailures.push(e as Error);
         log.error({ target: name, err: e }, 'cannot apply the target');
       }
     }
@@ -257,6 +265,7 @@ export class Reconciler {
     this.lastConfig = config;
     this.problems = problems;
     this.ownedOpenFailures = ownedOpenFailures;
+    this.targetFailures = targetFailures;
     this.applied = config.epoch;
     for (const w of [...this.waiters]) {
       if (w.epoch <= config.epoch) {
