@@ -113,6 +113,11 @@ export class Gateway {
     }
   }
 
+  /** The SCSI target devices by target name (metrics, status). */
+  targets(): ReadonlyMap<string, ScsiTarget> {
+    return this.scsiTargets;
+  }
+
   /** The portal addresses actually bound (resolves port 0 to the real port). */
   boundPortals(): PortalAddress[] {
     return this.servers.map((s) => {

@@ -47,6 +47,7 @@ import { SessionRegistry } from './session-registry';
 import { PortalAddress } from '../transport/portal';
 import { TargetCatalog, TargetSettings } from './target-node';
 import { TextExchange, TextExchangeError } from './text-exchange';
+import { countLoginFailure, loginFailureReason } from '../metrics/stats';
 
 export interface ConnectionContext {
   readonly catalog: TargetCatalog;
@@ -349,6 +350,7 @@ export class Connection implements SessionTransport {
   }
 
   private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
+    countLoginFailure(loginFailureReason(status));
     this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
     this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
     void this.close(`login failed: ${message}`, true);
