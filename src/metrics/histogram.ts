@@ -37,10 +37,12 @@ export class LatencyHistogram implements HistogramView {
 
   /** Record one value in seconds. Bucket i holds values v with bounds[i-1] < v <= bounds[i]. */
   observe(seconds: number): void {
-    const b = this.bounds;
-    let i = 0;
-    while (i < b.length && seconds > b[i]) i++;
-    this.counts[i]++;
+    this.observeInBucket(bucketIndex(this.bounds, seconds), seconds);
+  }
+
+  /** Record a value whose bucket the caller already knows (one lookup for several histograms). */
+  observeInBucket(bucket: number, seconds: number): void {
+    this.counts[bucket]++;
     this.sum += seconds;
     this.count++;
   }
@@ -54,6 +56,13 @@ export class LatencyHistogram implements HistogramView {
     this.sum += other.sum;
     this.count += other.count;
   }
+}
+
+/** Index of the bucket a value falls in (bounds.length: the +Inf bucket). */
+export function bucketIndex(bounds: readonly number[], seconds: number): number {
+  let i = 0;
+  while (i < bounds.length && seconds > bounds[i]) i++;
+  return i;
 }
 
 function sameBounds(a: readonly number[], b: readonly number[]): boolean {

@@ -8,7 +8,7 @@
  * SAM types.
  */
 import { ScsiCommand, ScsiResult, ScsiStatus } from '../scsi/sam';
-import { HistogramView, LatencyHistogram } from './histogram';
+import { HistogramView, LATENCY_BUCKETS_SECONDS, LatencyHistogram, bucketIndex } from './histogram';
 
 /** Command classes, by data direction (as LIO counts its per-LUN statistics). */
 export const enum OpKind {
@@ -44,7 +44,8 @@ export class IoStats implements IoStatsView {
   errors = 0;
   readonly latency: readonly LatencyHistogram[] = [new LatencyHistogram(), new LatencyHistogram(), new LatencyHistogram()];
 
-  record(kind: OpKind, ok: boolean, readBytes: number, writeBytes: number, seconds: number): void {
+  /** Count one command; `bucket` is its latency's index in LATENCY_BUCKETS_SECONDS. */
+  record(kind: OpKind, ok: boolean, readBytes: number, writeBytes: number, seconds: number, bucket: number): void {
     this.commands[kind]++;
     if (ok) {
       this.readBytes += readBytes;
@@ -52,7 +53,7 @@ export class IoStats implements IoStatsView {
     } else {
       this.errors++;
     }
-    this.latency[kind].observe(seconds);
+    this.latency[kind].observeInBucket(bucket, seconds);
   }
 
   /** Add another set of counters into this one (aggregation at scrape time). */
@@ -104,8 +105,9 @@ export class LuStats implements LuStatsView {
       kind = OpKind.Read;
       readBytes = result.data ? Math.min(result.data.length, cmd.dataInLength) : 0;
     }
-    this.total.record(kind, ok, readBytes, writeBytes, seconds);
-    this.initiator(cmd.nexus.initiatorName).record(kind, ok, readBytes, writeBytes, seconds);
+    const bucket = bucketIndex(LATENCY_BUCKETS_SECONDS, seconds);
+    this.total.record(kind, ok, readBytes, writeBytes, seconds, bucket);
+    this.initiator(cmd.nexus.initiatorName).record(kind, ok, readBytes, writeBytes, seconds, bucket);
   }
 
   private initiator(name: string): IoStats {
