@@ -9,7 +9,7 @@
  */
 import { Gauge, MetricType, Registry, collectDefaultMetrics } from 'prom-client';
 import type { HistogramView } from './histogram';
-import { IoStats, IoStatsView, OP_NAMES, loginFailures } from './stats';
+import { IoStats, IoStatsView, OP_NAMES, OpKind, loginFailures } from './stats';
 import type { MetricsSource } from './source';
 
 type Labels = Record<string, string | number>;
@@ -36,11 +36,14 @@ class SnapshotMetric extends Gauge<string> {
     private readonly description: string,
     private readonly kind: Kind,
     private readonly rows: () => readonly Row[],
+    /** Resolves when this metric may render: one family per event-loop turn, I/O in between. */
+    private readonly turn: () => Promise<void>,
   ) {
     super({ name: metric, help: description, registers: [registry] });
   }
 
   override async get(): ReturnType<Gauge<string>['get']> {
+    await this.turn();
     return {
       name: this.metric,
       help: this.description,
@@ -48,7 +51,7 @@ class SnapshotMetric extends Gauge<string> {
       type: this.kind as unknown as MetricType,
       aggregator: 'sum',
       collect: () => undefined,
-      values: this.rows().map((r) => ({ ...r, labels: { ...r.labels } })),
+      values: this.rows() as Row[],
     };
   }
 }
@@ -101,8 +104,12 @@ export class GatewayMetrics {
       collectDefaultMetrics({ register: this.registry });
       for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
     }
+    // A scrape of a thousand busy LUNs renders tens of thousands of lines: one family per
+    // event-loop turn, so that commands keep flowing while it renders.
+    let turns = Promise.resolve();
+    const turn = (): Promise<void> => (turns = turns.then(() => new Promise<void>((resolve) => setImmediate(resolve))));
     const m = (name: string, kind: Kind, help: string) => {
-      new SnapshotMetric(this.registry, name, help, kind, () => this.snapshot.get(name) ?? []);
+      new SnapshotMetric(this.registry, name, help, kind, () => this.snapshot.get(name) ?? [], turn);
     };
     // ceph-iscsi rbd-target-gw (reference §5.7). Its counters have no _total suffix, which the
     // exposition format's lint rejects for TYPE counter; they are exported untyped (rate() works alike).
@@ -125,12 +132,13 @@ export class GatewayMetrics {
     m('iscsi_gateway_lun_write_bytes_total', 'counter', 'Data-Out bytes of successful commands of the logical unit');
     m('iscsi_gateway_lun_errors_total', 'counter', 'Commands of the logical unit that ended with a status other than GOOD');
     m('iscsi_gateway_lun_tasks', 'gauge', 'Tasks in the logical unit\'s task set');
-    m('iscsi_gateway_lun_latency_seconds', 'histogram', 'Command latency in the logical unit, by data direction');
-    m('iscsi_gateway_initiator_commands_total', 'counter', 'SCSI commands of an initiator to the logical unit, by data direction');
-    m('iscsi_gateway_initiator_read_bytes_total', 'counter', 'Data-In bytes of an initiator\'s successful commands to the logical unit');
-    m('iscsi_gateway_initiator_write_bytes_total', 'counter', 'Data-Out bytes of an initiator\'s successful commands to the logical unit');
-    m('iscsi_gateway_initiator_errors_total', 'counter', 'Commands of an initiator to the logical unit that ended with a status other than GOOD');
-    m('iscsi_gateway_initiator_latency_seconds', 'histogram', 'Command latency of an initiator over all its logical units of the target, by data direction');
+    m('iscsi_gateway_lun_latency_seconds', 'histogram', 'Latency of the logical unit\'s reads and writes (commands with Data-In, Data-Out)');
+    // Per initiator over its logical units of a target (per initiator and disk: ceph_iscsi_lun_*).
+    m('iscsi_gateway_initiator_commands_total', 'counter', 'SCSI commands of an initiator to the target\'s logical units, by data direction');
+    m('iscsi_gateway_initiator_read_bytes_total', 'counter', 'Data-In bytes of an initiator\'s successful commands to the target\'s logical units');
+    m('iscsi_gateway_initiator_write_bytes_total', 'counter', 'Data-Out bytes of an initiator\'s successful commands to the target\'s logical units');
+    m('iscsi_gateway_initiator_errors_total', 'counter', 'Commands of an initiator to the target\'s logical units that ended with a status other than GOOD');
+    m('iscsi_gateway_initiator_latency_seconds', 'histogram', 'Command latency of an initiator over the target\'s logical units, by data direction');
   }
 
   /** The exposition text of one scrape. */
@@ -139,6 +147,7 @@ export class GatewayMetrics {
     this.snapshot = this.collect();
     const seconds = (performance.now() - started) / 1000;
     this.snapshot.set('ceph_iscsi_scrape_duration_seconds', [{ labels: { gw_name: this.source.gatewayName }, value: seconds }]);
+    await new Promise<void>((resolve) => setImmediate(resolve)); // let I/O run between reading and rendering
     return this.registry.metrics();
   }
 
@@ -166,18 +175,15 @@ export class GatewayMetrics {
     const lunErrors: Row[] = [];
     const lunTasks: Row[] = [];
     const lunLatency: Row[] = [];
-    const iniCommands: Row[] = [];
-    const iniRead: Row[] = [];
-    const iniWrite: Row[] = [];
-    const iniErrors: Row[] = [];
-    const iniLatency = new Map<string, { labels: Labels; stats: IoStats }>();
+    const byInitiator = new Map<string, { labels: Labels; stats: IoStats }>();
     for (const l of luns) {
       mapped.add({ lun_name: l.name, gw_name: gw, gw_owner: l.owner }, l.mapped ? 1 : 0);
       size.add({ lun_name: l.name, gw_name: gw }, l.sizeBytes);
       const lunLabels = { target: l.target, lun: l.lun, lun_name: l.name };
       pushIo(l.stats.total, lunLabels, lunCommands, lunRead, lunWrite, lunErrors);
       lunTasks.push({ labels: lunLabels, value: l.tasks });
-      for (let k = 0; k < OP_NAMES.length; k++) {
+      // Reads and writes: what a per-LUN latency panel shows; the rest is in the initiator's.
+      for (const k of [OpKind.Read, OpKind.Write]) {
         const h = l.stats.total.latency[k];
         if (h.count > 0) lunLatency.push(...histogramRows('iscsi_gateway_lun_latency_seconds', { ...lunLabels, op: OP_NAMES[k] }, h));
       }
@@ -186,10 +192,9 @@ export class GatewayMetrics {
         iops.add(c, s.commands[0] + s.commands[1] + s.commands[2]);
         readBytes.add(c, s.readBytes);
         writeBytes.add(c, s.writeBytes);
-        pushIo(s, { ...lunLabels, client_iqn: iqn }, iniCommands, iniRead, iniWrite, iniErrors);
         const key = `${l.target}\n${iqn}`;
-        let agg = iniLatency.get(key);
-        if (!agg) iniLatency.set(key, (agg = { labels: { target: l.target, client_iqn: iqn }, stats: new IoStats() }));
+        let agg = byInitiator.get(key);
+        if (!agg) byInitiator.set(key, (agg = { labels: { target: l.target, client_iqn: iqn }, stats: new IoStats() }));
         agg.stats.add(s);
       }
     }
@@ -230,17 +235,22 @@ export class GatewayMetrics {
     put('iscsi_gateway_lun_errors_total', lunErrors);
     put('iscsi_gateway_lun_tasks', lunTasks);
     put('iscsi_gateway_lun_latency_seconds', lunLatency);
-    put('iscsi_gateway_initiator_commands_total', iniCommands);
-    put('iscsi_gateway_initiator_read_bytes_total', iniRead);
-    put('iscsi_gateway_initiator_write_bytes_total', iniWrite);
-    put('iscsi_gateway_initiator_errors_total', iniErrors);
+    const iniCommands: Row[] = [];
+    const iniRead: Row[] = [];
+    const iniWrite: Row[] = [];
+    const iniErrors: Row[] = [];
     const iniLat: Row[] = [];
-    for (const { labels, stats } of iniLatency.values()) {
+    for (const { labels, stats } of byInitiator.values()) {
+      pushIo(stats, labels, iniCommands, iniRead, iniWrite, iniErrors);
       for (let k = 0; k < OP_NAMES.length; k++) {
         const h = stats.latency[k];
         if (h.count > 0) iniLat.push(...histogramRows('iscsi_gateway_initiator_latency_seconds', { ...labels, op: OP_NAMES[k] }, h));
       }
     }
+    put('iscsi_gateway_initiator_commands_total', iniCommands);
+    put('iscsi_gateway_initiator_read_bytes_total', iniRead);
+    put('iscsi_gateway_initiator_write_bytes_total', iniWrite);
+    put('iscsi_gateway_initiator_errors_total', iniErrors);
     put('iscsi_gateway_initiator_latency_seconds', iniLat);
     return out;
   }

@@ -107,7 +107,7 @@ describe('metrics endpoint', () => {
 
     assert.equal(value(all, 'ceph_iscsi_lun_write_bytes', cephLabels) - w0, written);
     assert.equal(value(all, 'iscsi_gateway_lun_write_bytes_total', lunLabels) - lw0, written);
-    assert.equal(value(all, 'iscsi_gateway_initiator_write_bytes_total', { ...lunLabels, client_iqn: QEMU_INITIATOR }), written + w0);
+    assert.equal(value(all, 'iscsi_gateway_initiator_write_bytes_total', { target: DEMO_IQN, client_iqn: QEMU_INITIATOR }), written + w0);
     assert.equal(value(all, 'iscsi_gateway_lun_commands_total', { ...lunLabels, op: 'write' }) - lc0, WRITES.length);
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_count', { ...lunLabels, op: 'write' }), WRITES.length + lc0);
     assert.ok(value(all, 'iscsi_gateway_lun_latency_seconds_sum', { ...lunLabels, op: 'write' }) > 0);

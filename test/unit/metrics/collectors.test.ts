@@ -71,7 +71,10 @@ describe('GatewayMetrics', () => {
     assert.equal(value(all, 'iscsi_gateway_lun_write_bytes_total', { lun_name: 'rbd/b "quoted"\\' }), 512);
     assert.equal(value(all, 'iscsi_gateway_lun_commands_total', { target: T1, lun: '0', op: 'write' }), 2);
     assert.equal(value(all, 'iscsi_gateway_lun_commands_total', { target: T1, lun: '0', op: 'read' }), 0);
-    assert.equal(value(all, 'iscsi_gateway_initiator_write_bytes_total', { target: T1, lun: '0', client_iqn: ini }), 8192);
+    assert.equal(value(all, 'iscsi_gateway_initiator_write_bytes_total', { target: T1, client_iqn: ini }), 8192);
+    assert.equal(value(all, 'iscsi_gateway_initiator_write_bytes_total', { target: T1, client_iqn: nexus(2).initiatorName }), 512);
+    assert.equal(value(all, 'iscsi_gateway_initiator_commands_total', { target: T2, client_iqn: ini, op: 'write' }), 1);
+    assert.equal(samples(all, 'iscsi_gateway_initiator_commands_total', { lun: '0' }).length, 0, 'per initiator and disk: the ceph_iscsi_lun_* series');
     assert.equal(value(all, 'iscsi_gateway_sessions', { target: T1, client_iqn: ini }), 1);
     assert.equal(value(all, 'iscsi_gateway_config_epoch'), 42);
     assert.ok(value(all, 'iscsi_gateway_login_failures_total', { reason: 'not_found' }) >= 1);
@@ -82,6 +85,8 @@ describe('GatewayMetrics', () => {
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { ...lat, le: '0.00025' }), 1);
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { ...lat, le: '0.0025' }), 1);
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { ...lat, le: '0.005' }), 2);
+    assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { target: T1, lun: '1', op: 'write', le: '2.5' }), 1);
+    assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { target: T1, lun: '1', op: 'write', le: '0.5' }), 0);
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_bucket', { ...lat, le: '+Inf' }), 2);
     assert.equal(value(all, 'iscsi_gateway_lun_latency_seconds_count', lat), 2);
     assert.ok(Math.abs(value(all, 'iscsi_gateway_lun_latency_seconds_sum', lat) - 0.0032) < 1e-12);
