@@ -4,7 +4,8 @@
  * only this interface, so they can be tested without a daemon and the daemon can change shape.
  */
 import * as os from 'node:os';
-import type { Gateway } from '../daemon/gateway';
+import type { SessionRegistry } from '../iscsi/session-registry';
+import type { ScsiTarget } from '../scsi/scsi-target';
 import type { LuStatsView, SessionStatsView } from './stats';
 
 export interface TargetSample {
@@ -54,6 +55,26 @@ export interface MetricsSource {
   sessions(): SessionSample[];
 }
 
+/** The parts of the configuration metrics read (ceph-iscsi's schema; v11 fields when present). */
+export interface ConfigView {
+  readonly epoch: number;
+  readonly disks: Readonly<Record<string, unknown>>;
+  readonly targets: Readonly<Record<string, {
+    readonly acl_enabled?: boolean;
+    readonly disks: Readonly<Record<string, unknown>>;
+    readonly clients: Readonly<Record<string, unknown>>;
+  }>>;
+}
+
+/** What metrics need from the running daemon (the Gateway class has this shape). */
+export interface GatewayView {
+  /** The configuration the gateway runs (undefined before it loaded one). */
+  readonly config: ConfigView | undefined;
+  /** The SCSI target devices this gateway serves, by target name. */
+  targets(): ReadonlyMap<string, ScsiTarget>;
+  readonly service: { readonly sessions: SessionRegistry };
+}
+
 function field(o: unknown, key: string): unknown {
   return typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[key] : undefined;
 }
@@ -63,38 +84,64 @@ function lunIdOf(o: unknown): number | undefined {
   return typeof id === 'number' ? id : undefined;
 }
 
+function keysOf(o: unknown): string[] {
+  return typeof o === 'object' && o !== null ? Object.keys(o) : [];
+}
+
+/** Target portal groups: one per portal IP of the target (v11 ip_list), else per gateway. */
+function tpgCount(target: unknown): number {
+  const ips = field(target, 'ip_list');
+  if (Array.isArray(ips) && ips.length > 0) return ips.length;
+  return Math.max(1, keysOf(field(target, 'portals')).length);
+}
+
 /**
- * The metrics view of a running Gateway. Reads the configuration the gateway loaded (fields
- * of ceph-iscsi's schema that ours does not carry yet, such as a disk's `owner` or a client's
- * `luns`, are used when present) and the live SCSI targets and sessions.
+ * Disk ids a client sees: its own LUN map and its host groups' (v11), or, in a config without
+ * per-client maps, every disk of the target.
  */
-export function gatewayMetricsSource(gateway: Gateway, gatewayName: string = os.hostname()): MetricsSource {
+function clientDisks(target: ConfigView['targets'][string], iqn: string, client: unknown): Map<string, number> {
+  const out = new Map<string, number>();
+  const own = field(client, 'luns');
+  if (own === undefined) {
+    for (const [id, ref] of Object.entries(target.disks)) out.set(id, lunIdOf(ref) ?? -1);
+  } else {
+    for (const id of keysOf(own)) out.set(id, lunIdOf(field(own, id)) ?? lunIdOf(target.disks[id]) ?? -1);
+  }
+  for (const group of Object.values(field(target, 'groups') ?? {}) as unknown[]) {
+    const members = field(group, 'members');
+    if (!Array.isArray(members) || !members.includes(iqn)) continue;
+    const disks = field(group, 'disks');
+    for (const id of keysOf(disks)) if (!out.has(id)) out.set(id, lunIdOf(field(disks, id)) ?? lunIdOf(target.disks[id]) ?? -1);
+  }
+  for (const [id, lun] of out) if (lun < 0) out.delete(id);
+  return out;
+}
+
+/**
+ * The metrics view of a running gateway. Reads the configuration the gateway runs (fields of
+ * ceph-iscsi's schema v11 such as a disk's `owner`, a client's `luns`, host groups and a target's
+ * `ip_list` are used when present) and the live SCSI targets and sessions.
+ */
+export function gatewayMetricsSource(gateway: GatewayView, gatewayName: string = os.hostname()): MetricsSource {
   return {
     gatewayName,
     configEpoch: () => gateway.config?.epoch,
-    targets: () => Object.entries(gateway.config?.targets ?? {}).map(([name, t]) => {
-      const portals = field(t, 'portals');
-      const n = typeof portals === 'object' && portals !== null ? Object.keys(portals).length : 0;
-      return { name, tpgs: Math.max(1, n) };
-    }),
+    targets: () => Object.entries(gateway.config?.targets ?? {}).map(([name, t]) => ({ name, tpgs: tpgCount(t) })),
     luns: () => {
       const config = gateway.config;
       const out: LunSample[] = [];
       for (const [targetName, scsi] of gateway.targets()) {
         const target = config?.targets[targetName];
-        const clients = Object.values(target?.clients ?? {});
+        const clients = target ? Object.entries(target.clients).map(([iqn, c]) => clientDisks(target, iqn, c)) : [];
         for (const lun of scsi.luns()) {
           const lu = scsi.logicalUnit(lun);
           if (!lu) continue;
           const owner = field(config?.disks[lu.name], 'owner');
-          const mapped = !target?.acl_enabled || clients.some((c) => {
-            const luns = field(c, 'luns');
-            return luns === undefined || field(luns, lu.name) !== undefined;
-          });
           out.push({
             target: targetName, lun, name: lu.name, sizeBytes: lu.capacity() * lu.blockSize,
             owner: typeof owner === 'string' && owner !== '' ? owner : gatewayName,
-            mapped, tasks: lu.taskSet.size, stats: lu.stats,
+            mapped: target?.acl_enabled === false || clients.some((c) => c.has(lu.name)),
+            tasks: lu.taskSet.size, stats: lu.stats,
           });
         }
       }
@@ -104,12 +151,7 @@ export function gatewayMetricsSource(gateway: Gateway, gatewayName: string = os.
       const out: ClientSample[] = [];
       for (const [targetName, target] of Object.entries(gateway.config?.targets ?? {})) {
         for (const [iqn, client] of Object.entries(target.clients)) {
-          const own = field(client, 'luns');
-          // ceph-iscsi v11 maps disks per client; without a per-client list a client sees every LUN.
-          const luns = Object.entries(typeof own === 'object' && own !== null ? own : target.disks)
-            .map(([name, m]) => ({ name, lun: lunIdOf(m) ?? lunIdOf(field(target.disks, name)) ?? -1 }))
-            .filter((l) => l.lun >= 0);
-          out.push({ target: targetName, iqn, luns });
+          out.push({ target: targetName, iqn, luns: [...clientDisks(target, iqn, client)].map(([name, lun]) => ({ name, lun })) });
         }
       }
       return out;
