@@ -20,6 +20,8 @@ import { Gateway } from '../daemon/gateway';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
 import { rootLogger } from '../util/log';
+import { MetricsServer, startMetricsServer } from '../metrics/server';
+import { gatewayMetricsSource } from '../metrics/source';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -142,10 +144,29 @@ export function registerServeCommand(program: Command): void {
           process.exit(1);
         }
       }
+      // Metrics: on by default as ceph-iscsi's prometheus_exporter; an address given with
+      // --metrics must be bound, the default one is best effort (several daemons on one host).
+      let metrics: MetricsServer | undefined;
+      const m = settings.settings;
+      if (opts.metrics || m.prometheus_exporter) {
+        const at = { host: m.prometheus_host, port: m.prometheus_port };
+        try {
+          metrics = await startMetricsServer({ ...at, source: gatewayMetricsSource(gateway, name), log });
+        } catch (e) {
+          if (opts.metrics) {
+            process.stderr.write(`iscsi-gateway: cannot listen for metrics on ${formatAddress(at)}: ${(e as Error).message}\n`);
+            await api?.close().catch(() => undefined);
+            await gateway.stop();
+            process.exit(1);
+          }
+          log.warn({ metrics: formatAddress(at), err: e }, 'metrics endpoint not started');
+        }
+      }
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
       let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
       if (api) banner += `REST API on ${api.url}\n`;
+      if (metrics) banner += `metrics on http://${formatAddress(metrics.address())}/metrics\n`;
       if (gateway.createdDemo && bound.length > 0) {
         const p = bound[0];
         const host = p.host.includes(':') ? `[${p.host}]` : p.host;
@@ -158,7 +179,7 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        (api ? api.close().catch(() => undefined) : Promise.resolve()).then(() => gateway.stop()).then(
+        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

@@ -22,6 +22,7 @@ import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
+import type { ScsiTarget } from '../scsi/scsi-target';
 import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
 
@@ -201,6 +202,11 @@ export class Gateway implements RunningState {
     } catch (e) {
       this.options.log.warn({ err: e }, 'cannot publish the gateway status');
     }
+  }
+
+  /** SCSI target devices by target name (metrics, statistics). */
+  targets(): ReadonlyMap<string, ScsiTarget> {
+    return this.reconciler?.scsiTargets() ?? new Map();
   }
 
   /** The portal addresses actually bound. */

@@ -93,6 +93,11 @@ export class Reconciler {
   }
 
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
+  /** The running SCSI target device of each target this gateway serves (read-only view). */
+  scsiTargets(): Map<string, ScsiTarget> {
+    return new Map([...this.targets].map(([name, t]) => [name, t.scsi]));
+  }
+
   appliedEpoch(): number {
     return this.applied;
   }

@@ -48,6 +48,7 @@ import { PortalAddress } from '../transport/portal';
 import { TargetCatalog, TargetSettings } from './target-node';
 import { TextExchange, TextExchangeError } from './text-exchange';
 import { LoginThrottle } from './login-throttle';
+import { countLoginFailure, loginFailureReason } from '../metrics/stats';
 
 export interface ConnectionContext {
   readonly catalog: TargetCatalog;
@@ -374,6 +375,7 @@ export class Connection implements SessionTransport {
 
   private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
     this.ctx.throttle?.failed(this.remoteAddress, status);
+    countLoginFailure(loginFailureReason(status));
     this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
     this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
     void this.close(`login failed: ${message}`, true);

@@ -26,6 +26,7 @@ import type { Logger } from '../util/log';
 import { DataOutError, IscsiTask, R2TSender, TaskAbortedError } from './scsi-task';
 import { SessionParameters } from './parameters';
 import { IscsiTargetNode, TargetSettings } from './target-node';
+import { SessionStats } from '../metrics/stats';
 
 /** What a session needs from its connection. */
 export interface SessionTransport {
@@ -64,6 +65,8 @@ export class Session implements R2TSender {
   private readonly recentTags: number[] = [];
   private closed = false;
   private readonly log: Logger;
+  /** Commands and bytes of this session, counted inline; read by metrics and the API. */
+  readonly stats = new SessionStats();
 
   constructor(
     readonly tsih: number,
@@ -210,6 +213,7 @@ export class Session implements R2TSender {
       underflow = true;
       residual = task.dataInLength;
     }
+    this.stats.record(result.status, sendable, Math.min(result.dataOutTransferLength ?? 0, task.dataOutLength));
     const collapse =
       sendable > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
     if (sendable > 0) {

@@ -27,6 +27,7 @@ import { LocalReservationStore, Registration, ReservationStore, matches, persist
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
+import { LuStats } from '../metrics/stats';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -158,6 +159,8 @@ export class LogicalUnit {
   /** The last SANITIZE failed: medium access is refused until a sanitize succeeds. */
   sanitizeFailed?: { readonly ause: boolean };
   readonly log: Logger;
+  /** Commands, bytes and latency, counted inline; read by metrics and the API. */
+  readonly stats = new LuStats();
 
   private readonly nexuses = new Map<string, LuNexus>();
   private seq = 0;
@@ -217,6 +220,13 @@ export class LogicalUnit {
   // Command execution
 
   async execute(cmd: ScsiCommand): Promise<ScsiResult> {
+    const started = performance.now();
+    const result = await this.executeTask(cmd);
+    this.stats.record(cmd, result, (performance.now() - started) / 1000);
+    return result;
+  }
+
+  private async executeTask(cmd: ScsiCommand): Promise<ScsiResult> {
     const ns = this.nexusState(cmd.nexus);
     if (this.closed) return this.checkCondition({ key: SenseKey.IllegalRequest, asc: Asc.LogicalUnitNotSupported });
     let attribute = cmd.attribute;

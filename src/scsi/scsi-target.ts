@@ -198,6 +198,11 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
 
   // TargetContext ------------------------------------------------------------------------
 
+  /** Every LUN of the target, whoever may see it (statistics, management views). */
+  allLuns(): readonly number[] {
+    return this.sortedLuns;
+  }
+
   luns(nexus: ITNexus): readonly number[] {
     if (!this.masking) return this.sortedLuns;
     let list = this.visibleCache.get(nexus.initiatorName);
