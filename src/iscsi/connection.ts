@@ -5,7 +5,6 @@
  * (and so, at ERL 0, its session) and nothing else.
  */
 import type { Socket } from 'node:net';
-import { dataDigest, digestBytes, headerDigest, padLength } from '../pdu/digest';
 import { PduError } from '../pdu/errors';
 import {
   BHS_LENGTH,
@@ -37,13 +36,15 @@ import {
 } from '../pdu/responses';
 import { encodeText } from '../pdu/text';
 import { dataBuffers } from '../util/buffer-pool';
-import type { Logger } from '../util/log';
+import { Logger, peerEvents } from '../util/log';
 import { CommandWindow } from './command-window';
+import { DataOutBudget, DataPathLimits } from './limits';
+import { Transmitter } from './transmitter';
 import { LoginError, LoginReply, LoginStateMachine } from './login';
 import { Negotiator } from './negotiation';
 import { SessionParameters } from './parameters';
 import { Session, SessionTransport, sessionKey } from './session';
-import { SessionRegistry } from './session-registry';
+import { SessionRegistry, TsihExhaustedError } from './session-registry';
 import { PortalAddress } from '../transport/portal';
 import { TargetCatalog, TargetSettings } from './target-node';
 import { TextExchange, TextExchangeError } from './text-exchange';
@@ -54,6 +55,10 @@ export interface ConnectionContext {
   readonly log: Logger;
   /** Every live connection (for shutdown and cold reset). */
   readonly connections: Set<Connection>;
+  readonly limits: DataPathLimits;
+  readonly dataOut: DataOutBudget;
+  /** Why this connection must be refused at its first Login Request (connection limits), if so. */
+  readonly refusal?: string;
 }
 
 const enum State {
@@ -65,7 +70,6 @@ const enum State {
   Closed,
 }
 
-const ZERO_PAD = Buffer.alloc(4);
 const ZERO_LUN = Buffer.alloc(8);
 const TICK_MS = 1000;
 
@@ -84,8 +88,7 @@ export class Connection implements SessionTransport {
   private initiatorName = '';
   private negotiator: Negotiator | undefined;
   private text: TextExchange | undefined;
-  private headerDigests = false;
-  private dataDigests = false;
+  private readonly tx: Transmitter;
   private maxXmit = 8192;
   private cid = 0;
   private readonly startedAt = Date.now();
@@ -124,6 +127,7 @@ export class Connection implements SessionTransport {
       (pdu) => this.onPdu(pdu),
       (error) => this.onPduError(error),
     );
+    this.tx = new Transmitter(socket, ctx.limits, (reopened) => this.onTransmitDrain(reopened));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
@@ -138,49 +142,38 @@ export class Connection implements SessionTransport {
 
   // ---- Sending -------------------------------------------------------------------------------
 
-  /**
-   * Queue a PDU. Everything sent during one turn of the event loop leaves in one writev:
-   * the socket is corked on the first send and uncorked when the turn's callbacks are done.
-   */
+  /** Queue a PDU (see Transmitter.send). */
   send(header: Buffer, data?: Buffer, onSent?: () => void): void {
-    if (this.state === State.Closed) {
-      onSent?.();
-      return;
-    }
-    const s = this.socket;
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      setImmediate(this.uncork);
-    }
-    let h = header;
-    if (this.headerDigests) {
-      h = Buffer.allocUnsafe(BHS_LENGTH + 4);
-      header.copy(h, 0);
-      h.writeUInt32LE(headerDigest(header), BHS_LENGTH);
-    }
-    if (!data || data.length === 0) {
-      s.write(h, onSent);
-      return;
-    }
-    s.write(h);
-    const pad = padLength(data.length);
-    if (!pad && !this.dataDigests) {
-      s.write(data, onSent);
-      return;
-    }
-    s.write(data);
-    if (pad) s.write(ZERO_PAD.subarray(0, pad), this.dataDigests ? undefined : onSent);
-    if (this.dataDigests) s.write(digestBytes(dataDigest(data)), onSent);
+    this.tx.send(header, data, onSent);
   }
 
-  private corked = false;
-  private readonly uncork = () => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  reserveDataIn(bytes: number): boolean {
+    return this.tx.tryReserve(bytes);
+  }
 
+  releaseDataIn(bytes: number): void {
+    this.tx.release(bytes);
+  }
 
+  get transmitCongested(): boolean {
+    return this.state !== State.Closed && this.tx.congested;
+  }
+
+  /** The send queue drained below its bound: held commands go on, the window may reopen. */
+  private onTransmitDrain(reopened: boolean): void {
+    if (this.state !== State.FullFeature && this.state !== State.LoggingOut) return;
+    this.session?.onTransmitReady();
+    if (reopened && this.window?.wouldOpen()) {
+      // Nothing else may be on its way to tell the initiator: a NOP-In that is not a ping
+      // (ITT and TTT reserved) carries the new MaxCmdSN (RFC 7143 §11.19).
+      this.send(
+        encodeNopIn(
+          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: RESERVED_TAG, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          0,
+        ),
+      );
+    }
+  }
 
   takeStatSN(): number {
     const sn = this.statSN;
@@ -201,7 +194,7 @@ export class Connection implements SessionTransport {
   }
 
   reject(reason: RejectReason, bhs: Buffer, message: string): void {
-    this.log.warn({ reason, opcode: bhs[0] & 0x3f }, `Reject: ${message}`);
+    peerEvents().warn('reject', { reason, opcode: bhs[0] & 0x3f }, `Reject: ${message}`, this.log);
     const data = Buffer.from(bhs.subarray(0, BHS_LENGTH));
     this.send(
       encodeReject({ reason, statSN: this.takeStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN, dataSN: 0 }, data.length),
@@ -210,7 +203,7 @@ export class Connection implements SessionTransport {
   }
 
   fail(message: string): void {
-    this.log.warn(`connection failed: ${message}`);
+    peerEvents().warn('connection-failed', {}, `connection failed: ${message}`, this.log);
     void this.close(message);
   }
 
@@ -301,6 +294,10 @@ export class Connection implements SessionTransport {
   // ---- Login ---------------------------------------------------------------------------------
 
   private onLogin(pdu: LoginRequestPdu): void {
+    if (this.ctx.refusal) {
+      this.failLogin(pdu, LoginStatus.OutOfResources, this.ctx.refusal);
+      return;
+    }
     let reply: LoginReply;
     try {
       reply = this.login.handle(pdu);
@@ -349,7 +346,7 @@ export class Connection implements SessionTransport {
   }
 
   private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
-    this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
+    peerEvents().warn('login-failed', { status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`, this.log);
     this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
     void this.close(`login failed: ${message}`, true);
   }
@@ -378,8 +375,14 @@ export class Connection implements SessionTransport {
       const existing = sessions.findByKey(sessionKey(this.initiatorName, first.isid, target.name));
       if (existing) await existing.terminate('session reinstatement');
       if (this.state !== State.Binding) return; // closed meanwhile
-      tsih = sessions.allocateTsih();
-      const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log);
+      tsih = this.allocateTsih();
+      const limits = this.ctx.limits;
+      const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log, {
+        limits,
+        dataOut: this.ctx.dataOut,
+        // Each session's share of the target's task set, so no initiator can starve the others.
+        taskShare: () => Math.max(limits.minSessionTasks, Math.floor(limits.targetTasks / Math.max(1, sessions.countOfTarget(target.name)))),
+      });
       session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
       session.onColdReset = () => {
         // The issuer's connection is closed after its TMF response has left (RFC 7143 §11.5.1).
@@ -389,7 +392,9 @@ export class Connection implements SessionTransport {
       this.session = session;
       this.window = session.window;
     } else {
-      tsih = sessions.allocateTsih();
+      tsih = this.allocateTsih();
+      sessions.reserveTsih(tsih);
+      this.discoveryTsih = tsih;
       const settings = loginResult.settings;
       this.window = new CommandWindow(first.cmdSN, () => settings.cmdsnDepth);
     }
@@ -397,8 +402,8 @@ export class Connection implements SessionTransport {
     this.sendLoginResponse(pdu, reply, tsih, LoginStatus.Success);
     // Digests and the larger MaxRecvDataSegmentLength apply from the next PDU on.
     const c = loginResult.connection;
-    this.headerDigests = c.headerDigest;
-    this.dataDigests = c.dataDigest;
+    this.tx.headerDigests = c.headerDigest;
+    this.tx.dataDigests = c.dataDigest;
     this.maxXmit = c.maxXmitDataSegmentLength;
     this.readerSettings.headerDigest = c.headerDigest;
     this.readerSettings.dataDigest = c.dataDigest;
@@ -408,6 +413,17 @@ export class Connection implements SessionTransport {
       { tsih, type: this.sessionType, initiator: this.initiatorName, target: target?.name, hd: c.headerDigest, dd: c.dataDigest },
       'login complete',
     );
+  }
+
+  private discoveryTsih = 0;
+
+  private allocateTsih(): number {
+    try {
+      return this.ctx.sessions.allocateTsih();
+    } catch (error) {
+      if (error instanceof TsihExhaustedError) throw new LoginError(error.message, error.status);
+      throw error;
+    }
   }
 
   private settings(): TargetSettings {
@@ -547,6 +563,13 @@ export class Connection implements SessionTransport {
       if (now - this.startedAt > s.loginTimeout * 1000) this.fail(`login not completed within ${s.loginTimeout} s`);
       return;
     }
+    // A peer that stopped reading: nothing of the queued output leaves. Dropping it releases
+    // every buffer queued for it (RFC 7143 leaves the timeout to the target; NOP-In timing).
+    const stalled = this.tx.stalledFor(now);
+    if (stalled > Math.max(1, s.nopinResponseTimeout) * 1000) {
+      this.fail(`initiator took no data for ${Math.round(stalled / 1000)} s (${this.tx.backlog} bytes queued)`);
+      return;
+    }
     if (this.session) {
       const stuck = this.session.dataOutTimedOut(now);
       if (stuck) {
@@ -584,6 +607,7 @@ export class Connection implements SessionTransport {
   close(reason: string, graceful = false): Promise<void> {
     if (this.closing) return this.closing;
     this.state = State.Closed;
+    this.tx.close();
     clearInterval(this.timer);
     this.reader.stop();
     this.ctx.connections.delete(this);
@@ -591,6 +615,7 @@ export class Connection implements SessionTransport {
     else this.socket.destroy();
     this.log.debug({ reason }, 'connection closed');
     const session = this.session;
+    if (this.discoveryTsih) this.ctx.sessions.releaseTsih(this.discoveryTsih);
     this.closing = (async () => {
       if (session) {
         this.ctx.sessions.remove(session);

@@ -15,6 +15,7 @@ import {
 import { serialLt } from '../pdu/serial';
 import { dataBuffers } from '../util/buffer-pool';
 import { CommandWindow } from './command-window';
+import { DataOutBudget, DataPathLimits } from './limits';
 import {
   ITNexus,
   ScsiResult,
@@ -22,7 +23,7 @@ import {
   TaskManagementFunction,
   TaskManagementResponse,
 } from '../scsi/sam';
-import type { Logger } from '../util/log';
+import { Logger, peerEvents } from '../util/log';
 import { DataOutError, IscsiTask, R2TSender, TaskAbortedError } from './scsi-task';
 import { SessionParameters } from './parameters';
 import { IscsiTargetNode, TargetSettings } from './target-node';
@@ -37,6 +38,12 @@ export interface SessionTransport {
   /** The current StatSN for PDUs that carry it without advancing it (R2T, NOP-In ping). */
   peekStatSN(): number;
   reject(reason: RejectReason, bhs: Buffer, message: string): void;
+  /** Admit `bytes` of Data-In into the send queue (false: over its bound, wait for onTransmitReady). */
+  reserveDataIn(bytes: number): boolean;
+  /** The admitted Data-In was handed to send() (or will not be sent). */
+  releaseDataIn(bytes: number): void;
+  /** The send queue is over its bound: the CmdSN window must not open. */
+  readonly transmitCongested: boolean;
   /** Fail the connection (protocol error at ErrorRecoveryLevel 0). */
   fail(message: string): void;
   /**
@@ -54,6 +61,14 @@ export function sessionKey(initiatorName: string, isid: Buffer, targetName: stri
 /** Finished ITTs remembered so late Data-Out for them is dropped quietly rather than rejected. */
 const RECENT_TAGS = 256;
 
+/** What a session needs from the gateway: limits, the shared Data-Out budget, its task share. */
+export interface SessionResources {
+  readonly limits: DataPathLimits;
+  readonly dataOut: DataOutBudget;
+  /** Commands this session may have in the SCSI layer now (its share of the target's). */
+  taskShare(): number;
+}
+
 export class Session implements R2TSender {
   readonly key: string;
   readonly nexus: ITNexus;
@@ -64,6 +79,18 @@ export class Session implements R2TSender {
   private readonly recentTags: number[] = [];
   private closed = false;
   private readonly log: Logger;
+  /** Commands delivered in CmdSN order but waiting for room in the send queue (FIFO). */
+  private readonly held: IscsiTask[] = [];
+  /** Commands handed to the SCSI layer and not yet completed. */
+  private executing = 0;
+  /** Immediate commands outstanding (they bypass the CmdSN window). */
+  private immediateTasks = 0;
+  /** Data-In bytes reserved in the send queue per task. */
+  private readonly dataInReserved = new Map<IscsiTask, number>();
+  /** Data-Out budget: bytes this session holds, tasks waiting for more (FIFO). */
+  private dataOutUsed = 0;
+  private readonly dataOutWaiting: IscsiTask[] = [];
+  private readonly retryDataOut = () => this.grantDataOut();
 
   constructor(
     readonly tsih: number,
@@ -73,6 +100,7 @@ export class Session implements R2TSender {
     initialCmdSN: number,
     private readonly transport: SessionTransport,
     log: Logger,
+    private readonly resources: SessionResources,
   ) {
     this.key = sessionKey(params.initiatorName, isid, target.name);
     const isidHex = isid.toString('hex');
@@ -89,8 +117,14 @@ export class Session implements R2TSender {
       relativeTargetPortId: tpgt,
       targetPortGroup: tpgt,
     };
-    this.window = new CommandWindow(initialCmdSN, () => this.settings().cmdsnDepth);
+    // MaxCmdSN stops advancing while the send queue is over its bound (transmit back-pressure).
+    this.window = new CommandWindow(
+      initialCmdSN,
+      () => this.settings().cmdsnDepth,
+      () => this.held.length > 0 || transport.transmitCongested,
+    );
     this.log = log.child({ tsih, initiator: params.initiatorName });
+    resources.dataOut.onRelease.add(this.retryDataOut);
     target.device.nexusCreated(this.nexus);
   }
 
@@ -135,9 +169,26 @@ export class Session implements R2TSender {
     const task = new IscsiTask(this.nexus, pdu, lun, this.params, this);
     // Tracked before delivery: unsolicited Data-Out may follow before its CmdSN comes up.
     this.tasks.set(task.tag, task);
+    if (pdu.immediate) {
+      if (this.immediateTasks >= this.resources.limits.immediateCommands) {
+        // Immediate commands bypass the CmdSN window: bounded here instead (SAM-5 TASK SET FULL).
+        this.taskSetFull(task);
+        return;
+      }
+      this.immediateTasks++;
+    }
     if (!this.order(pdu.cmdSN, pdu.immediate, () => this.execute(task), !pdu.immediate)) {
       this.tasks.delete(task.tag);
+      if (pdu.immediate) this.immediateTasks--;
     }
+  }
+
+  /** End a command with TASK SET FULL without running it. */
+  private taskSetFull(task: IscsiTask): void {
+    this.forget(task);
+    task.releaseBuffers();
+    task.finished = true;
+    this.sendResponse(task, ScsiStatus.TaskSetFull, undefined, 0, false, false);
   }
 
   /** A rejected command still consumes its CmdSN so the window does not stall. */
@@ -147,6 +198,25 @@ export class Session implements R2TSender {
 
   private execute(task: IscsiTask): void {
     if (task.finished) return; // aborted while waiting for its CmdSN
+    if (this.held.length > 0 || !this.admit(task)) this.held.push(task);
+  }
+
+  /**
+   * Run a command if there is room for it: its share of the target's task set (else TASK SET
+   * FULL) and, for a READ, room in the send queue (else it waits, and nothing is read from the
+   * backstore that could not be sent yet). False: hold it.
+   */
+  private admit(task: IscsiTask): boolean {
+    if (this.closed) return true;
+    if (this.executing >= this.resources.taskShare()) {
+      this.taskSetFull(task);
+      return true;
+    }
+    if (task.dataInLength > 0) {
+      if (!this.transport.reserveDataIn(task.dataInLength)) return false;
+      this.dataInReserved.set(task, task.dataInLength);
+    }
+    this.executing++;
     this.target.device.execute(task).then(
       (result) => this.complete(task, result),
       (error: unknown) => {
@@ -154,11 +224,33 @@ export class Session implements R2TSender {
         this.log.error({ err: error, itt: task.tag }, 'SCSI layer failed a command');
         this.complete(task, { status: ScsiStatus.CheckCondition, sense: HARDWARE_ERROR_SENSE });
       },
-    );
+    ).catch((error: unknown) => {
+      // A bug in completion must cost this session, never the process.
+      this.log.error({ err: error, itt: task.tag }, 'internal error completing a command');
+      this.transport.fail('internal error completing a command');
+    });
+    return true;
+  }
+
+  /** The send queue has room again: run held commands in order. */
+  onTransmitReady(): void {
+    while (this.held.length > 0 && !this.closed) {
+      const task = this.held[0];
+      if (task.finished) {
+        this.held.shift();
+        this.forget(task);
+        continue;
+      }
+      if (!this.admit(task)) return;
+      this.held.shift();
+    }
   }
 
   private complete(task: IscsiTask, result: ScsiResult): void {
+    this.executing--;
     this.forget(task);
+    const reservedDataIn = this.dataInReserved.get(task) ?? 0;
+    this.dataInReserved.delete(task);
     // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
     // buffer only after the socket has taken it, if it is transmitted at all.
     const dataIn = task.releaseBuffers();
@@ -166,6 +258,15 @@ export class Session implements R2TSender {
       !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
       dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;
     if (!transmitsDataIn) dataBuffers.give(dataIn);
+    try {
+      this.respond(task, result, dataIn, transmitsDataIn);
+    } finally {
+      // From here the socket's buffer accounts for the data.
+      this.transport.releaseDataIn(reservedDataIn);
+    }
+  }
+
+  private respond(task: IscsiTask, result: ScsiResult, dataIn: Buffer | undefined, transmitsDataIn: boolean): void {
     if (this.closed || task.finished) return;
     task.finished = true;
     if (task.transportFailure) {
@@ -303,6 +404,7 @@ export class Session implements R2TSender {
     if (this.tasks.get(task.tag) !== task) return;
     this.tasks.delete(task.tag);
     if (!task.immediate) this.window.completed();
+    else this.immediateTasks--;
     this.recentTags.push(task.tag);
     if (this.recentTags.length > RECENT_TAGS) this.recentTags.shift();
   }
@@ -326,7 +428,7 @@ export class Session implements R2TSender {
       task.onDataOut(pdu);
     } catch (e) {
       if (e instanceof DataOutError) {
-        this.log.warn({ itt: pdu.itt }, `Data-Out error, command failed: ${e.message}`);
+        peerEvents().warn('data-out-error', { itt: pdu.itt }, `Data-Out error, command failed: ${e.message}`, this.log);
         task.failDataOut(e);
         return;
       }
@@ -344,6 +446,36 @@ export class Session implements R2TSender {
 
   releaseTransferTag(ttt: number): void {
     this.byTransferTag.delete(ttt);
+  }
+
+  reserveDataOut(task: IscsiTask, bytes: number): boolean {
+    if (this.dataOutWaiting.length === 0 && this.resources.dataOut.tryReserve(bytes, this.dataOutUsed)) {
+      this.dataOutUsed += bytes;
+      return true;
+    }
+    this.dataOutWaiting.push(task);
+    return false;
+  }
+
+  releaseDataOut(_task: IscsiTask, bytes: number): void {
+    this.dataOutUsed = Math.max(0, this.dataOutUsed - bytes);
+    this.resources.dataOut.release(bytes);
+  }
+
+  /** Budget came free (this session's or another's): solicit for waiting tasks in order. */
+  private grantDataOut(): void {
+    while (this.dataOutWaiting.length > 0 && !this.closed) {
+      const task = this.dataOutWaiting[0];
+      if (task.finished || !task.collecting) {
+        this.dataOutWaiting.shift();
+        continue;
+      }
+      const bytes = task.dataOutWanted;
+      if (!this.resources.dataOut.tryReserve(bytes, this.dataOutUsed)) return;
+      this.dataOutUsed += bytes;
+      this.dataOutWaiting.shift();
+      task.dataOutGranted();
+    }
   }
 
   sendR2T(task: IscsiTask, ttt: number, r2tSN: number, bufferOffset: number, length: number): void {
@@ -394,6 +526,21 @@ export class Session implements R2TSender {
     this.order(pdu.cmdSN, pdu.immediate, run, false);
   }
 
+  /** Abort held commands (never started, so nothing is sent for them); returns how many. */
+  private dropHeld(match: (task: IscsiTask) => boolean): number {
+    let dropped = 0;
+    for (let i = this.held.length - 1; i >= 0; i--) {
+      const task = this.held[i];
+      if (!match(task)) continue;
+      this.held.splice(i, 1);
+      task.finished = true;
+      this.forget(task);
+      dropped++;
+    }
+    if (dropped > 0) setImmediate(() => this.onTransmitReady());
+    return dropped;
+  }
+
   /** Set by the daemon/connection: a TARGET COLD RESET drops every connection to the target. */
   onColdReset: (() => void) | undefined;
 
@@ -415,6 +562,8 @@ export class Session implements R2TSender {
             return TaskManagementResponse.TaskDoesNotExist;
           }
           if (task.lun !== lun) return TaskManagementResponse.TaskDoesNotExist;
+          // Held for room in the send queue: it never reached the SCSI layer.
+          if (this.dropHeld((t) => t === task) > 0) return TaskManagementResponse.FunctionComplete;
           return await device.taskManagement({ nexus: this.nexus, fn, lun, referencedTag: task.tag });
         }
         case TaskManagementFunction.TaskReassign:
@@ -429,6 +578,11 @@ export class Session implements R2TSender {
         case TaskManagementFunction.QueryTaskSet:
         case TaskManagementFunction.ITNexusReset:
         case TaskManagementFunction.QueryAsyncEvent:
+          if (fn === TaskManagementFunction.AbortTaskSet || fn === TaskManagementFunction.ClearTaskSet || fn === TaskManagementFunction.LogicalUnitReset) {
+            this.dropHeld((t) => t.lun === lun);
+          } else if (fn !== TaskManagementFunction.ClearAca && fn !== TaskManagementFunction.QueryTask && fn !== TaskManagementFunction.QueryTaskSet && fn !== TaskManagementFunction.QueryAsyncEvent) {
+            this.dropHeld(() => true);
+          }
           return await device.taskManagement({
             nexus: this.nexus,
             fn,
@@ -461,7 +615,13 @@ export class Session implements R2TSender {
     if (this.closed) return;
     this.closed = true;
     this.log.info({ reason }, 'session closed');
+    this.resources.dataOut.onRelease.delete(this.retryDataOut);
     for (const task of this.tasks.values()) task.fail(new TaskAbortedError());
+    for (const task of this.held) this.forget(task);
+    this.held.length = 0;
+    this.dataOutWaiting.length = 0;
+    for (const bytes of this.dataInReserved.values()) this.transport.releaseDataIn(bytes);
+    this.dataInReserved.clear();
     this.window.clear();
     await this.target.device.nexusLost(this.nexus);
     this.tasks.clear();
