@@ -7,6 +7,7 @@ import { Gateway } from '../daemon/gateway';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
 import { rootLogger } from '../util/log';
+import { installProcessGuard } from '../util/process-guard';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -26,6 +27,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--api <host:port>', 'REST API address (management plane; reserved)').argParser((v) => parsePortal(v, 5000)))
     .action(async (opts: { data?: string; portal?: PortalAddress[]; api?: PortalAddress }) => {
       const log = rootLogger();
+      installProcessGuard(log);
       const dataDir = opts.data ?? defaultDataDir();
       const portals = opts.portal ?? [parsePortal('127.0.0.1:3260')];
       let gateway: Gateway;

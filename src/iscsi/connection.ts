@@ -37,6 +37,7 @@ import {
 import { encodeText } from '../pdu/text';
 import { dataBuffers } from '../util/buffer-pool';
 import { Logger, peerEvents } from '../util/log';
+import { FaultOwner, boundTo } from '../util/process-guard';
 import { CommandWindow } from './command-window';
 import { DataOutBudget, DataPathLimits } from './limits';
 import { Transmitter } from './transmitter';
@@ -59,6 +60,8 @@ export interface ConnectionContext {
   readonly dataOut: DataOutBudget;
   /** Why this connection must be refused at its first Login Request (connection limits), if so. */
   readonly refusal?: string;
+  /** Called once when the connection closes (it no longer counts against connection limits). */
+  readonly onClosed?: () => void;
 }
 
 const enum State {
@@ -72,10 +75,11 @@ const enum State {
 
 const ZERO_LUN = Buffer.alloc(8);
 const TICK_MS = 1000;
+const GRACEFUL_CLOSE_MS = 5000;
 
 let nextConnectionId = 1;
 
-export class Connection implements SessionTransport {
+export class Connection implements SessionTransport, FaultOwner {
   readonly id = nextConnectionId++;
   private state = State.Login;
   private readonly readerSettings: PduReaderSettings;
@@ -130,14 +134,24 @@ export class Connection implements SessionTransport {
     this.tx = new Transmitter(socket, ctx.limits, (reopened) => this.onTransmitDrain(reopened));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
+    // Everything done for this connection runs in its fault scope: an internal error that
+    // escapes (a throw in a callback, a rejection nobody handled) closes this connection only.
+    socket.on('data', boundTo(this, (chunk: Buffer) => this.reader.push(chunk)));
     socket.on('error', (err) => void this.close(`socket error: ${err.message}`));
     socket.on('end', () => void this.close('initiator closed the connection'));
     socket.on('close', () => void this.close('connection closed'));
-    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer = setInterval(boundTo(this, () => this.tick()), TICK_MS);
     this.timer.unref();
     ctx.connections.add(this);
     this.log.debug('connection accepted');
+  }
+
+  get faultName(): string {
+    return `connection ${this.id} from ${this.remote}`;
+  }
+
+  fault(reason: string): void {
+    void this.close(reason);
   }
 
   // ---- Sending -------------------------------------------------------------------------------
@@ -497,7 +511,16 @@ export class Connection implements SessionTransport {
   }
 
   private onLogout(pdu: LogoutRequestPdu): void {
-    this.window!.order(pdu.cmdSN, pdu.immediate, () => void this.logout(pdu), false);
+    this.window!.order(
+      pdu.cmdSN,
+      pdu.immediate,
+      () =>
+        void this.logout(pdu).catch((error: unknown) => {
+          this.log.error({ err: error }, 'logout failed');
+          void this.close('logout failed');
+        }),
+      false,
+    );
   }
 
   private async logout(pdu: LogoutRequestPdu): Promise<void> {
@@ -611,8 +634,14 @@ export class Connection implements SessionTransport {
     clearInterval(this.timer);
     this.reader.stop();
     this.ctx.connections.delete(this);
-    if (graceful) this.socket.end();
-    else this.socket.destroy();
+    if (graceful) {
+      this.socket.end();
+      // A peer that never closes its side must not keep the socket (and its buffers) forever.
+      setTimeout(() => this.socket.destroy(), GRACEFUL_CLOSE_MS).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.ctx.onClosed?.();
     this.log.debug({ reason }, 'connection closed');
     const session = this.session;
     if (this.discoveryTsih) this.ctx.sessions.releaseTsih(this.discoveryTsih);
@@ -621,7 +650,10 @@ export class Connection implements SessionTransport {
         this.ctx.sessions.remove(session);
         await session.close(reason);
       }
-    })();
+    })().catch((error: unknown) => {
+      // Closing never fails for the caller: the connection is gone either way.
+      this.log.error({ err: error }, 'closing the session failed');
+    });
     return this.closing;
   }
 }

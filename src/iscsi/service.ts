@@ -55,10 +55,14 @@ export class IscsiService {
     };
     count(this.perPortal, portal, 1);
     count(this.perAddress, address, 1);
-    socket.once('close', () => {
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
       count(this.perPortal, portal, -1);
       count(this.perAddress, address, -1);
-    });
+    };
+    socket.once('close', uncount);
     new Connection(socket, {
       catalog: this.catalog,
       sessions: this.sessions,
@@ -67,6 +71,7 @@ export class IscsiService {
       limits: this.limits,
       dataOut: this.dataOut,
       refusal,
+      onClosed: uncount,
     });
   }
 

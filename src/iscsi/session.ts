@@ -170,12 +170,12 @@ export class Session implements R2TSender {
     // Tracked before delivery: unsolicited Data-Out may follow before its CmdSN comes up.
     this.tasks.set(task.tag, task);
     if (pdu.immediate) {
-      if (this.immediateTasks >= this.resources.limits.immediateCommands) {
+      this.immediateTasks++; // until forget()
+      if (this.immediateTasks > this.resources.limits.immediateCommands) {
         // Immediate commands bypass the CmdSN window: bounded here instead (SAM-5 TASK SET FULL).
         this.taskSetFull(task);
         return;
       }
-      this.immediateTasks++;
     }
     if (!this.order(pdu.cmdSN, pdu.immediate, () => this.execute(task), !pdu.immediate)) {
       this.tasks.delete(task.tag);
@@ -507,21 +507,26 @@ export class Session implements R2TSender {
 
   onTaskManagement(pdu: TaskManagementRequestPdu): void {
     const run = () => {
-      void this.taskManagement(pdu).then((response) => {
-        if (this.closed) return;
-        this.transport.send(
-          encodeTaskManagementResponse({
-            itt: pdu.itt,
-            response,
-            statSN: this.transport.takeStatSN(),
-            expCmdSN: this.expCmdSN,
-            maxCmdSN: this.maxCmdSN,
-          }),
-        );
-        if (response === TaskManagementResponse.FunctionComplete && pdu.function === TaskManagementFunction.TargetColdReset) {
-          this.onColdReset?.();
-        }
-      });
+      this.taskManagement(pdu)
+        .then((response) => {
+          if (this.closed) return;
+          this.transport.send(
+            encodeTaskManagementResponse({
+              itt: pdu.itt,
+              response,
+              statSN: this.transport.takeStatSN(),
+              expCmdSN: this.expCmdSN,
+              maxCmdSN: this.maxCmdSN,
+            }),
+          );
+          if (response === TaskManagementResponse.FunctionComplete && pdu.function === TaskManagementFunction.TargetColdReset) {
+            this.onColdReset?.();
+          }
+        })
+        .catch((error: unknown) => {
+          this.log.error({ err: error }, 'task management response failed');
+          this.transport.fail('internal error in task management');
+        });
     };
     this.order(pdu.cmdSN, pdu.immediate, run, false);
   }

@@ -84,9 +84,9 @@ export class TestInitiator {
     socket.on('error', end);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => resolve(new TestInitiator(s)));
+      const s = net.connect({ port, host, localAddress }, () => resolve(new TestInitiator(s)));
       s.once('error', reject);
     });
   }
@@ -425,6 +425,16 @@ export class TestInitiator {
   /** Bytes this side has queued but the kernel has not taken (the target is not reading). */
   get sendBacklog(): number {
     return this.socket.writableLength;
+  }
+
+  /** Run `fn` with the socket corked: everything it sends leaves in one write (one TCP segment on loopback). */
+  batch<T>(fn: () => T): T {
+    this.socket.cork();
+    try {
+      return fn();
+    } finally {
+      this.socket.uncork();
+    }
   }
 
   /** A bare NOP-Out (immediate, ITT 0xffffffff): no answer, no CmdSN; shows whether the socket still works. */

@@ -67,9 +67,9 @@ async function abuse(port: number, isid: string, kind: 'read' | 'write', until: 
     const window = (((i.maxCmdSN ?? i.cmdSN) - i.cmdSN + 1) >>> 0) & 0xffff;
     const blocks = IO / BLOCK;
     for (let n = 0; n < Math.max(1, window); n++) {
-      // The first 64 MiB only: the normal session works elsewhere (overlapping WRITEs whose data
-      // never comes would rightly hold its commands back: SBC ordering, not starvation).
-      const lba = (n % 8) * blocks;
+      // Readers in the first 64 MiB, writers in the next: the normal session works elsewhere.
+      // (A WRITE whose data never comes rightly holds back overlapping commands: SBC ordering.)
+      const lba = ((n % 8) + (kind === 'write' ? 8 : 0)) * blocks;
       if (kind === 'read') i.issue(read10(lba, blocks), { read: IO });
       else i.issue(write10(lba, blocks), { write: IO });
     }
@@ -105,7 +105,7 @@ describe('hostile peers: bounded memory and transmit back-pressure', () => {
   });
 
   after(async () => {
-    if (process.env.HOSTILE_DEBUG) console.log(daemon.stderr.split('\n').slice(-60).join('\n'));
+    if (process.env.HOSTILE_DEBUG) console.log(daemon.stderr);
     await daemon.stop();
   });
 
@@ -168,7 +168,7 @@ describe('hostile peers: bounded memory and transmit back-pressure', () => {
 
     // The abusers are gone: memory comes back (pools trimmed, buffers collected).
     let end = rss(pid);
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000; // idle buffers are trimmed, then V8 lets them go
     while (end > start + 64 * MIB && Date.now() < deadline) {
       await sleep(1000);
       end = rss(pid);
