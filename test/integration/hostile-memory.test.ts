@@ -9,29 +9,19 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import { DEMO_IQN, Daemon, run } from '../helpers/daemon';
 import { TestInitiator } from '../helpers/initiator';
 import { cdb10 } from '../helpers/cdb';
+import { MIB, abusers, rss } from '../helpers/hostile';
 
-const MIB = 1024 * 1024;
 const ABUSE_MS = Number(process.env.HOSTILE_SECONDS ?? 12) * 1000;
 const RSS_LIMIT = 300 * MIB;
-const IO = 8 * MIB;
-const BLOCK = 512;
 /** Abusive sessions of each kind (8; fewer to reproduce the unbounded growth safely). */
 const ABUSERS = Number(process.env.HOSTILE_SESSIONS ?? 8);
 /** Safety net: a gateway past this is killed so the test cannot take the machine down. */
 const RSS_KILL = 2048 * MIB;
 const read10 = (lba: number, blocks: number) => cdb10(0x28, lba, blocks);
 const write10 = (lba: number, blocks: number) => cdb10(0x2a, lba, blocks);
-
-/** VmRSS of a process, in bytes. */
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for ${pid}`);
-  return Number(m[1]) * 1024;
-}
 
 function mib(bytes: number): string {
   return `${(bytes / MIB).toFixed(1)} MiB`;
@@ -41,48 +31,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function loggedIn(port: number, isid: string): Promise<TestInitiator> {
   const i = await TestInitiator.connect(port);
-  await i.login({ targetName: DEMO_IQN, isid: Buffer.from(isid, 'hex'), initiatorName: `iqn.2024-01.test:hostile-${isid}` });
+  await i.login({ targetName: DEMO_IQN, isid: Buffer.from(isid, 'hex') });
   await i.clearUnitAttentions();
   return i;
-}
-
-/**
- * One abusive initiator slot: log in, stop reading, fill the CmdSN window with 8 MiB commands
- * (READs, or WRITEs whose data never comes), and when the target drops the connection, come back,
- * until `until`. Returns the number of connections used.
- */
-async function abuse(port: number, isid: string, kind: 'read' | 'write', until: number, live: Set<TestInitiator>): Promise<number> {
-  let connections = 0;
-  while (Date.now() < until) {
-    let i: TestInitiator;
-    try {
-      i = await loggedIn(port, isid);
-    } catch {
-      await sleep(100); // refused (limits) or dropped during login: try again
-      continue;
-    }
-    connections++;
-    live.add(i);
-    i.stopReading();
-    const window = (((i.maxCmdSN ?? i.cmdSN) - i.cmdSN + 1) >>> 0) & 0xffff;
-    const blocks = IO / BLOCK;
-    for (let n = 0; n < Math.max(1, window); n++) {
-      // Readers in the first 64 MiB, writers in the next: the normal session works elsewhere.
-      // (A WRITE whose data never comes rightly holds back overlapping commands: SBC ordering.)
-      const lba = ((n % 8) + (kind === 'write' ? 8 : 0)) * blocks;
-      if (kind === 'read') i.issue(read10(lba, blocks), { read: IO });
-      else i.issue(write10(lba, blocks), { write: IO });
-    }
-    // A paused socket does not see the target's FIN: a bare immediate NOP-Out every half second
-    // (no answer, no CmdSN) fails with EPIPE once the target has dropped us.
-    while (!i.closed && Date.now() < until) {
-      await sleep(500);
-      i.noOp();
-    }
-    live.delete(i);
-    i.close();
-  }
-  return connections;
 }
 
 /**
@@ -115,7 +66,8 @@ describe('hostile peers: bounded memory and transmit back-pressure', () => {
     await benchSeconds(daemon.url, 2000);
     const calib = await benchSeconds(daemon.url, 4000);
     const count = Math.min(120_000, Math.max(4000, Math.round((4000 * 4) / Math.max(calib, 0.05))));
-    const idleSeconds = await benchSeconds(daemon.url, count);
+    // Best of two: the machine is shared, and a figure only gets worse from interference.
+    const idleSeconds = Math.min(await benchSeconds(daemon.url, count), await benchSeconds(daemon.url, count));
     await sleep(500);
     const start = rss(pid);
     console.log(`# RSS at start: ${mib(start)}; idle: ${count} x 64 KiB reads in ${idleSeconds.toFixed(2)} s`);
@@ -131,11 +83,7 @@ describe('hostile peers: bounded memory and transmit back-pressure', () => {
         // the daemon died: the assertions below report it
       }
     }, 100);
-    const abusers: Array<Promise<number>> = [];
-    for (let n = 0; n < ABUSERS; n++) {
-      abusers.push(abuse(daemon.port, `8000000a${n.toString(16).padStart(4, '0')}`, 'read', until, live));
-      abusers.push(abuse(daemon.port, `8000000b${n.toString(16).padStart(4, '0')}`, 'write', until, live));
-    }
+    const running = abusers(daemon.port, DEMO_IQN, ABUSERS, () => Date.now() < until, live);
     try {
       await sleep(1500); // let the abusers fill their windows
       // A normal session on the same LU: verified writes and reads while the abuse goes on.
@@ -150,14 +98,14 @@ describe('hostile peers: bounded memory and transmit back-pressure', () => {
       }
       await normal.logout();
       normal.close();
-      const busySeconds = await benchSeconds(daemon.url, count);
+      const busySeconds = Math.min(await benchSeconds(daemon.url, count), await benchSeconds(daemon.url, count));
       const ratio = idleSeconds / busySeconds;
       console.log(`# normal session under abuse: ${busySeconds.toFixed(2)} s, throughput ratio busy/idle = ${ratio.toFixed(2)}`);
       // Performance belongs in the benchmark; this only catches starvation.
       assert.ok(ratio > 0.2, `normal session starved: ratio ${ratio.toFixed(2)}`);
       while (Date.now() < until) await sleep(200);
     } finally {
-      const connections = await Promise.all(abusers);
+      const connections = await Promise.all(running);
       for (const i of live) i.close();
       clearInterval(sampler);
       console.log(`# abusive connections made: ${connections.reduce((a, b) => a + b, 0)}`);
