@@ -7,15 +7,14 @@ import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../pdu/lun';
 import { DataOutPdu, ScsiCommandPdu, TaskManagementRequestPdu } from '../pdu/requests';
 import {
-  encodeDataIn,
   encodeReadyToTransfer,
-  encodeScsiResponse,
   encodeTaskManagementResponse,
 } from '../pdu/responses';
 import { serialLt } from '../pdu/serial';
 import { dataBuffers } from '../util/buffer-pool';
 import { CommandWindow } from './command-window';
 import { DataOutBudget, DataPathLimits } from './limits';
+import { TaskResponder } from './task-response';
 import {
   ITNexus,
   ScsiResult,
@@ -91,6 +90,7 @@ export class Session implements R2TSender {
   private dataOutUsed = 0;
   private readonly dataOutWaiting: IscsiTask[] = [];
   private readonly retryDataOut = () => this.grantDataOut();
+  private readonly responder: TaskResponder;
 
   constructor(
     readonly tsih: number,
@@ -123,6 +123,7 @@ export class Session implements R2TSender {
       () => this.settings().cmdsnDepth,
       () => this.held.length > 0 || transport.transmitCongested,
     );
+    this.responder = new TaskResponder(transport, this.window, params.maxBurstLength);
     this.log = log.child({ tsih, initiator: params.initiatorName });
     resources.dataOut.onRelease.add(this.retryDataOut);
     target.device.nexusCreated(this.nexus);
@@ -269,135 +270,16 @@ export class Session implements R2TSender {
   private respond(task: IscsiTask, result: ScsiResult, dataIn: Buffer | undefined, transmitsDataIn: boolean): void {
     if (this.closed || task.finished) return;
     task.finished = true;
-    if (task.transportFailure) {
-      // The Data-Out failure decides the outcome (the SCSI layer only saw receiveDataOut fail).
-      this.sendResponse(task, ScsiStatus.CheckCondition, task.transportFailure, 0, false, false);
-      return;
-    }
-    if (result.aborted) {
-      if (result.aborted.reportStatus) this.sendResponse(task, ScsiStatus.TaskAborted, undefined, 0, false, false);
-      return;
-    }
-    let overflow = false;
-    let underflow = false;
-    let residual = 0;
-    if (result.dataOutTransferLength !== undefined && (task.write || result.dataOutTransferLength > 0)) {
-      const wanted = result.dataOutTransferLength;
-      if (wanted > task.dataOutLength) {
-        overflow = true;
-        residual = wanted - task.dataOutLength;
-      } else if (wanted < task.dataOutLength) {
-        underflow = true;
-        residual = task.dataOutLength - wanted;
-      }
-    }
-    const data = result.data;
-    if (data && task.dataInLength === 0 && task.dataOutLength === 0 && data.length > 0) {
-      // Data-In without the R bit: report it all as overflow (nothing may be sent).
-      overflow = true;
-      residual = data.length;
-    }
-    let sendable = 0;
-    if (data && task.dataInLength > 0) {
-      sendable = Math.min(data.length, task.dataInLength);
-      if (data.length > task.dataInLength) {
-        overflow = true;
-        residual = data.length - task.dataInLength;
-      } else if (data.length < task.dataInLength) {
-        underflow = true;
-        residual = task.dataInLength - data.length;
-      }
-    } else if (task.dataInLength > 0 && task.dataOutLength === 0) {
-      underflow = true;
-      residual = task.dataInLength;
-    }
-    const collapse =
-      sendable > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
-    if (sendable > 0) {
-      const status = collapse ? { status: result.status, overflow, underflow, residual } : undefined;
-      this.sendDataIn(task, data!.subarray(0, sendable), status, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
-    }
-    if (!collapse) this.sendResponse(task, result.status, result.sense, residual, overflow, underflow);
+    this.responder.respond(task, result, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
   }
 
-  private sendDataIn(
-    task: IscsiTask,
-    data: Buffer,
-    status: { status: number; overflow: boolean; underflow: boolean; residual: number } | undefined,
-    onSent: (() => void) | undefined,
-  ): void {
-    const t = this.transport;
-    const segment = this.maxXmitValue;
-    const burst = this.params.maxBurstLength;
-    let offset = 0;
-    while (offset < data.length) {
-      const n = Math.min(segment, data.length - offset, burst - (offset % burst));
-      const last = offset + n === data.length;
-      const endOfBurst = last || (offset + n) % burst === 0;
-      const header = encodeDataIn(
-        {
-          final: endOfBurst,
-          lun: task.lunField,
-          itt: task.tag,
-          expCmdSN: this.expCmdSN,
-          maxCmdSN: this.maxCmdSN,
-          dataSN: task.dataInPdus++,
-          bufferOffset: offset,
-          status:
-            last && status
-              ? {
-                  statSN: t.takeStatSN(),
-                  status: status.status,
-                  residualOverflow: status.overflow,
-                  residualUnderflow: status.underflow,
-                  residualCount: status.residual,
-                }
-              : undefined,
-        },
-        n,
-      );
-      t.send(header, data.subarray(offset, offset + n), last ? onSent : undefined);
-      offset += n;
-    }
+  private sendResponse(task: IscsiTask, status: number, sense: Buffer | undefined, residual: number, overflow: boolean, underflow: boolean): void {
+    this.responder.sendResponse(task, status, sense, residual, overflow, underflow);
   }
-
-  private sendResponse(
-    task: IscsiTask,
-    status: number,
-    sense: Buffer | undefined,
-    residual: number,
-    overflow: boolean,
-    underflow: boolean,
-  ): void {
-    let data: Buffer | undefined;
-    if (sense && sense.length > 0) {
-      data = Buffer.allocUnsafe(2 + sense.length);
-      data.writeUInt16BE(sense.length, 0);
-      sense.copy(data, 2);
-    }
-    const header = encodeScsiResponse(
-      {
-        itt: task.tag,
-        response: 0,
-        status,
-        residualOverflow: overflow,
-        residualUnderflow: underflow,
-        residualCount: residual,
-        expDataSN: task.dataOutLength > 0 ? task.r2tCount : task.dataInPdus,
-        statSN: this.transport.takeStatSN(),
-        expCmdSN: this.expCmdSN,
-        maxCmdSN: this.maxCmdSN,
-      },
-      data?.length ?? 0,
-    );
-    this.transport.send(header, data);
-  }
-
-  private maxXmitValue = 8192;
 
   /** Set by the connection from the negotiated connection parameters. */
   setMaxXmit(bytes: number): void {
-    this.maxXmitValue = bytes;
+    this.responder.maxXmit = bytes;
   }
 
   private forget(task: IscsiTask): void {
