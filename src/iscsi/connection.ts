@@ -395,7 +395,8 @@ export class Connection implements SessionTransport, FaultOwner {
         limits,
         dataOut: this.ctx.dataOut,
         // Each session's share of the target's task set, so no initiator can starve the others.
-        taskShare: () => Math.max(limits.minSessionTasks, Math.floor(limits.targetTasks / Math.max(1, sessions.countOfTarget(target.name)))),
+        mayRun: (running) => sessions.mayRun(target.name, running, limits),
+        running: (delta) => sessions.tasksRunning(target.name, delta),
       });
       session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
       session.onColdReset = () => {

@@ -20,8 +20,9 @@ export interface DataPathLimits {
   /** Immediate (I bit) SCSI commands one session may have outstanding; more get TASK SET FULL. */
   readonly immediateCommands: number;
   /**
-   * Commands of all sessions of a target that may be in the SCSI layer at once; each session's
-   * share of it (at least `minSessionTasks`) is its TASK SET FULL limit.
+   * Commands of all sessions of a target that may be in the SCSI layer at once (the LU's
+   * queue_depth). A session always may run `minSessionTasks`; beyond that its share of
+   * `targetTasks`, while a quarter of it stays free for the others (SessionRegistry.mayRun).
    */
   readonly targetTasks: number;
   readonly minSessionTasks: number;
@@ -41,7 +42,7 @@ export const DEFAULT_LIMITS: DataPathLimits = {
   immediateCommands: 16,
   // The SCSI layer's default queue_depth per LU: the sessions' shares add up to it.
   targetTasks: 256,
-  minSessionTasks: 4,
+  minSessionTasks: 16,
   connectionsPerPortal: 1024,
   connectionsPerAddress: 64,
 };

@@ -3,6 +3,7 @@
  * (same initiator, ISID and target: RFC 7143 §6.3.5) and for adding connections.
  */
 import { LoginStatus } from '../pdu/opcodes';
+import type { DataPathLimits } from './limits';
 import type { Session } from './session';
 
 /** No TSIH is free (65535 sessions): the login fails with Out of resources. */
@@ -41,6 +42,28 @@ export class SessionRegistry {
 
   releaseTsih(tsih: number): void {
     this.reserved.delete(tsih);
+  }
+
+  /** Commands of all sessions of a target in the SCSI layer. */
+  private readonly running = new Map<string, number>();
+
+  tasksRunning(targetName: string, delta: number): void {
+    const n = (this.running.get(targetName) ?? 0) + delta;
+    if (n > 0) this.running.set(targetName, n);
+    else this.running.delete(targetName);
+  }
+
+  /**
+   * TASK SET FULL policy: a session may always have `minSessionTasks` commands in the SCSI layer;
+   * beyond that only its share of the target's (`targetTasks` / sessions) and only while a quarter
+   * of `targetTasks` stays free for the guaranteed commands of other (and new) sessions. Tasks
+   * already running cannot be taken back, so the reserve is what keeps a newcomer from starving.
+   */
+  mayRun(targetName: string, running: number, limits: Pick<DataPathLimits, 'minSessionTasks' | 'targetTasks'>): boolean {
+    if (running < limits.minSessionTasks) return true;
+    const total = this.running.get(targetName) ?? 0;
+    const share = Math.floor(limits.targetTasks / Math.max(1, this.countOfTarget(targetName)));
+    return running < share && total < limits.targetTasks - Math.floor(limits.targetTasks / 4);
   }
 
   /** Normal sessions of a target (for its sessions' share of the task set). */

@@ -64,8 +64,10 @@ const RECENT_TAGS = 256;
 export interface SessionResources {
   readonly limits: DataPathLimits;
   readonly dataOut: DataOutBudget;
-  /** Commands this session may have in the SCSI layer now (its share of the target's). */
-  taskShare(): number;
+  /** May a session with `running` commands in the SCSI layer start one more (its share of the target's)? */
+  mayRun(running: number): boolean;
+  /** A command of this session entered (+1) or left (-1) the SCSI layer. */
+  running(delta: number): void;
 }
 
 export class Session implements R2TSender {
@@ -209,7 +211,7 @@ export class Session implements R2TSender {
    */
   private admit(task: IscsiTask): boolean {
     if (this.closed) return true;
-    if (this.executing >= this.resources.taskShare()) {
+    if (!this.resources.mayRun(this.executing)) {
       this.taskSetFull(task);
       return true;
     }
@@ -218,6 +220,7 @@ export class Session implements R2TSender {
       this.dataInReserved.set(task, task.dataInLength);
     }
     this.executing++;
+    this.resources.running(1);
     this.target.device.execute(task).then(
       (result) => this.complete(task, result),
       (error: unknown) => {
@@ -249,6 +252,7 @@ export class Session implements R2TSender {
 
   private complete(task: IscsiTask, result: ScsiResult): void {
     this.executing--;
+    this.resources.running(-1);
     this.forget(task);
     const reservedDataIn = this.dataInReserved.get(task) ?? 0;
     this.dataInReserved.delete(task);

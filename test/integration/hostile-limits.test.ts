@@ -178,17 +178,19 @@ describe('connection limits and TASK SET FULL (small limits)', () => {
     await sleep(300);
   });
 
-  it('answers TASK SET FULL past a session\'s share of the task set, and the share follows the session count', async () => {
+  it('answers TASK SET FULL past a session\'s share of the task set, and keeps room for other sessions', async () => {
     const a = await session(daemon.port, '800000003001');
-    // WRITEs whose data never comes stay in the SCSI layer: alone, the session's share is 8.
+    // WRITEs whose data never comes stay in the SCSI layer. Target tasks 8: a quarter (2) stays
+    // free for others, so the session runs 6 and the 7th-10th get TASK SET FULL.
     const itts = i10(a, 10, 0);
-    const { status } = await collectStatuses(a, itts.slice(8), 5000);
-    assert.deepEqual([...status.values()], [0x28, 0x28], 'the 9th and 10th get TASK SET FULL');
-    // A second session: the share is 4 each, so it runs 4 and the 5th is refused.
+    const { status } = await collectStatuses(a, itts.slice(6), 5000);
+    assert.deepEqual([...status.values()], [0x28, 0x28, 0x28, 0x28], 'the 7th to 10th get TASK SET FULL');
+    // A second session still gets its guaranteed minimum (2), then TASK SET FULL.
     const b = await session(daemon.port, '800000003002');
-    const bItts = i10(b, 5, 4096);
-    const bDone = await collectStatuses(b, bItts.slice(4), 5000);
-    assert.deepEqual([...bDone.status.values()], [0x28], 'the second session gets its share, then TASK SET FULL');
+    const bItts = i10(b, 3, 4096);
+    const bDone = await collectStatuses(b, bItts, 5000);
+    assert.deepEqual([...bDone.status.values()], [0x28], 'the second session runs its two, the third gets TASK SET FULL');
+    assert.equal(bDone.status.get(bItts[2]), 0x28);
     a.close();
     b.close();
     await sleep(300);
