@@ -41,6 +41,7 @@ import { FaultOwner, boundTo } from '../util/process-guard';
 import { CommandWindow } from './command-window';
 import { DataOutBudget, DataPathLimits } from './limits';
 import { Transmitter } from './transmitter';
+import { Liveness } from './liveness';
 import { LoginError, LoginReply, LoginStateMachine } from './login';
 import { Negotiator } from './negotiation';
 import { SessionParameters } from './parameters';
@@ -96,10 +97,7 @@ export class Connection implements SessionTransport, FaultOwner {
   private maxXmit = 8192;
   private cid = 0;
   private readonly startedAt = Date.now();
-  private lastReceived = Date.now();
-  private pingTtt = RESERVED_TAG;
-  private pingSentAt = 0;
-  private nextPingTtt = 1;
+  private readonly liveness = new Liveness();
   private readonly timer: NodeJS.Timeout;
   private readonly log: Logger;
   private closing: Promise<void> | undefined;
@@ -238,8 +236,7 @@ export class Connection implements SessionTransport, FaultOwner {
   }
 
   private onPdu(raw: RawPdu): void {
-    this.lastReceived = Date.now();
-    this.pingTtt = RESERVED_TAG; // anything received proves the initiator alive
+    this.liveness.received();
     try {
       this.dispatch(raw);
     } catch (error) {
@@ -587,34 +584,12 @@ export class Connection implements SessionTransport, FaultOwner {
       if (now - this.startedAt > s.loginTimeout * 1000) this.fail(`login not completed within ${s.loginTimeout} s`);
       return;
     }
-    // A peer that stopped reading: nothing of the queued output leaves. Dropping it releases
-    // every buffer queued for it (RFC 7143 leaves the timeout to the target; NOP-In timing).
-    const stalled = this.tx.stalledFor(now);
-    if (stalled > Math.max(1, s.nopinResponseTimeout) * 1000) {
-      this.fail(`initiator took no data for ${Math.round(stalled / 1000)} s (${this.tx.backlog} bytes queued)`);
-      return;
-    }
-    if (this.session) {
-      const stuck = this.session.dataOutTimedOut(now);
-      if (stuck) {
-        this.fail(`no Data-Out for ITT 0x${stuck.tag.toString(16)} within ${s.dataoutTimeout} s`);
-        return;
-      }
-    }
-    if (s.nopinTimeout <= 0) return;
-    if (this.pingTtt !== RESERVED_TAG) {
-      if (now - this.pingSentAt > s.nopinResponseTimeout * 1000) {
-        this.fail(`NOP-In ping unanswered for ${s.nopinResponseTimeout} s`);
-      }
-      return;
-    }
-    if (now - this.lastReceived > s.nopinTimeout * 1000) {
-      this.pingTtt = this.nextPingTtt;
-      this.nextPingTtt = (this.nextPingTtt % 0x7fffffff) + 1;
-      this.pingSentAt = now;
+    const verdict = this.liveness.check(now, s, this.tx.stalledFor(now), this.tx.backlog, this.session?.dataOutTimedOut(now)?.tag);
+    if (verdict && 'fail' in verdict) this.fail(verdict.fail);
+    else if (verdict) {
       this.send(
         encodeNopIn(
-          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: this.pingTtt, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: verdict.ping, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
           0,
         ),
       );
