@@ -26,10 +26,11 @@ import { createRows, createWorkloads, selectRows } from './workloads';
 import { WorkloadError } from './workloads/workload';
 import { formatOffloadBench, runOffloadBench } from './offload';
 import { formatAuthBench, runAuthBench } from './auth';
+import { formatHostileBench, runHostileBench } from './hostile';
 import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
 
 /** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
-const SECTIONS = ['tgt', 'store', 'offload', 'auth'] as const;
+const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
@@ -309,6 +310,20 @@ async function main(): Promise<number> {
       failures++;
       output.auth = { failure: (e as Error).message };
       log(`FAILURE (auth section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('hostile')) {
+    log('');
+    log('== a normal session while 8 stalled readers and 8 data-withholding writers abuse the gateway ==');
+    try {
+      const hostile = await runHostileBench({ seconds: quick ? 2 : 4, rounds: quick ? 1 : 2, dir: o.dir, cli, log });
+      log(formatHostileBench(hostile));
+      output.hostile = hostile;
+    } catch (e) {
+      failures++;
+      output.hostile = { failure: (e as Error).message };
+      log(`FAILURE (hostile section): ${(e as Error).message}`);
     }
   }
 

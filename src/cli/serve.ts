@@ -22,6 +22,7 @@ import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '.
 import { rootLogger } from '../util/log';
 import { MetricsServer, startMetricsServer } from '../metrics/server';
 import { gatewayMetricsSource } from '../metrics/source';
+import { installProcessGuard } from '../util/process-guard';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -94,6 +95,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--metrics <host:port>', 'Prometheus metrics address (overrides prometheus_host/prometheus_port)').argParser(address(9287)))
     .action(async (opts: ServeOptions) => {
       const log = rootLogger();
+      installProcessGuard(log);
       const dataDir = opts.data ?? defaultDataDir();
       let settings: ParsedSettings;
       try {

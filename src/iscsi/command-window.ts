@@ -16,6 +16,8 @@ export class CommandWindow {
   constructor(
     initialCmdSN: number,
     private readonly depth: () => number,
+    /** While true, MaxCmdSN does not advance (the connection's send queue is over its bound). */
+    private readonly held: () => boolean = () => false,
   ) {
     this.exp = initialCmdSN >>> 0;
     this.lastMax = serialAdd(this.exp, depth() - 1);
@@ -25,11 +27,21 @@ export class CommandWindow {
     return this.exp;
   }
 
-  /** Never moves backwards, even when the depth is reconfigured smaller. */
+  /** Never moves backwards, even when the depth is reconfigured smaller; stays put while held. */
   get maxCmdSN(): number {
-    const candidate = serialAdd(this.exp, this.depth() - 1 - this.active);
+    if (this.held()) return this.lastMax;
+    const candidate = this.candidate();
     if (serialLt(this.lastMax, candidate)) this.lastMax = candidate;
     return this.lastMax;
+  }
+
+  private candidate(): number {
+    return serialAdd(this.exp, this.depth() - 1 - this.active);
+  }
+
+  /** Would MaxCmdSN advance if announced now? (The window reopened after being held.) */
+  wouldOpen(): boolean {
+    return !this.held() && serialLt(this.lastMax, this.candidate());
   }
 
   /**
@@ -42,7 +54,8 @@ export class CommandWindow {
       run();
       return true;
     }
-    if (!serialInWindow(cmdSN, this.exp, this.maxCmdSN) || this.waiting.has(cmdSN)) return false;
+    // Checked against what was announced: a held window does not admit more than that.
+    if (!serialInWindow(cmdSN, this.exp, this.lastMax) || this.waiting.has(cmdSN)) return false;
     this.waiting.set(cmdSN >>> 0, { run, counts });
     for (;;) {
       const next = this.waiting.get(this.exp);
@@ -64,7 +77,7 @@ export class CommandWindow {
 
   /** Is cmdSN inside the window and neither delivered nor waiting? */
   notYetArrived(cmdSN: number): boolean {
-    return serialInWindow(cmdSN, this.exp, this.maxCmdSN) && !this.waiting.has(cmdSN >>> 0);
+    return serialInWindow(cmdSN, this.exp, this.lastMax) && !this.waiting.has(cmdSN >>> 0);
   }
 
   /** Treat a not-yet-arrived command as received and aborted (ABORT TASK before arrival). */

@@ -5,7 +5,6 @@
  * (and so, at ERL 0, its session) and nothing else.
  */
 import type { Socket } from 'node:net';
-import { dataDigest, digestBytes, headerDigest, padLength } from '../pdu/digest';
 import { PduError } from '../pdu/errors';
 import {
   BHS_LENGTH,
@@ -37,13 +36,17 @@ import {
 } from '../pdu/responses';
 import { encodeText } from '../pdu/text';
 import { dataBuffers } from '../util/buffer-pool';
-import type { Logger } from '../util/log';
+import { Logger, peerEvents } from '../util/log';
+import { FaultOwner, boundTo } from '../util/process-guard';
 import { CommandWindow } from './command-window';
+import { DataOutBudget, DataPathLimits } from './limits';
+import { Transmitter } from './transmitter';
+import { Liveness } from './liveness';
 import { LoginError, LoginReply, LoginStateMachine } from './login';
 import { Negotiator } from './negotiation';
 import { SessionParameters } from './parameters';
 import { Session, SessionTransport, sessionKey } from './session';
-import { SessionRegistry } from './session-registry';
+import { SessionRegistry, TsihExhaustedError } from './session-registry';
 import { PortalAddress } from '../transport/portal';
 import { TargetCatalog, TargetSettings } from './target-node';
 import { TextExchange, TextExchangeError } from './text-exchange';
@@ -58,6 +61,12 @@ export interface ConnectionContext {
   readonly connections: Set<Connection>;
   /** Failed-login accounting and per-address throttling. */
   readonly throttle?: LoginThrottle;
+  readonly limits: DataPathLimits;
+  readonly dataOut: DataOutBudget;
+  /** Why this connection must be refused at its first Login Request (connection limits), if so. */
+  readonly refusal?: string;
+  /** Called once when the connection closes (it no longer counts against connection limits). */
+  readonly onClosed?: () => void;
 }
 
 const enum State {
@@ -69,13 +78,13 @@ const enum State {
   Closed,
 }
 
-const ZERO_PAD = Buffer.alloc(4);
 const ZERO_LUN = Buffer.alloc(8);
 const TICK_MS = 1000;
+const GRACEFUL_CLOSE_MS = 5000;
 
 let nextConnectionId = 1;
 
-export class Connection implements SessionTransport {
+export class Connection implements SessionTransport, FaultOwner {
   readonly id = nextConnectionId++;
   private state = State.Login;
   private readonly readerSettings: PduReaderSettings;
@@ -88,15 +97,11 @@ export class Connection implements SessionTransport {
   private initiatorName = '';
   private negotiator: Negotiator | undefined;
   private text: TextExchange | undefined;
-  private headerDigests = false;
-  private dataDigests = false;
+  private readonly tx: Transmitter;
   private maxXmit = 8192;
   private cid = 0;
   private readonly startedAt = Date.now();
-  private lastReceived = Date.now();
-  private pingTtt = RESERVED_TAG;
-  private pingSentAt = 0;
-  private nextPingTtt = 1;
+  private readonly liveness = new Liveness();
   private readonly timer: NodeJS.Timeout;
   private readonly log: Logger;
   private closing: Promise<void> | undefined;
@@ -132,63 +137,63 @@ export class Connection implements SessionTransport {
       (pdu) => this.onPdu(pdu),
       (error) => this.onPduError(error),
     );
+    this.tx = new Transmitter(socket, ctx.limits, (reopened) => this.onTransmitDrain(reopened));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
+    // Everything done for this connection runs in its fault scope: an internal error that
+    // escapes (a throw in a callback, a rejection nobody handled) closes this connection only.
+    socket.on('data', boundTo(this, (chunk: Buffer) => this.reader.push(chunk)));
     socket.on('error', (err) => void this.close(`socket error: ${err.message}`));
     socket.on('end', () => void this.close('initiator closed the connection'));
     socket.on('close', () => void this.close('connection closed'));
-    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer = setInterval(boundTo(this, () => this.tick()), TICK_MS);
     this.timer.unref();
     ctx.connections.add(this);
     this.log.debug('connection accepted');
   }
 
-  // ---- Sending -------------------------------------------------------------------------------
-
-  /**
-   * Queue a PDU. Everything sent during one turn of the event loop leaves in one writev:
-   * the socket is corked on the first send and uncorked when the turn's callbacks are done.
-   */
-  send(header: Buffer, data?: Buffer, onSent?: () => void): void {
-    if (this.state === State.Closed) {
-      onSent?.();
-      return;
-    }
-    const s = this.socket;
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      setImmediate(this.uncork);
-    }
-    let h = header;
-    if (this.headerDigests) {
-      h = Buffer.allocUnsafe(BHS_LENGTH + 4);
-      header.copy(h, 0);
-      h.writeUInt32LE(headerDigest(header), BHS_LENGTH);
-    }
-    if (!data || data.length === 0) {
-      s.write(h, onSent);
-      return;
-    }
-    s.write(h);
-    const pad = padLength(data.length);
-    if (!pad && !this.dataDigests) {
-      s.write(data, onSent);
-      return;
-    }
-    s.write(data);
-    if (pad) s.write(ZERO_PAD.subarray(0, pad), this.dataDigests ? undefined : onSent);
-    if (this.dataDigests) s.write(digestBytes(dataDigest(data)), onSent);
+  get faultName(): string {
+    return `connection ${this.id} from ${this.remote}`;
   }
 
-  private corked = false;
-  private readonly uncork = () => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  fault(reason: string): void {
+    void this.close(reason);
+  }
 
+  // ---- Sending -------------------------------------------------------------------------------
 
+  /** Queue a PDU (see Transmitter.send). */
+  send(header: Buffer, data?: Buffer, onSent?: () => void): void {
+    this.tx.send(header, data, onSent);
+  }
+
+  reserveDataIn(bytes: number): boolean {
+    return this.tx.tryReserve(bytes);
+  }
+
+  releaseDataIn(bytes: number): void {
+    this.tx.release(bytes);
+  }
+
+  get transmitCongested(): boolean {
+    return this.state !== State.Closed && this.tx.congested;
+  }
+
+  /** The send queue drained below its bound: held commands go on, the window may reopen. */
+  private onTransmitDrain(reopened: boolean): void {
+    if (this.state !== State.FullFeature && this.state !== State.LoggingOut) return;
+    this.session?.onTransmitReady();
+    if (reopened && this.window?.wouldOpen()) {
+      // Nothing else may be on its way to tell the initiator: a NOP-In that is not a ping
+      // (ITT and TTT reserved) carries the new MaxCmdSN (RFC 7143 §11.19).
+      this.send(
+        encodeNopIn(
+          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: RESERVED_TAG, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          0,
+        ),
+      );
+    }
+  }
 
   takeStatSN(): number {
     const sn = this.statSN;
@@ -209,7 +214,7 @@ export class Connection implements SessionTransport {
   }
 
   reject(reason: RejectReason, bhs: Buffer, message: string): void {
-    this.log.warn({ reason, opcode: bhs[0] & 0x3f }, `Reject: ${message}`);
+    peerEvents().warn('reject', { reason, opcode: bhs[0] & 0x3f }, `Reject: ${message}`, this.log);
     const data = Buffer.from(bhs.subarray(0, BHS_LENGTH));
     this.send(
       encodeReject({ reason, statSN: this.takeStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN, dataSN: 0 }, data.length),
@@ -218,7 +223,7 @@ export class Connection implements SessionTransport {
   }
 
   fail(message: string): void {
-    this.log.warn(`connection failed: ${message}`);
+    peerEvents().warn('connection-failed', {}, `connection failed: ${message}`, this.log);
     void this.close(message);
   }
 
@@ -239,8 +244,7 @@ export class Connection implements SessionTransport {
   }
 
   private onPdu(raw: RawPdu): void {
-    this.lastReceived = Date.now();
-    this.pingTtt = RESERVED_TAG; // anything received proves the initiator alive
+    this.liveness.received();
     try {
       this.dispatch(raw);
     } catch (error) {
@@ -309,6 +313,10 @@ export class Connection implements SessionTransport {
   // ---- Login ---------------------------------------------------------------------------------
 
   private onLogin(pdu: LoginRequestPdu): void {
+    if (this.ctx.refusal) {
+      this.failLogin(pdu, LoginStatus.OutOfResources, this.ctx.refusal);
+      return;
+    }
     const throttle = this.ctx.throttle;
     if (throttle && !this.loginAdmitted) {
       // An address with many failed logins waits before its next login is looked at.
@@ -376,7 +384,7 @@ export class Connection implements SessionTransport {
   private failLogin(pdu: LoginRequestPdu, status: LoginStatus, message: string): void {
     this.ctx.throttle?.failed(this.remoteAddress, status);
     countLoginFailure(loginFailureReason(status));
-    this.log.warn({ status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`);
+    peerEvents().warn('login-failed', { status: status.toString(16).padStart(4, '0') }, `login failed: ${message}`, this.log);
     this.sendLoginResponse(pdu, { transit: false, csg: pdu.csg, nsg: 0, keys: [], complete: false }, 0, status);
     void this.close(`login failed: ${message}`, true);
   }
@@ -405,8 +413,15 @@ export class Connection implements SessionTransport {
       const existing = sessions.findByKey(sessionKey(this.initiatorName, first.isid, target.name));
       if (existing) await existing.terminate('session reinstatement');
       if (this.state !== State.Binding) return; // closed meanwhile
-      tsih = sessions.allocateTsih();
-      const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log);
+      tsih = this.allocateTsih();
+      const limits = this.ctx.limits;
+      const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log, {
+        limits,
+        dataOut: this.ctx.dataOut,
+        // Each session's share of the target's task set, so no initiator can starve the others.
+        mayRun: (running) => sessions.mayRun(target.name, running, limits),
+        running: (delta) => sessions.tasksRunning(target.name, delta),
+      });
       session.setMaxXmit(loginResult.connection.maxXmitDataSegmentLength);
       session.onColdReset = () => {
         // The issuer's connection is closed after its TMF response has left (RFC 7143 §11.5.1).
@@ -416,7 +431,9 @@ export class Connection implements SessionTransport {
       this.session = session;
       this.window = session.window;
     } else {
-      tsih = sessions.allocateTsih();
+      tsih = this.allocateTsih();
+      sessions.reserveTsih(tsih);
+      this.discoveryTsih = tsih;
       const settings = loginResult.settings;
       this.window = new CommandWindow(first.cmdSN, () => settings.cmdsnDepth);
     }
@@ -424,8 +441,8 @@ export class Connection implements SessionTransport {
     this.sendLoginResponse(pdu, reply, tsih, LoginStatus.Success);
     // Digests and the larger MaxRecvDataSegmentLength apply from the next PDU on.
     const c = loginResult.connection;
-    this.headerDigests = c.headerDigest;
-    this.dataDigests = c.dataDigest;
+    this.tx.headerDigests = c.headerDigest;
+    this.tx.dataDigests = c.dataDigest;
     this.maxXmit = c.maxXmitDataSegmentLength;
     this.readerSettings.headerDigest = c.headerDigest;
     this.readerSettings.dataDigest = c.dataDigest;
@@ -435,6 +452,17 @@ export class Connection implements SessionTransport {
       { tsih, type: this.sessionType, initiator: this.initiatorName, target: target?.name, hd: c.headerDigest, dd: c.dataDigest },
       'login complete',
     );
+  }
+
+  private discoveryTsih = 0;
+
+  private allocateTsih(): number {
+    try {
+      return this.ctx.sessions.allocateTsih();
+    } catch (error) {
+      if (error instanceof TsihExhaustedError) throw new LoginError(error.message, error.status);
+      throw error;
+    }
   }
 
   private settings(): TargetSettings {
@@ -508,7 +536,16 @@ export class Connection implements SessionTransport {
   }
 
   private onLogout(pdu: LogoutRequestPdu): void {
-    this.window!.order(pdu.cmdSN, pdu.immediate, () => void this.logout(pdu), false);
+    this.window!.order(
+      pdu.cmdSN,
+      pdu.immediate,
+      () =>
+        void this.logout(pdu).catch((error: unknown) => {
+          this.log.error({ err: error }, 'logout failed');
+          void this.close('logout failed');
+        }),
+      false,
+    );
   }
 
   private async logout(pdu: LogoutRequestPdu): Promise<void> {
@@ -574,27 +611,12 @@ export class Connection implements SessionTransport {
       if (now - this.startedAt > s.loginTimeout * 1000) this.fail(`login not completed within ${s.loginTimeout} s`);
       return;
     }
-    if (this.session) {
-      const stuck = this.session.dataOutTimedOut(now);
-      if (stuck) {
-        this.fail(`no Data-Out for ITT 0x${stuck.tag.toString(16)} within ${s.dataoutTimeout} s`);
-        return;
-      }
-    }
-    if (s.nopinTimeout <= 0) return;
-    if (this.pingTtt !== RESERVED_TAG) {
-      if (now - this.pingSentAt > s.nopinResponseTimeout * 1000) {
-        this.fail(`NOP-In ping unanswered for ${s.nopinResponseTimeout} s`);
-      }
-      return;
-    }
-    if (now - this.lastReceived > s.nopinTimeout * 1000) {
-      this.pingTtt = this.nextPingTtt;
-      this.nextPingTtt = (this.nextPingTtt % 0x7fffffff) + 1;
-      this.pingSentAt = now;
+    const verdict = this.liveness.check(now, s, this.tx.stalledFor(now), this.tx.backlog, this.session?.dataOutTimedOut(now)?.tag);
+    if (verdict && 'fail' in verdict) this.fail(verdict.fail);
+    else if (verdict) {
       this.send(
         encodeNopIn(
-          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: this.pingTtt, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
+          { lun: ZERO_LUN, itt: RESERVED_TAG, ttt: verdict.ping, statSN: this.peekStatSN(), expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN },
           0,
         ),
       );
@@ -611,19 +633,30 @@ export class Connection implements SessionTransport {
   close(reason: string, graceful = false): Promise<void> {
     if (this.closing) return this.closing;
     this.state = State.Closed;
+    this.tx.close();
     clearInterval(this.timer);
     this.reader.stop();
     this.ctx.connections.delete(this);
-    if (graceful) this.socket.end();
-    else this.socket.destroy();
+    if (graceful) {
+      this.socket.end();
+      // A peer that never closes its side must not keep the socket (and its buffers) forever.
+      setTimeout(() => this.socket.destroy(), GRACEFUL_CLOSE_MS).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.ctx.onClosed?.();
     this.log.debug({ reason }, 'connection closed');
     const session = this.session;
+    if (this.discoveryTsih) this.ctx.sessions.releaseTsih(this.discoveryTsih);
     this.closing = (async () => {
       if (session) {
         this.ctx.sessions.remove(session);
         await session.close(reason);
       }
-    })();
+    })().catch((error: unknown) => {
+      // Closing never fails for the caller: the connection is gone either way.
+      this.log.error({ err: error }, 'closing the session failed');
+    });
     return this.closing;
   }
 }

@@ -32,6 +32,12 @@ export interface R2TSender {
   sendR2T(task: IscsiTask, ttt: number, r2tSN: number, bufferOffset: number, length: number): void;
   allocateTransferTag(task: IscsiTask): number;
   releaseTransferTag(ttt: number): void;
+  /**
+   * Reserve buffer space for `bytes` of solicited Data-Out. False: the task is queued and
+   * dataOutGranted() is called once the bytes are reserved for it.
+   */
+  reserveDataOut(task: IscsiTask, bytes: number): boolean;
+  releaseDataOut(task: IscsiTask, bytes: number): void;
 }
 
 interface Sequence {
@@ -140,7 +146,9 @@ export class IscsiTask implements ScsiCommand {
       return Promise.resolve(first[1].subarray(0, length));
     }
     if (length === 0) return Promise.resolve(Buffer.alloc(0));
-    this.buffer = dataBuffers.take(length);
+    this.assembling = true;
+    // The buffer is allocated when the first byte of it arrives (here if some already has).
+    if (this.unsolicited.length > 0) this.ensureBuffer();
     for (const [offset, bytes] of this.unsolicited) this.store(offset, bytes);
     this.unsolicited = [];
     // R2Ts start where unsolicited data ends (decided when the unsolicited burst closes).
@@ -150,9 +158,36 @@ export class IscsiTask implements ScsiCommand {
       this.waiter = { resolve, reject };
       this.abortListener = () => this.fail(new TaskAbortedError());
       signal.addEventListener('abort', this.abortListener, { once: true });
-      this.issueR2Ts();
+      this.startSolicitation();
       this.checkComplete();
     });
+  }
+
+  /** Solicited bytes need buffer space reserved before the first R2T goes out. */
+  private startSolicitation(): void {
+    if (this.unsolicitedEnd >= this.wanted && !this.unsolicitedOpen) return; // all here already
+    if (this.r2t.reserveDataOut(this, this.wanted)) this.dataOutGranted();
+  }
+
+  /** The Data-Out budget holds this task's bytes: solicit them. */
+  dataOutGranted(): void {
+    this.reservedDataOut = this.wanted;
+    if (this.finished || !this.collecting) {
+      this.r2t.releaseDataOut(this, this.reservedDataOut);
+      this.reservedDataOut = 0;
+      return;
+    }
+    this.issueR2Ts();
+  }
+
+  /** Bytes reserved in the Data-Out budget (released with the buffers). */
+  private reservedDataOut = 0;
+  /** receiveDataOut() was called and the data is assembled in `buffer`. */
+  private assembling = false;
+
+  private ensureBuffer(): Buffer {
+    if (!this.buffer) this.buffer = dataBuffers.take(this.wanted);
+    return this.buffer;
   }
 
   /** The command PDU's immediate data (possibly assembled in a pool buffer by the reader). */
@@ -173,6 +208,8 @@ export class IscsiTask implements ScsiCommand {
   releaseBuffers(): Buffer | undefined {
     dataBuffers.give(this.buffer);
     this.buffer = undefined;
+    if (this.reservedDataOut > 0) this.r2t.releaseDataOut(this, this.reservedDataOut);
+    this.reservedDataOut = 0;
     dataBuffers.give(this.immediateData);
     this.unsolicited = [];
     const dataIn = this.dataIn;
@@ -185,10 +222,10 @@ export class IscsiTask implements ScsiCommand {
    * (validated again in onDataOut).
    */
   placement(ttt: number, bufferOffset: number, length: number): Buffer | undefined {
-    if (!this.buffer || ttt === RESERVED_TAG) return undefined;
+    if (!this.assembling || ttt === RESERVED_TAG) return undefined;
     const seq = this.outstanding.get(ttt);
     if (!seq || bufferOffset !== seq.nextOffset || bufferOffset + length > seq.offset + seq.length) return undefined;
-    return this.buffer.subarray(bufferOffset, bufferOffset + length);
+    return this.ensureBuffer().subarray(bufferOffset, bufferOffset + length);
   }
 
   /** A Data-Out PDU for this task. Throws DataOutError on a protocol violation. */
@@ -220,7 +257,7 @@ export class IscsiTask implements ScsiCommand {
         this.buffer !== undefined &&
         pdu.data.buffer === this.buffer.buffer &&
         pdu.data.byteOffset === this.buffer.byteOffset + pdu.bufferOffset;
-      if (this.buffer) {
+      if (this.assembling) {
         if (!placed) this.store(pdu.bufferOffset, pdu.data);
       } else {
         this.unsolicited.push([pdu.bufferOffset, pdu.data]);
@@ -231,26 +268,26 @@ export class IscsiTask implements ScsiCommand {
       if (seq.ttt === RESERVED_TAG) {
         this.unsolicitedOpen = false;
         this.unsolicitedSeq = undefined;
-        if (this.buffer) this.nextR2TOffset = Math.min(this.unsolicitedEnd, this.wanted);
+        if (this.assembling) this.nextR2TOffset = Math.min(this.unsolicitedEnd, this.wanted);
       } else {
         this.outstanding.delete(seq.ttt);
         this.r2t.releaseTransferTag(seq.ttt);
       }
-      if (this.buffer) this.issueR2Ts();
+      if (this.assembling) this.issueR2Ts();
     }
     this.checkComplete();
   }
 
   /** Copy bytes into the task buffer (only the part the SCSI layer wants). */
   private store(offset: number, bytes: Buffer): void {
-    const buf = this.buffer!;
+    const buf = this.ensureBuffer();
     if (offset >= buf.length) return;
     const n = Math.min(bytes.length, buf.length - offset);
     bytes.copy(buf, offset, 0, n);
   }
 
   private issueR2Ts(): void {
-    if (this.finished) return;
+    if (this.finished || this.reservedDataOut === 0) return;
     while (this.outstanding.size < this.params.maxOutstandingR2T && this.nextR2TOffset < this.wanted) {
       if (this.unsolicitedOpen) return; // first let the unsolicited burst finish
       const length = Math.min(this.params.maxBurstLength, this.wanted - this.nextR2TOffset);
@@ -264,13 +301,13 @@ export class IscsiTask implements ScsiCommand {
   }
 
   private checkComplete(): void {
-    if (!this.waiter || !this.buffer) return;
+    if (!this.waiter || !this.assembling) return;
     const solicitedDone = this.outstanding.size === 0 && this.nextR2TOffset >= this.wanted;
     if (solicitedDone && !this.unsolicitedOpen) {
       const { resolve } = this.waiter;
       this.cleanupWait();
       this.waitingSince = 0;
-      resolve(this.buffer);
+      resolve(this.ensureBuffer());
     }
   }
 
@@ -311,6 +348,11 @@ export class IscsiTask implements ScsiCommand {
   /** Solicited data we are waiting for (for dataout_timeout). */
   get awaitingDataOut(): boolean {
     return this.waiter !== undefined && this.outstanding.size > 0;
+  }
+
+  /** Bytes receiveDataOut() asked for (-1 before it was called). */
+  get dataOutWanted(): number {
+    return this.wanted;
   }
 
   /** Number of R2Ts sent (ExpDataSN of a write's SCSI Response). */

@@ -7,14 +7,14 @@ import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../pdu/lun';
 import { DataOutPdu, ScsiCommandPdu, TaskManagementRequestPdu } from '../pdu/requests';
 import {
-  encodeDataIn,
   encodeReadyToTransfer,
-  encodeScsiResponse,
   encodeTaskManagementResponse,
 } from '../pdu/responses';
 import { serialLt } from '../pdu/serial';
 import { dataBuffers } from '../util/buffer-pool';
 import { CommandWindow } from './command-window';
+import { DataOutBudget, DataPathLimits } from './limits';
+import { TaskResponder } from './task-response';
 import {
   ITNexus,
   ScsiResult,
@@ -22,7 +22,7 @@ import {
   TaskManagementFunction,
   TaskManagementResponse,
 } from '../scsi/sam';
-import type { Logger } from '../util/log';
+import { Logger, peerEvents } from '../util/log';
 import { DataOutError, IscsiTask, R2TSender, TaskAbortedError } from './scsi-task';
 import { SessionParameters } from './parameters';
 import { IscsiTargetNode, TargetSettings } from './target-node';
@@ -38,6 +38,12 @@ export interface SessionTransport {
   /** The current StatSN for PDUs that carry it without advancing it (R2T, NOP-In ping). */
   peekStatSN(): number;
   reject(reason: RejectReason, bhs: Buffer, message: string): void;
+  /** Admit `bytes` of Data-In into the send queue (false: over its bound, wait for onTransmitReady). */
+  reserveDataIn(bytes: number): boolean;
+  /** The admitted Data-In was handed to send() (or will not be sent). */
+  releaseDataIn(bytes: number): void;
+  /** The send queue is over its bound: the CmdSN window must not open. */
+  readonly transmitCongested: boolean;
   /** Fail the connection (protocol error at ErrorRecoveryLevel 0). */
   fail(message: string): void;
   /**
@@ -55,6 +61,16 @@ export function sessionKey(initiatorName: string, isid: Buffer, targetName: stri
 /** Finished ITTs remembered so late Data-Out for them is dropped quietly rather than rejected. */
 const RECENT_TAGS = 256;
 
+/** What a session needs from the gateway: limits, the shared Data-Out budget, its task share. */
+export interface SessionResources {
+  readonly limits: DataPathLimits;
+  readonly dataOut: DataOutBudget;
+  /** May a session with `running` commands in the SCSI layer start one more (its share of the target's)? */
+  mayRun(running: number): boolean;
+  /** A command of this session entered (+1) or left (-1) the SCSI layer. */
+  running(delta: number): void;
+}
+
 export class Session implements R2TSender {
   readonly key: string;
   readonly nexus: ITNexus;
@@ -67,6 +83,19 @@ export class Session implements R2TSender {
   private readonly log: Logger;
   /** Commands and bytes of this session, counted inline; read by metrics and the API. */
   readonly stats = new SessionStats();
+  /** Commands delivered in CmdSN order but waiting for room in the send queue (FIFO). */
+  private readonly held: IscsiTask[] = [];
+  /** Commands handed to the SCSI layer and not yet completed. */
+  private executing = 0;
+  /** Immediate commands outstanding (they bypass the CmdSN window). */
+  private immediateTasks = 0;
+  /** Data-In bytes reserved in the send queue per task. */
+  private readonly dataInReserved = new Map<IscsiTask, number>();
+  /** Data-Out budget: bytes this session holds, tasks waiting for more (FIFO). */
+  private dataOutUsed = 0;
+  private readonly dataOutWaiting: IscsiTask[] = [];
+  private readonly retryDataOut = () => this.grantDataOut();
+  private readonly responder: TaskResponder;
 
   constructor(
     readonly tsih: number,
@@ -76,6 +105,7 @@ export class Session implements R2TSender {
     initialCmdSN: number,
     private readonly transport: SessionTransport,
     log: Logger,
+    private readonly resources: SessionResources,
   ) {
     this.key = sessionKey(params.initiatorName, isid, target.name);
     const isidHex = isid.toString('hex');
@@ -92,8 +122,15 @@ export class Session implements R2TSender {
       relativeTargetPortId: tpgt,
       targetPortGroup: tpgt,
     };
-    this.window = new CommandWindow(initialCmdSN, () => this.settings().cmdsnDepth);
+    // MaxCmdSN stops advancing while the send queue is over its bound (transmit back-pressure).
+    this.window = new CommandWindow(
+      initialCmdSN,
+      () => this.settings().cmdsnDepth,
+      () => this.held.length > 0 || transport.transmitCongested,
+    );
+    this.responder = new TaskResponder(transport, this.window, params.maxBurstLength, this.stats);
     this.log = log.child({ tsih, initiator: params.initiatorName });
+    resources.dataOut.onRelease.add(this.retryDataOut);
     target.device.nexusCreated(this.nexus);
   }
 
@@ -138,9 +175,26 @@ export class Session implements R2TSender {
     const task = new IscsiTask(this.nexus, pdu, lun, this.params, this);
     // Tracked before delivery: unsolicited Data-Out may follow before its CmdSN comes up.
     this.tasks.set(task.tag, task);
+    if (pdu.immediate) {
+      this.immediateTasks++; // until forget()
+      if (this.immediateTasks > this.resources.limits.immediateCommands) {
+        // Immediate commands bypass the CmdSN window: bounded here instead (SAM-5 TASK SET FULL).
+        this.taskSetFull(task);
+        return;
+      }
+    }
     if (!this.order(pdu.cmdSN, pdu.immediate, () => this.execute(task), !pdu.immediate)) {
       this.tasks.delete(task.tag);
+      if (pdu.immediate) this.immediateTasks--;
     }
+  }
+
+  /** End a command with TASK SET FULL without running it. */
+  private taskSetFull(task: IscsiTask): void {
+    this.forget(task);
+    task.releaseBuffers();
+    task.finished = true;
+    this.sendResponse(task, ScsiStatus.TaskSetFull, undefined, 0, false, false);
   }
 
   /** A rejected command still consumes its CmdSN so the window does not stall. */
@@ -150,6 +204,26 @@ export class Session implements R2TSender {
 
   private execute(task: IscsiTask): void {
     if (task.finished) return; // aborted while waiting for its CmdSN
+    if (this.held.length > 0 || !this.admit(task)) this.held.push(task);
+  }
+
+  /**
+   * Run a command if there is room for it: its share of the target's task set (else TASK SET
+   * FULL) and, for a READ, room in the send queue (else it waits, and nothing is read from the
+   * backstore that could not be sent yet). False: hold it.
+   */
+  private admit(task: IscsiTask): boolean {
+    if (this.closed) return true;
+    if (!this.resources.mayRun(this.executing)) {
+      this.taskSetFull(task);
+      return true;
+    }
+    if (task.dataInLength > 0) {
+      if (!this.transport.reserveDataIn(task.dataInLength)) return false;
+      this.dataInReserved.set(task, task.dataInLength);
+    }
+    this.executing++;
+    this.resources.running(1);
     this.target.device.execute(task).then(
       (result) => this.complete(task, result),
       (error: unknown) => {
@@ -157,11 +231,34 @@ export class Session implements R2TSender {
         this.log.error({ err: error, itt: task.tag }, 'SCSI layer failed a command');
         this.complete(task, { status: ScsiStatus.CheckCondition, sense: HARDWARE_ERROR_SENSE });
       },
-    );
+    ).catch((error: unknown) => {
+      // A bug in completion must cost this session, never the process.
+      this.log.error({ err: error, itt: task.tag }, 'internal error completing a command');
+      this.transport.fail('internal error completing a command');
+    });
+    return true;
+  }
+
+  /** The send queue has room again: run held commands in order. */
+  onTransmitReady(): void {
+    while (this.held.length > 0 && !this.closed) {
+      const task = this.held[0];
+      if (task.finished) {
+        this.held.shift();
+        this.forget(task);
+        continue;
+      }
+      if (!this.admit(task)) return;
+      this.held.shift();
+    }
   }
 
   private complete(task: IscsiTask, result: ScsiResult): void {
+    this.executing--;
+    this.resources.running(-1);
     this.forget(task);
+    const reservedDataIn = this.dataInReserved.get(task) ?? 0;
+    this.dataInReserved.delete(task);
     // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
     // buffer only after the socket has taken it, if it is transmitted at all.
     const dataIn = task.releaseBuffers();
@@ -169,144 +266,34 @@ export class Session implements R2TSender {
       !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
       dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;
     if (!transmitsDataIn) dataBuffers.give(dataIn);
+    try {
+      this.respond(task, result, dataIn, transmitsDataIn);
+    } finally {
+      // From here the socket's buffer accounts for the data.
+      this.transport.releaseDataIn(reservedDataIn);
+    }
+  }
+
+  private respond(task: IscsiTask, result: ScsiResult, dataIn: Buffer | undefined, transmitsDataIn: boolean): void {
     if (this.closed || task.finished) return;
     task.finished = true;
-    if (task.transportFailure) {
-      // The Data-Out failure decides the outcome (the SCSI layer only saw receiveDataOut fail).
-      this.sendResponse(task, ScsiStatus.CheckCondition, task.transportFailure, 0, false, false);
-      return;
-    }
-    if (result.aborted) {
-      if (result.aborted.reportStatus) this.sendResponse(task, ScsiStatus.TaskAborted, undefined, 0, false, false);
-      return;
-    }
-    let overflow = false;
-    let underflow = false;
-    let residual = 0;
-    if (result.dataOutTransferLength !== undefined && (task.write || result.dataOutTransferLength > 0)) {
-      const wanted = result.dataOutTransferLength;
-      if (wanted > task.dataOutLength) {
-        overflow = true;
-        residual = wanted - task.dataOutLength;
-      } else if (wanted < task.dataOutLength) {
-        underflow = true;
-        residual = task.dataOutLength - wanted;
-      }
-    }
-    const data = result.data;
-    if (data && task.dataInLength === 0 && task.dataOutLength === 0 && data.length > 0) {
-      // Data-In without the R bit: report it all as overflow (nothing may be sent).
-      overflow = true;
-      residual = data.length;
-    }
-    let sendable = 0;
-    if (data && task.dataInLength > 0) {
-      sendable = Math.min(data.length, task.dataInLength);
-      if (data.length > task.dataInLength) {
-        overflow = true;
-        residual = data.length - task.dataInLength;
-      } else if (data.length < task.dataInLength) {
-        underflow = true;
-        residual = task.dataInLength - data.length;
-      }
-    } else if (task.dataInLength > 0 && task.dataOutLength === 0) {
-      underflow = true;
-      residual = task.dataInLength;
-    }
-    this.stats.record(result.status, sendable, Math.min(result.dataOutTransferLength ?? 0, task.dataOutLength));
-    const collapse =
-      sendable > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
-    if (sendable > 0) {
-      const status = collapse ? { status: result.status, overflow, underflow, residual } : undefined;
-      this.sendDataIn(task, data!.subarray(0, sendable), status, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
-    }
-    if (!collapse) this.sendResponse(task, result.status, result.sense, residual, overflow, underflow);
+    this.responder.respond(task, result, transmitsDataIn ? () => dataBuffers.give(dataIn) : undefined);
   }
 
-  private sendDataIn(
-    task: IscsiTask,
-    data: Buffer,
-    status: { status: number; overflow: boolean; underflow: boolean; residual: number } | undefined,
-    onSent: (() => void) | undefined,
-  ): void {
-    const t = this.transport;
-    const segment = this.maxXmitValue;
-    const burst = this.params.maxBurstLength;
-    let offset = 0;
-    while (offset < data.length) {
-      const n = Math.min(segment, data.length - offset, burst - (offset % burst));
-      const last = offset + n === data.length;
-      const endOfBurst = last || (offset + n) % burst === 0;
-      const header = encodeDataIn(
-        {
-          final: endOfBurst,
-          lun: task.lunField,
-          itt: task.tag,
-          expCmdSN: this.expCmdSN,
-          maxCmdSN: this.maxCmdSN,
-          dataSN: task.dataInPdus++,
-          bufferOffset: offset,
-          status:
-            last && status
-              ? {
-                  statSN: t.takeStatSN(),
-                  status: status.status,
-                  residualOverflow: status.overflow,
-                  residualUnderflow: status.underflow,
-                  residualCount: status.residual,
-                }
-              : undefined,
-        },
-        n,
-      );
-      t.send(header, data.subarray(offset, offset + n), last ? onSent : undefined);
-      offset += n;
-    }
+  private sendResponse(task: IscsiTask, status: number, sense: Buffer | undefined, residual: number, overflow: boolean, underflow: boolean): void {
+    this.responder.sendResponse(task, status, sense, residual, overflow, underflow);
   }
-
-  private sendResponse(
-    task: IscsiTask,
-    status: number,
-    sense: Buffer | undefined,
-    residual: number,
-    overflow: boolean,
-    underflow: boolean,
-  ): void {
-    let data: Buffer | undefined;
-    if (sense && sense.length > 0) {
-      data = Buffer.allocUnsafe(2 + sense.length);
-      data.writeUInt16BE(sense.length, 0);
-      sense.copy(data, 2);
-    }
-    const header = encodeScsiResponse(
-      {
-        itt: task.tag,
-        response: 0,
-        status,
-        residualOverflow: overflow,
-        residualUnderflow: underflow,
-        residualCount: residual,
-        expDataSN: task.dataOutLength > 0 ? task.r2tCount : task.dataInPdus,
-        statSN: this.transport.takeStatSN(),
-        expCmdSN: this.expCmdSN,
-        maxCmdSN: this.maxCmdSN,
-      },
-      data?.length ?? 0,
-    );
-    this.transport.send(header, data);
-  }
-
-  private maxXmitValue = 8192;
 
   /** Set by the connection from the negotiated connection parameters. */
   setMaxXmit(bytes: number): void {
-    this.maxXmitValue = bytes;
+    this.responder.maxXmit = bytes;
   }
 
   private forget(task: IscsiTask): void {
     if (this.tasks.get(task.tag) !== task) return;
     this.tasks.delete(task.tag);
     if (!task.immediate) this.window.completed();
+    else this.immediateTasks--;
     this.recentTags.push(task.tag);
     if (this.recentTags.length > RECENT_TAGS) this.recentTags.shift();
   }
@@ -330,7 +317,7 @@ export class Session implements R2TSender {
       task.onDataOut(pdu);
     } catch (e) {
       if (e instanceof DataOutError) {
-        this.log.warn({ itt: pdu.itt }, `Data-Out error, command failed: ${e.message}`);
+        peerEvents().warn('data-out-error', { itt: pdu.itt }, `Data-Out error, command failed: ${e.message}`, this.log);
         task.failDataOut(e);
         return;
       }
@@ -348,6 +335,36 @@ export class Session implements R2TSender {
 
   releaseTransferTag(ttt: number): void {
     this.byTransferTag.delete(ttt);
+  }
+
+  reserveDataOut(task: IscsiTask, bytes: number): boolean {
+    if (this.dataOutWaiting.length === 0 && this.resources.dataOut.tryReserve(bytes, this.dataOutUsed)) {
+      this.dataOutUsed += bytes;
+      return true;
+    }
+    this.dataOutWaiting.push(task);
+    return false;
+  }
+
+  releaseDataOut(_task: IscsiTask, bytes: number): void {
+    this.dataOutUsed = Math.max(0, this.dataOutUsed - bytes);
+    this.resources.dataOut.release(bytes);
+  }
+
+  /** Budget came free (this session's or another's): solicit for waiting tasks in order. */
+  private grantDataOut(): void {
+    while (this.dataOutWaiting.length > 0 && !this.closed) {
+      const task = this.dataOutWaiting[0];
+      if (task.finished || !task.collecting) {
+        this.dataOutWaiting.shift();
+        continue;
+      }
+      const bytes = task.dataOutWanted;
+      if (!this.resources.dataOut.tryReserve(bytes, this.dataOutUsed)) return;
+      this.dataOutUsed += bytes;
+      this.dataOutWaiting.shift();
+      task.dataOutGranted();
+    }
   }
 
   sendR2T(task: IscsiTask, ttt: number, r2tSN: number, bufferOffset: number, length: number): void {
@@ -379,23 +396,43 @@ export class Session implements R2TSender {
 
   onTaskManagement(pdu: TaskManagementRequestPdu): void {
     const run = () => {
-      void this.taskManagement(pdu).then((response) => {
-        if (this.closed) return;
-        this.transport.send(
-          encodeTaskManagementResponse({
-            itt: pdu.itt,
-            response,
-            statSN: this.transport.takeStatSN(),
-            expCmdSN: this.expCmdSN,
-            maxCmdSN: this.maxCmdSN,
-          }),
-        );
-        if (response === TaskManagementResponse.FunctionComplete && pdu.function === TaskManagementFunction.TargetColdReset) {
-          this.onColdReset?.();
-        }
-      });
+      this.taskManagement(pdu)
+        .then((response) => {
+          if (this.closed) return;
+          this.transport.send(
+            encodeTaskManagementResponse({
+              itt: pdu.itt,
+              response,
+              statSN: this.transport.takeStatSN(),
+              expCmdSN: this.expCmdSN,
+              maxCmdSN: this.maxCmdSN,
+            }),
+          );
+          if (response === TaskManagementResponse.FunctionComplete && pdu.function === TaskManagementFunction.TargetColdReset) {
+            this.onColdReset?.();
+          }
+        })
+        .catch((error: unknown) => {
+          this.log.error({ err: error }, 'task management response failed');
+          this.transport.fail('internal error in task management');
+        });
     };
     this.order(pdu.cmdSN, pdu.immediate, run, false);
+  }
+
+  /** Abort held commands (never started, so nothing is sent for them); returns how many. */
+  private dropHeld(match: (task: IscsiTask) => boolean): number {
+    let dropped = 0;
+    for (let i = this.held.length - 1; i >= 0; i--) {
+      const task = this.held[i];
+      if (!match(task)) continue;
+      this.held.splice(i, 1);
+      task.finished = true;
+      this.forget(task);
+      dropped++;
+    }
+    if (dropped > 0) setImmediate(() => this.onTransmitReady());
+    return dropped;
   }
 
   /** Set by the daemon/connection: a TARGET COLD RESET drops every connection to the target. */
@@ -419,6 +456,8 @@ export class Session implements R2TSender {
             return TaskManagementResponse.TaskDoesNotExist;
           }
           if (task.lun !== lun) return TaskManagementResponse.TaskDoesNotExist;
+          // Held for room in the send queue: it never reached the SCSI layer.
+          if (this.dropHeld((t) => t === task) > 0) return TaskManagementResponse.FunctionComplete;
           return await device.taskManagement({ nexus: this.nexus, fn, lun, referencedTag: task.tag });
         }
         case TaskManagementFunction.TaskReassign:
@@ -433,6 +472,11 @@ export class Session implements R2TSender {
         case TaskManagementFunction.QueryTaskSet:
         case TaskManagementFunction.ITNexusReset:
         case TaskManagementFunction.QueryAsyncEvent:
+          if (fn === TaskManagementFunction.AbortTaskSet || fn === TaskManagementFunction.ClearTaskSet || fn === TaskManagementFunction.LogicalUnitReset) {
+            this.dropHeld((t) => t.lun === lun);
+          } else if (fn !== TaskManagementFunction.ClearAca && fn !== TaskManagementFunction.QueryTask && fn !== TaskManagementFunction.QueryTaskSet && fn !== TaskManagementFunction.QueryAsyncEvent) {
+            this.dropHeld(() => true);
+          }
           return await device.taskManagement({
             nexus: this.nexus,
             fn,
@@ -465,7 +509,13 @@ export class Session implements R2TSender {
     if (this.closed) return;
     this.closed = true;
     this.log.info({ reason }, 'session closed');
+    this.resources.dataOut.onRelease.delete(this.retryDataOut);
     for (const task of this.tasks.values()) task.fail(new TaskAbortedError());
+    for (const task of this.held) this.forget(task);
+    this.held.length = 0;
+    this.dataOutWaiting.length = 0;
+    for (const bytes of this.dataInReserved.values()) this.transport.releaseDataIn(bytes);
+    this.dataInReserved.clear();
     this.window.clear();
     await this.target.device.nexusLost(this.nexus);
     this.tasks.clear();

@@ -83,6 +83,9 @@ export function parsePairs(data: Buffer): Array<[string, string]> {
     .map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)] as [string, string]);
 }
 
+/** Target PDUs carrying MaxCmdSN at byte 32: NOP-In, SCSI Response, TMF Response, Login/Text/Logout Response, Data-In, R2T, Async, Reject. */
+const MAX_CMDSN_OPCODES = new Set([0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3f]);
+
 export class TestInitiator {
   private buf = Buffer.alloc(0);
   private readonly queue: Pdu[] = [];
@@ -96,6 +99,8 @@ export class TestInitiator {
   maxRecv = 8192;
   /** ITT of the last SCSI command sent. */
   lastItt = 0;
+  /** Highest MaxCmdSN the target has announced (any PDU that carries it). */
+  maxCmdSN: number | undefined;
   /** R2Ts seen (offset, length), for tests of solicitation. */
   r2ts: Array<{ offset: number; length: number }> = [];
 
@@ -136,6 +141,10 @@ export class TestInitiator {
       const data = Buffer.from(this.buf.subarray(48 + ahs + hd, 48 + ahs + hd + dsl));
       this.buf = this.buf.subarray(total);
       const pdu = { bhs, data, opcode: bhs[0] & 0x3f };
+      if (MAX_CMDSN_OPCODES.has(pdu.opcode)) {
+        const m = bhs.readUInt32BE(32);
+        if (this.maxCmdSN === undefined || ((m - this.maxCmdSN) | 0) > 0) this.maxCmdSN = m;
+      }
       const w = this.waiters.shift();
       if (w) w(pdu);
       else this.queue.push(pdu);
@@ -480,5 +489,72 @@ export class TestInitiator {
 
   close(): void {
     this.socket.destroy();
+  }
+
+  // ---- Hostile behaviour (for back-pressure and memory tests) ---------------------------------
+
+  /** Stop reading the socket: what the target sends piles up in its send queue. */
+  stopReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /** Bytes this side has queued but the kernel has not taken (the target is not reading). */
+  get sendBacklog(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Run `fn` with the socket corked: everything it sends leaves in one write (one TCP segment on loopback). */
+  batch<T>(fn: () => T): T {
+    this.socket.cork();
+    try {
+      return fn();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** A bare NOP-Out (immediate, ITT 0xffffffff): no answer, no CmdSN; shows whether the socket still works. */
+  noOp(): void {
+    if (this.closed) return;
+    this.sendRaw(
+      TestInitiator.bhs(0x40, 0x80, 0, (h) => {
+        h.writeUInt32BE(0xffffffff, 16);
+        h.writeUInt32BE(0xffffffff, 20);
+        h.writeUInt32BE(this.cmdSN, 24);
+        h.writeUInt32BE(this.expStatSN, 28);
+      }),
+    );
+  }
+
+  /** PDUs received so far and not yet taken by receive() (drains the queue). */
+  drain(): Pdu[] {
+    return this.queue.splice(0);
+  }
+
+  /**
+   * Send a SCSI command and do not wait for anything. `read`/`write`: expected Data-In/Data-Out
+   * length; no Data-Out is ever sent for a write (unless `immediate` bytes are given).
+   */
+  issue(cdb: Buffer, opts: { read?: number; write?: number; immediate?: Buffer; immediateBit?: boolean; lun?: number } = {}): number {
+    const itt = this.nextItt();
+    const cdb16 = Buffer.alloc(16);
+    cdb.copy(cdb16, 0, 0, Math.min(16, cdb.length));
+    const data = opts.immediate ?? Buffer.alloc(0);
+    const flags = 0x80 | (opts.read !== undefined ? 0x40 : 0) | (opts.write !== undefined ? 0x20 : 0) | 0x01;
+    const bhs = TestInitiator.bhs(0x01 | (opts.immediateBit ? 0x40 : 0), flags, data.length, (h) => {
+      h[9] = opts.lun ?? 0;
+      h.writeUInt32BE(itt, 16);
+      h.writeUInt32BE(opts.read ?? opts.write ?? 0, 20);
+      h.writeUInt32BE(this.cmdSN, 24);
+      h.writeUInt32BE(this.expStatSN, 28);
+      cdb16.copy(h, 32);
+    });
+    if (!opts.immediateBit) this.cmdSN = (this.cmdSN + 1) >>> 0;
+    this.sendRaw(bhs, data);
+    return itt;
   }
 }

@@ -58,4 +58,21 @@ describe('CmdSN window', () => {
     assert.equal(ran, false);
     assert.equal(w.expCmdSN, 1);
   });
+
+  it('keeps MaxCmdSN where it was while held (send queue over its bound), and admits nothing beyond it', () => {
+    let held = false;
+    const w = new CommandWindow(1, () => 4, () => held);
+    assert.equal(w.maxCmdSN, 4);
+    for (const sn of [1, 2, 3, 4]) assert.ok(w.order(sn, false, () => undefined, true));
+    held = true;
+    w.completed();
+    w.completed();
+    assert.equal(w.maxCmdSN, 4, 'completions do not open a held window');
+    assert.equal(w.wouldOpen(), false);
+    assert.equal(w.order(5, false, () => undefined, true), false, 'a CmdSN past the announced MaxCmdSN is not taken');
+    held = false;
+    assert.equal(w.wouldOpen(), true, 'the window reopens once no longer held');
+    assert.equal(w.maxCmdSN, 6);
+    assert.equal(w.wouldOpen(), false);
+  });
 });

@@ -38,4 +38,20 @@ describe('BufferPool', () => {
     for (const b of bufs) pool.give(b);
     assert.equal(pool.idleByteCount, 256 * 1024);
   });
+
+  it('trims idle buffers of size classes nobody takes from any more', () => {
+    const pool = new BufferPool(64 * 1024 * 1024, 0);
+    const big = Array.from({ length: 4 }, () => pool.take(8 * 1024 * 1024));
+    const small = pool.take(64 * 1024);
+    for (const b of big) pool.give(b);
+    pool.give(small);
+    assert.equal(pool.idleByteCount, 4 * 8 * 1024 * 1024 + 64 * 1024);
+    pool.trim(); // both classes were used in this period: kept
+    assert.equal(pool.idleByteCount, 4 * 8 * 1024 * 1024 + 64 * 1024);
+    pool.give(pool.take(64 * 1024)); // only the small class stays in use
+    pool.trim();
+    assert.equal(pool.idleByteCount, 64 * 1024, 'the unused 8 MiB class was let go');
+    const again = pool.take(8 * 1024 * 1024);
+    assert.ok(!big.some((b) => b.buffer === again.buffer), 'a trimmed buffer is never handed out again');
+  });
 });
