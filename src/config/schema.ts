@@ -9,8 +9,11 @@ const controlValue = z.union([z.number(), z.string(), z.boolean()]);
 
 export const DiskConfigSchema = z
   .object({
-    /** "file": a raw (sparse) file; "store": an image of the embedded store. */
-    backstore: z.enum(['file', 'store']),
+    /**
+     * "file": a raw (sparse) file; "store": an image of the embedded store; "null": reads
+     * zeros and discards writes (benchmarks, protocol tests; needs "size").
+     */
+    backstore: z.enum(['file', 'store', 'null']),
     /** file backstore: path, relative to the data dir unless absolute. */
     path: z.string().min(1).optional(),
     /** store backstore: pool, image, optional snapshot (exported read-only). */
@@ -31,6 +34,7 @@ export const DiskConfigSchema = z
     if (d.backstore === 'store' && (!d.pool || !d.image)) {
       ctx.addIssue({ code: 'custom', message: 'a store disk needs "pool" and "image"' });
     }
+    if (d.backstore === 'null' && d.size === undefined) ctx.addIssue({ code: 'custom', message: 'a null disk needs "size"' });
   });
 
 export const TargetConfigSchema = z

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BlockDevice } from '../block/block-device';
 import { FileBackstore } from '../block/file-backstore';
+import { NullBackstore } from '../block/null-backstore';
 import { storeRoot } from '../config/paths';
 import { DiskConfig } from '../config/schema';
 import { ImageStore } from '../store';
@@ -44,6 +45,9 @@ export class Backstores {
         // second gateway cannot write the same image behind our back.
         return store.openImage(`${disk.pool}/${disk.image}`, disk.snapshot ? { snapshot: disk.snapshot } : {});
       }
+      case 'null':
+        this.log.warn({ wwn: disk.wwn, size: disk.size }, 'null backstore: reads return zeros and writes are discarded');
+        return new NullBackstore({ size: disk.size!, name: `null:${disk.wwn}` });
     }
   }
 
