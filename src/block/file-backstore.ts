@@ -1,6 +1,7 @@
 /**
- * Backstore on a sparse local file (or a block device node). Plain pread/pwrite through
- * node:fs's callback API (cheapest path into libuv's thread pool), fdatasync for flush/FUA.
+ * Backstore on a sparse local file (or a block device node). Reads and writes through
+ * src/sys/io.ts (io_uring, page-cache fast paths); flush and FUA/write-through writes share
+ * fdatasyncs (group commit), and a failed one is remembered (SyncGroup).
  * Thin provisioning through the native addon: discard = FALLOC_FL_PUNCH_HOLE, WRITE SAME of
  * zeros = FALLOC_FL_ZERO_RANGE (or a punched hole when deallocation is allowed), allocation
  * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE). Atomic writes beyond one page
@@ -8,16 +9,21 @@
  */
 import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
-import { fdatasync } from '../sys/durable';
-import { preadFull, pwriteFull } from '../sys/io';
+import { fdatasyncFd, preadFull, pwriteFull } from '../sys/io';
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
+import { SyncGroup } from './sync-group';
 
 export interface FileBackstoreOptions {
   readonly path: string;
   /** Create the file with this size (bytes) when it does not exist. */
   readonly createSize?: number;
   readonly readOnly?: boolean;
+  /**
+   * How the file is made durable (default: fdatasync through the I/O engine). Tests wrap it to
+   * observe or fail the real call.
+   */
+  readonly fdatasync?: (fd: number) => Promise<void>;
 }
 
 
@@ -51,6 +57,8 @@ export class FileBackstore implements BlockDevice {
   private sizeBytes: number;
   private closed = false;
   private readonly resizeListeners = new Set<(n: number) => void>();
+  /** Every fdatasync of the data: shared by concurrent callers, failure remembered. */
+  readonly syncs: SyncGroup;
 
   private constructor(
     private readonly fd: number,
@@ -62,6 +70,8 @@ export class FileBackstore implements BlockDevice {
     this.readOnly = options.readOnly ?? false;
     this.sizeBytes = size;
     this.capabilities = capabilities;
+    const sync = options.fdatasync ?? fdatasyncFd;
+    this.syncs = new SyncGroup(options.path, () => sync(fd));
   }
 
   static async open(options: FileBackstoreOptions): Promise<FileBackstore> {
@@ -124,7 +134,7 @@ export class FileBackstore implements BlockDevice {
       return;
     }
     await pwriteFull(this.fd, data, 0, data.length, offset);
-    if (options?.fua) await fdatasync(this.fd);
+    if (options?.fua) await this.syncs.sync();
   }
 
   private journal: AtomicJournal | undefined;
@@ -132,12 +142,12 @@ export class FileBackstore implements BlockDevice {
   /** How the atomic journal writes in place and makes it durable. */
   private readonly inPlace: JournalTarget = {
     apply: (offset, data) => pwriteFull(this.fd, data, 0, data.length, offset),
-    flush: () => fdatasync(this.fd),
+    flush: () => this.syncs.sync(),
   };
 
   async flush(): Promise<void> {
     if (this.closed) throw new BlockDeviceError(`${this.name} is closed`, 'closed');
-    if (!this.readOnly) await fdatasync(this.fd);
+    if (!this.readOnly) await this.syncs.sync();
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -165,7 +175,7 @@ export class FileBackstore implements BlockDevice {
       } catch (e) {
         throw ioError(this.name, 'write same', e);
       }
-      if (options?.fua) await fdatasync(this.fd);
+      if (options?.fua) await this.syncs.sync();
       return;
     }
     // Expand the pattern into a chunk of up to 1 MiB and write it repeatedly.
@@ -178,7 +188,7 @@ export class FileBackstore implements BlockDevice {
       await this.write(offset + done, n === chunk.length ? chunk : chunk.subarray(0, n));
       done += n;
     }
-    if (options?.fua) await fdatasync(this.fd);
+    if (options?.fua) await this.syncs.sync();
   }
 
   async mapStatus(offset: number, length: number): Promise<Extent[]> {
@@ -202,9 +212,12 @@ export class FileBackstore implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.journal?.close();
-    if (!this.readOnly) await fdatasync(this.fd);
-    fs.closeSync(this.fd);
+    try {
+      await this.journal?.close();
+      if (!this.readOnly) await this.syncs.sync();
+    } finally {
+      fs.closeSync(this.fd);
+    }
   }
 }
 
