@@ -119,22 +119,50 @@ export class FileBackstore implements BlockDevice {
     }
   }
 
+  /** Operations under way: close() waits for them, so the descriptor is never reused under them. */
+  private inflight = 0;
+  private whenIdle: (() => void) | undefined;
+
+  private begin(): void {
+    this.inflight++;
+  }
+
+  private end(): void {
+    if (--this.inflight === 0 && this.whenIdle) this.whenIdle();
+  }
+
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.check(offset, length, false);
     const buf = into ?? Buffer.allocUnsafe(length);
-    // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
-    await preadFull(this.fd, buf, 0, length, offset);
+    this.begin();
+    try {
+      // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
+      await preadFull(this.fd, buf, 0, length, offset);
+    } catch (e) {
+      throw ioError(this.name, 'read', e);
+    } finally {
+      this.end();
+    }
     return buf;
   }
 
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
-    if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
-      await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
-      return;
+    this.begin();
+    try {
+      if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
+        await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
+        return;
+      }
+      try {
+        await pwriteFull(this.fd, data, 0, data.length, offset);
+      } catch (e) {
+        throw ioError(this.name, 'write', e);
+      }
+      if (options?.fua) await this.syncs.sync();
+    } finally {
+      this.end();
     }
-    await pwriteFull(this.fd, data, 0, data.length, offset);
-    if (options?.fua) await this.syncs.sync();
   }
 
   private journal: AtomicJournal | undefined;
@@ -154,10 +182,13 @@ export class FileBackstore implements BlockDevice {
     this.check(offset, length, true);
     if (!this.capabilities.discard) throw new BlockDeviceError('discard is not supported by this backstore', 'io');
     if (length === 0) return;
+    this.begin();
     try {
       await punchHole(this.fd, offset, length);
     } catch (e) {
       throw ioError(this.name, 'discard', e);
+    } finally {
+      this.end();
     }
   }
 
@@ -167,6 +198,15 @@ export class FileBackstore implements BlockDevice {
       throw new BlockDeviceError(`WRITE SAME length ${length} is not a multiple of the pattern (${pattern.length} bytes)`, 'io');
     }
     if (length === 0) return;
+    this.begin();
+    try {
+      await this.fill(offset, length, pattern, options);
+    } finally {
+      this.end();
+    }
+  }
+
+  private async fill(offset: number, length: number, pattern: Buffer, options?: { deallocate?: boolean; fua?: boolean }): Promise<void> {
     if (isZero(pattern) && this.capabilities.discard) {
       try {
         // Zeros: a hole when deallocation is allowed, otherwise allocated zero extents.
@@ -196,10 +236,13 @@ export class FileBackstore implements BlockDevice {
     if (length === 0) return [];
     if (!this.capabilities.mapStatus) return [{ offset, length, state: 'mapped' }];
     let data;
+    this.begin();
     try {
       data = await allocExtents(this.fd, offset, length);
     } catch (e) {
       throw ioError(this.name, 'map status', e);
+    } finally {
+      this.end();
     }
     return extentsFromData(offset, length, data);
   }
@@ -212,6 +255,7 @@ export class FileBackstore implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
     try {
       await this.journal?.close();
       if (!this.readOnly) await this.syncs.sync();
@@ -259,8 +303,9 @@ async function zeroRangeOrWrite(fd: number, offset: number, length: number): Pro
 }
 
 function ioError(name: string, what: string, e: unknown): BlockDeviceError {
+  if (e instanceof BlockDeviceError) return e;
   const err = e as NodeJS.ErrnoException;
-  const kind = err.code === 'ENOSPC' ? 'no-space' : 'io';
+  const kind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : err.code === 'EROFS' ? 'read-only' : 'io';
   return new BlockDeviceError(`${what} on ${name} failed: ${err.message}`, kind);
 }
 

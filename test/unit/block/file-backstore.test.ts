@@ -221,3 +221,17 @@ test('a failed flush is remembered for the open file: later SYNCHRONIZE CACHE an
   assert.equal((await again.read(4096, 4096))[0], 2);
   await again.close();
 });
+
+test('close() waits for reads and writes under way before it closes the descriptor', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 16 * MiB });
+  const big = Buffer.alloc(4 * MiB, 9);
+  const ops = [dev.write(0, big), dev.write(4 * MiB + 512, Buffer.alloc(1000, 8)), dev.read(8 * MiB, 4 * MiB)];
+  const closing = dev.close();
+  await Promise.all(ops);
+  await closing;
+  const back = fs.readFileSync(p);
+  assert.ok(back.subarray(0, 4 * MiB).every((b) => b === 9));
+  assert.equal(back[4 * MiB + 512], 8);
+  await assert.rejects(dev.read(0, 512), (e: unknown) => e instanceof BlockDeviceError && e.kind === 'closed');
+});
