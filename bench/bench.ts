@@ -18,7 +18,7 @@ import { formatProfileSummary, summarizeCpuProfile } from './lib/cpuprofile';
 import { allocatedBytes, createPreconditionedImage } from './lib/image';
 import { installSignalHandlers, onCleanup, reapLeftovers, recordScratch, runCleanups, runTool } from './lib/proc';
 import { Failure, NOISY_PCT, runCells } from './lib/runner';
-import { formatCpuTable, formatFailures, formatRowsTable, summarizeRows } from './lib/report';
+import { formatCpuTable, formatFailures, formatLimits, formatRowsTable, summarizeRows } from './lib/report';
 import { DEFAULT_GATEWAY_CLI } from './targets/gateway';
 import { createTargetKinds } from './targets';
 import { BenchEnv, TargetKind } from './targets/target';
@@ -245,6 +245,12 @@ async function main(): Promise<number> {
     log(formatRowsTable(summaries));
     if (summaries.some((r) => r.baseline.contaminatedRuns + r.candidate.contaminatedRuns > 0)) {
       log('* includes a measurement disturbed by other jobs on the machine (retries ran out; see "other jobs" below and the JSON)');
+    }
+    const limits = formatLimits(summaries);
+    if (limits) {
+      log('');
+      log('the limit of this machine: the same clients against null backstores (no storage), and the share of it each target reaches with its real store:');
+      log(limits);
     }
     log('');
     log('where the time goes (medians; CPU as % of one core over each tool run, warm-up included; machine busy as % of both cores):');

@@ -177,3 +177,26 @@ function indent(text: string): string {
     .map((l) => `    ${l}`)
     .join('\n');
 }
+
+/**
+ * The null-backstore rows as a limit: per workload, the null figure of each target and how
+ * much of it the same target reaches with real storage (file backstore / rdwr store) in the
+ * other rows of this run.
+ */
+export function formatLimits(rows: readonly RowSummary[]): string {
+  const cells = new Map<string, CellSummary>();
+  for (const r of rows) for (const c of [r.baseline, r.candidate]) if (c.median !== undefined) cells.set(cellKey(c.target, c.workload), c);
+  const lines: string[] = [];
+  for (const r of rows.filter((x) => x.baseline.target.endsWith('-null') && x.candidate.target.endsWith('-null'))) {
+    const parts: string[] = [];
+    for (const nul of [r.candidate, r.baseline]) {
+      if (nul.median === undefined) continue;
+      const base = nul.target.replace(/-null$/, '');
+      const real = [...cells.values()].filter((c) => c.workload === nul.workload && (c.target === base || c.target.startsWith(`${base}-`)) && !c.target.endsWith('-null'));
+      const reach = real.map((c) => `${c.target} ${formatValue(c.median!)} = ${((100 * c.median!) / nul.median!).toFixed(0)}%`).join(', ');
+      parts.push(`${nul.target} ${formatValue(nul.median)} ${r.unit}${reach ? ` (${reach} of it)` : ''}`);
+    }
+    if (parts.length) lines.push(`${r.candidate.workload.padEnd(12)} ${parts.join('; ')}`);
+  }
+  return lines.join('\n');
+}

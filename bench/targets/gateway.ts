@@ -25,20 +25,26 @@ export interface GatewayKindOptions {
   readonly nodeArgs: readonly string[];
 }
 
-/** A gateway variant: which disk controls (LIO-style, e.g. emulate_write_cache) it runs with. */
+/**
+ * A gateway variant: which disk controls (LIO-style, e.g. emulate_write_cache) it runs with,
+ * and whether the LUN is the image file or a null backstore of the image's size (reads zeros,
+ * discards writes: what the gateway costs without storage).
+ */
 export interface GatewayVariant {
   readonly id: string;
   readonly title: string;
   readonly diskControls: Record<string, number>;
+  readonly backstore?: 'file' | 'null';
 }
 
-export function benchConfig(image: string, wwn: string, diskControls: Record<string, number> = {}): GatewayConfig {
+export function benchConfig(image: string, wwn: string, diskControls: Record<string, number> = {}, backstore: 'file' | 'null' = 'file', size?: number): GatewayConfig {
+  const disk = backstore === 'null'
+    ? { backstore, size: size ?? fs.statSync(image).size, wwn, controls: { ...diskControls } }
+    : { backstore, path: path.resolve(image), wwn, controls: { ...diskControls } };
   return {
     version: 1,
     epoch: 0,
-    disks: {
-      [DISK]: { backstore: 'file', path: path.resolve(image), wwn, controls: { ...diskControls } },
-    },
+    disks: { [DISK]: disk },
     targets: {
       [GATEWAY_IQN]: {
         alias: 'bench',
@@ -101,7 +107,7 @@ export class GatewayKind implements TargetKind {
     const dirty = await runTool('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { timeoutMs: 5000 });
     const rev = head.code === 0 ? head.stdout.trim() + (dirty.stdout.trim() ? '+dirty-src' : '') : 'unknown';
     const controls = JSON.stringify(this.variant.diskControls);
-    return `iscsi-gateway ${rev} (${this.options.cli}; node ${process.version}; disk controls ${controls})`;
+    return `iscsi-gateway ${rev} (${this.options.cli}; node ${process.version}; ${this.variant.backstore ?? 'file'} backstore; disk controls ${controls})`;
   }
 
   async start(env: BenchEnv): Promise<RunningTarget> {
@@ -109,7 +115,7 @@ export class GatewayKind implements TargetKind {
     const dataDir = path.join(env.workDir, `${this.id}-data`);
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(benchConfig(env.image, this.wwn, this.variant.diskControls), null, 2) + '\n');
+    fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(benchConfig(env.image, this.wwn, this.variant.diskControls, this.variant.backstore, env.imageSize), null, 2) + '\n');
     const nodeArgs = [...this.options.nodeArgs];
     if (env.cpuProfile) {
       fs.mkdirSync(env.cpuProfile.dir, { recursive: true });

@@ -17,5 +17,8 @@ export function createTargetKinds(gateway: GatewayKindOptions): TargetKind[] {
     new TgtKind({ id: 'tgt-sync', title: 'tgtd, rdwr backing store, --bsoflags sync (O_SYNC: write-through)', bsoflags: 'sync' }),
     new GatewayKind({ id: 'gateway', title: 'iscsi-gateway, file backstore (defaults: emulate_write_cache=0, write-through)', diskControls: {} }, gateway),
     new GatewayKind({ id: 'gateway-wce', title: 'iscsi-gateway, file backstore, emulate_write_cache=1 (write-back, like tgt)', diskControls: { emulate_write_cache: 1 } }, gateway),
+    // No storage at all: what the targets cost themselves, the ceiling of this machine.
+    new TgtKind({ id: 'tgt-null', title: 'tgtd, null backing store (reads zeros, discards writes)', bstype: 'null' }),
+    new GatewayKind({ id: 'gateway-null', title: 'iscsi-gateway, null backstore (reads zeros, discards writes), emulate_write_cache=1', diskControls: { emulate_write_cache: 1 }, backstore: 'null' }, gateway),
   ];
 }

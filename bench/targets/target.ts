@@ -48,7 +48,8 @@ export interface TargetKind {
 /**
  * The life cycle every target process shares: `stop` runs at most once, also from the
  * harness's cleanup on Ctrl-C; `ready` waits for and configures the target and returns the
- * benchmark LUN's URL, which must report the image's size. On any failure the target is stopped.
+ * benchmark LUN's URL, which must report the image's size (or `expectedSize`). On any failure
+ * the target is stopped.
  */
 export async function superviseTarget(
   id: string,
@@ -56,6 +57,8 @@ export async function superviseTarget(
   env: BenchEnv,
   stopProcess: () => Promise<string | undefined>,
   ready: () => Promise<string>,
+  /** The LUN's size; null when the target fixes its own (tgt's null store: 1 TiB). */
+  expectedSize: number | null = env.imageSize,
 ): Promise<RunningTarget> {
   let stopped: Promise<string | undefined> | undefined;
   const stop = (): Promise<string | undefined> => (stopped ??= stopProcess());
@@ -65,7 +68,7 @@ export async function superviseTarget(
   try {
     const url = await ready();
     const probe = await probeLun(url);
-    if (probe.sizeBytes !== env.imageSize) throw new Error(`${id} reports ${probe.sizeBytes} bytes, the image has ${env.imageSize}`);
+    if (expectedSize !== null && probe.sizeBytes !== expectedSize) throw new Error(`${id} reports ${probe.sizeBytes} bytes, expected ${expectedSize}`);
     return {
       kind: id,
       url,

@@ -29,11 +29,15 @@ function removeSockets(control: number): void {
   for (const f of [`socket.${control}`, `socket.${control}.lock`]) fs.rmSync(path.join(SOCKET_DIR, f), { force: true });
 }
 
-/** A tgt variant: backing-store open flags (tgtadm --bsoflags: "sync", "direct", "sync:direct"). */
+/**
+ * A tgt variant: backing-store open flags (tgtadm --bsoflags: "sync", "direct", "sync:direct"),
+ * or the "null" backing store (reads zeros, discards writes; tgt fixes its size at 1 TiB).
+ */
 export interface TgtVariant {
   readonly id: string;
   readonly title: string;
   readonly bsoflags?: string;
+  readonly bstype?: 'rdwr' | 'null';
 }
 
 export class TgtKind implements TargetKind {
@@ -48,7 +52,11 @@ export class TgtKind implements TargetKind {
 
   async describe(): Promise<string> {
     const r = await runTool(TGTD, ['--version'], { timeoutMs: 5000 });
-    return `tgt ${r.stdout.trim() || r.stderr.trim()}; rdwr backing store${this.variant.bsoflags ? `, --bsoflags ${this.variant.bsoflags}` : ''}`;
+    return `tgt ${r.stdout.trim() || r.stderr.trim()}; ${this.bstype} backing store${this.variant.bsoflags ? `, --bsoflags ${this.variant.bsoflags}` : ''}`;
+  }
+
+  private get bstype(): 'rdwr' | 'null' {
+    return this.variant.bstype ?? 'rdwr';
   }
 
   async start(env: BenchEnv): Promise<RunningTarget> {
@@ -74,9 +82,10 @@ export class TgtKind implements TargetKind {
       await daemon.waitFor('control socket', () => fs.existsSync(sock), 10_000);
       await daemon.waitFor('iSCSI portal', () => canConnect('127.0.0.1', port), 10_000);
       await adm('--mode', 'target', '--op', 'new', '--tid', TID, '--targetname', TGT_IQN);
-      await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', env.image, '--bstype', 'rdwr', ...(this.variant.bsoflags ? ['--bsoflags', this.variant.bsoflags] : []));
+      const store = this.bstype === 'null' ? '/dev/null' : env.image; // the null store ignores its path
+      await adm('--mode', 'logicalunit', '--op', 'new', '--tid', TID, '--lun', String(LUN), '--backing-store', store, '--bstype', this.bstype, ...(this.variant.bsoflags ? ['--bsoflags', this.variant.bsoflags] : []));
       await adm('--mode', 'target', '--op', 'bind', '--tid', TID, '--initiator-address', 'ALL');
       return `iscsi://127.0.0.1:${port}/${TGT_IQN}/${LUN}`;
-    });
+    }, this.bstype === 'null' ? null : env.imageSize);
   }
 }

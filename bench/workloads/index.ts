@@ -61,6 +61,9 @@ export function createRows(workloads: readonly Workload[]): Row[] {
     compare(byId('128k-write'), 'tgt', 'gateway-wce', '', ', both write-back'),
     // The gateway's per-LUN default (emulate_write_cache=0, as LIO) against tgt with O_SYNC.
     ...['4k-write', '128k-write'].map((id) => compare(byId(id), 'tgt-sync', 'gateway', '-sync', ', both write-through')),
+    // The same clients against null backstores: no storage, only the targets and the client
+    // on this machine's two cores — the limit the write rows above can approach.
+    ...['4k-write', '128k-write'].map((id) => compare(byId(id), 'tgt-null', 'gateway-null', '-null', ', both null backstores (the limit)')),
   ];
 }
 

@@ -11,6 +11,8 @@
  *   ofdLock(fd, type, start, length)               -> boolean            (non-blocking OFD byte-range lock)
  *   preadNowait(fd, buffer, offset, length, pos)   -> number             (page-cache read that never blocks; -1 = not cached)
  *   pwriteBatch(fds[], buffers[], positions[])     -> Promise<number[]>  (whole pwrites in order on one pool thread; errno each)
+ *   pwriteSync(fd, buffer, offset, length, pos)    -> number             (whole pwrite on this thread; see io.ts for when)
+ *   uring*                                         -> see uring.c        (io_uring submission, when built with liburing)
  *
  * Everything that can block on the disk runs as napi async work on libuv's thread pool, so the
  * event loop (the gateway's data path) never waits for it. The lock calls are non-blocking by
@@ -34,13 +36,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    if ((call) != napi_ok) {                                                                       \
-      napi_throw_error(env, NULL, "iscsi_gateway_sys: N-API call failed: " #call);                 \
-      return NULL;                                                                                 \
-    }                                                                                              \
-  } while (0)
+#include "common.h"
 
 enum op_kind { OP_FALLOCATE, OP_EXTENTS, OP_ALLOC, OP_BITMAP, OP_COPY };
 
@@ -305,7 +301,7 @@ static void execute(napi_env env, void *data) {
 
 /* ---------- completion on the JS thread ---------- */
 
-static napi_value make_error(napi_env env, int err, const char *syscall) {
+napi_value make_error(napi_env env, int err, const char *syscall) {
   const char *name = strerrorname_np(err);
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s, %s", name ? name : "EIO", strerror(err), syscall);
@@ -362,7 +358,7 @@ static void complete(napi_env env, napi_status status, void *data) {
 
 /* ---------- argument parsing ---------- */
 
-static int get_i64(napi_env env, napi_value v, int64_t *out, const char *what) {
+int get_i64(napi_env env, napi_value v, int64_t *out, const char *what) {
   double d;
   if (napi_get_value_double(env, v, &d) != napi_ok || d != d || d < 0 || d > 9007199254740992.0 ||
       (double)(int64_t)d != d) {
@@ -375,7 +371,7 @@ static int get_i64(napi_env env, napi_value v, int64_t *out, const char *what) {
   return 1;
 }
 
-static int get_int(napi_env env, napi_value v, int *out, const char *what) {
+int get_int(napi_env env, napi_value v, int *out, const char *what) {
   int64_t x;
   if (!get_i64(env, v, &x, what)) return 0;
   if (x > 0x7fffffff) {
@@ -501,7 +497,7 @@ static napi_value js_copy_range(napi_env env, napi_callback_info info) {
   return queue(env, j, "copyRange");
 }
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_throw(env, make_error(env, err, syscall));
   return NULL;
 }
@@ -586,6 +582,45 @@ static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
     r = -1;
   }
   napi_create_int64(env, r, &out);
+  return out;
+}
+
+/*
+ * pwriteSync(fd, buffer, offset, length, position) -> bytes written (all of them), or throws.
+ * Synchronous: for a write into the page cache (no allocation, no read-modify-write, no
+ * dirty throttling) a pwrite costs about a memcpy, several times less than any hand-off to
+ * another thread. The caller decides when a write may block the event loop (src/sys/io.ts).
+ */
+static napi_value js_pwrite_sync(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  int64_t off, len, pos;
+  void *data;
+  size_t size;
+  if (argc < 5 || !get_int(env, argv[0], &fd, "fd") || !get_i64(env, argv[2], &off, "offset") ||
+      !get_i64(env, argv[3], &len, "length") || !get_i64(env, argv[4], &pos, "position"))
+    return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) {
+    napi_throw_type_error(env, NULL, "buffer must be a Buffer");
+    return NULL;
+  }
+  if ((uint64_t)(off + len) > size) {
+    napi_throw_range_error(env, NULL, "range outside the buffer");
+    return NULL;
+  }
+  int64_t done = 0;
+  while (done < len) {
+    ssize_t r = pwrite(fd, (char *)data + off + done, (size_t)(len - done), pos + done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return throw_errno(env, errno, "pwrite");
+    }
+    done += r;
+  }
+  napi_value out;
+  napi_create_int64(env, done, &out);
   return out;
 }
 
@@ -710,8 +745,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"ofdLock", NULL, js_ofd_lock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadNowait", NULL, js_pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pwriteBatch", NULL, js_pwrite_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwriteSync", NULL, js_pwrite_sync, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  CHECK(uring_register(env, exports));
   return exports;
 }
 

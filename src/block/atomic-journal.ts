@@ -14,8 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
-import { fdatasync } from '../sys/durable';
-import { preadFull, pwriteFull } from '../sys/io';
+import { fdatasyncFd as fdatasync, preadFull, pwriteFull } from '../sys/io';
 
 const MAGIC = Buffer.from('IGWATOM1');
 const HEADER = 64;

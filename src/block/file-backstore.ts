@@ -1,6 +1,7 @@
 /**
- * Backstore on a sparse local file (or a block device node). Plain pread/pwrite through
- * node:fs's callback API (cheapest path into libuv's thread pool), fdatasync for flush/FUA.
+ * Backstore on a sparse local file (or a block device node). Reads and writes through
+ * src/sys/io.ts (io_uring, page-cache fast paths); flush and FUA/write-through writes share
+ * fdatasyncs (group commit), and a failed one is remembered (SyncGroup).
  * Thin provisioning through the native addon: discard = FALLOC_FL_PUNCH_HOLE, WRITE SAME of
  * zeros = FALLOC_FL_ZERO_RANGE (or a punched hole when deallocation is allowed), allocation
  * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE). Atomic writes beyond one page
@@ -8,16 +9,21 @@
  */
 import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
-import { fdatasync } from '../sys/durable';
-import { preadFull, pwriteFull } from '../sys/io';
+import { fdatasyncFd, preadFull, pwriteFull } from '../sys/io';
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
 import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
+import { SyncGroup } from './sync-group';
 
 export interface FileBackstoreOptions {
   readonly path: string;
   /** Create the file with this size (bytes) when it does not exist. */
   readonly createSize?: number;
   readonly readOnly?: boolean;
+  /**
+   * How the file is made durable (default: fdatasync through the I/O engine). Tests wrap it to
+   * observe or fail the real call.
+   */
+  readonly fdatasync?: (fd: number) => Promise<void>;
 }
 
 
@@ -51,6 +57,8 @@ export class FileBackstore implements BlockDevice {
   private sizeBytes: number;
   private closed = false;
   private readonly resizeListeners = new Set<(n: number) => void>();
+  /** Every fdatasync of the data: shared by concurrent callers, failure remembered. */
+  readonly syncs: SyncGroup;
 
   private constructor(
     private readonly fd: number,
@@ -62,6 +70,8 @@ export class FileBackstore implements BlockDevice {
     this.readOnly = options.readOnly ?? false;
     this.sizeBytes = size;
     this.capabilities = capabilities;
+    const sync = options.fdatasync ?? fdatasyncFd;
+    this.syncs = new SyncGroup(options.path, () => sync(fd));
   }
 
   static async open(options: FileBackstoreOptions): Promise<FileBackstore> {
@@ -109,22 +119,50 @@ export class FileBackstore implements BlockDevice {
     }
   }
 
+  /** Operations under way: close() waits for them, so the descriptor is never reused under them. */
+  private inflight = 0;
+  private whenIdle: (() => void) | undefined;
+
+  private begin(): void {
+    this.inflight++;
+  }
+
+  private end(): void {
+    if (--this.inflight === 0 && this.whenIdle) this.whenIdle();
+  }
+
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.check(offset, length, false);
     const buf = into ?? Buffer.allocUnsafe(length);
-    // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
-    await preadFull(this.fd, buf, 0, length, offset);
+    this.begin();
+    try {
+      // Past end of file (a file shrunk behind our back) reads as zeros, not stale memory.
+      await preadFull(this.fd, buf, 0, length, offset);
+    } catch (e) {
+      throw ioError(this.name, 'read', e);
+    } finally {
+      this.end();
+    }
     return buf;
   }
 
   async write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
     this.check(offset, data.length, true);
-    if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
-      await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
-      return;
+    this.begin();
+    try {
+      if (options?.atomic && this.journal && !withinOnePage(offset, data.length)) {
+        await this.journal.write(offset, data, this.inPlace); // durable on return, FUA or not
+        return;
+      }
+      try {
+        await pwriteFull(this.fd, data, 0, data.length, offset);
+      } catch (e) {
+        throw ioError(this.name, 'write', e);
+      }
+      if (options?.fua) await this.syncs.sync();
+    } finally {
+      this.end();
     }
-    await pwriteFull(this.fd, data, 0, data.length, offset);
-    if (options?.fua) await fdatasync(this.fd);
   }
 
   private journal: AtomicJournal | undefined;
@@ -132,22 +170,25 @@ export class FileBackstore implements BlockDevice {
   /** How the atomic journal writes in place and makes it durable. */
   private readonly inPlace: JournalTarget = {
     apply: (offset, data) => pwriteFull(this.fd, data, 0, data.length, offset),
-    flush: () => fdatasync(this.fd),
+    flush: () => this.syncs.sync(),
   };
 
   async flush(): Promise<void> {
     if (this.closed) throw new BlockDeviceError(`${this.name} is closed`, 'closed');
-    if (!this.readOnly) await fdatasync(this.fd);
+    if (!this.readOnly) await this.syncs.sync();
   }
 
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, true);
     if (!this.capabilities.discard) throw new BlockDeviceError('discard is not supported by this backstore', 'io');
     if (length === 0) return;
+    this.begin();
     try {
       await punchHole(this.fd, offset, length);
     } catch (e) {
       throw ioError(this.name, 'discard', e);
+    } finally {
+      this.end();
     }
   }
 
@@ -157,6 +198,15 @@ export class FileBackstore implements BlockDevice {
       throw new BlockDeviceError(`WRITE SAME length ${length} is not a multiple of the pattern (${pattern.length} bytes)`, 'io');
     }
     if (length === 0) return;
+    this.begin();
+    try {
+      await this.fill(offset, length, pattern, options);
+    } finally {
+      this.end();
+    }
+  }
+
+  private async fill(offset: number, length: number, pattern: Buffer, options?: { deallocate?: boolean; fua?: boolean }): Promise<void> {
     if (isZero(pattern) && this.capabilities.discard) {
       try {
         // Zeros: a hole when deallocation is allowed, otherwise allocated zero extents.
@@ -165,7 +215,7 @@ export class FileBackstore implements BlockDevice {
       } catch (e) {
         throw ioError(this.name, 'write same', e);
       }
-      if (options?.fua) await fdatasync(this.fd);
+      if (options?.fua) await this.syncs.sync();
       return;
     }
     // Expand the pattern into a chunk of up to 1 MiB and write it repeatedly.
@@ -178,7 +228,7 @@ export class FileBackstore implements BlockDevice {
       await this.write(offset + done, n === chunk.length ? chunk : chunk.subarray(0, n));
       done += n;
     }
-    if (options?.fua) await fdatasync(this.fd);
+    if (options?.fua) await this.syncs.sync();
   }
 
   async mapStatus(offset: number, length: number): Promise<Extent[]> {
@@ -186,10 +236,13 @@ export class FileBackstore implements BlockDevice {
     if (length === 0) return [];
     if (!this.capabilities.mapStatus) return [{ offset, length, state: 'mapped' }];
     let data;
+    this.begin();
     try {
       data = await allocExtents(this.fd, offset, length);
     } catch (e) {
       throw ioError(this.name, 'map status', e);
+    } finally {
+      this.end();
     }
     return extentsFromData(offset, length, data);
   }
@@ -202,9 +255,13 @@ export class FileBackstore implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.journal?.close();
-    if (!this.readOnly) await fdatasync(this.fd);
-    fs.closeSync(this.fd);
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
+    try {
+      await this.journal?.close();
+      if (!this.readOnly) await this.syncs.sync();
+    } finally {
+      fs.closeSync(this.fd);
+    }
   }
 }
 
@@ -246,8 +303,9 @@ async function zeroRangeOrWrite(fd: number, offset: number, length: number): Pro
 }
 
 function ioError(name: string, what: string, e: unknown): BlockDeviceError {
+  if (e instanceof BlockDeviceError) return e;
   const err = e as NodeJS.ErrnoException;
-  const kind = err.code === 'ENOSPC' ? 'no-space' : 'io';
+  const kind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : err.code === 'EROFS' ? 'read-only' : 'io';
   return new BlockDeviceError(`${what} on ${name} failed: ${err.message}`, kind);
 }
 

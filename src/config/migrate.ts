@@ -24,7 +24,7 @@ const controlValue = z.union([z.number(), z.string(), z.boolean()]);
 
 const V1Disk = z
   .object({
-    backstore: z.enum(['file', 'store']),
+    backstore: z.enum(['file', 'store', 'null']),
     path: z.string().min(1).optional(),
     pool: z.string().min(1).optional(),
     image: z.string().min(1).optional(),
@@ -129,7 +129,8 @@ export function migrateDocument(json: unknown, where: string, gateway?: Migratin
         updated: d.updated,
       };
     } else {
-      if (!d.path) throw new ConfigError(`${where}: disks.${id}: a file disk needs "path"`);
+      if (d.backstore === 'file' && !d.path) throw new ConfigError(`${where}: disks.${id}: a file disk needs "path"`);
+      if (d.backstore === 'null' && !d.size) throw new ConfigError(`${where}: disks.${id}: a null disk needs "size"`);
       const { pool, image } = parseDiskId(id);
       disk = {
         pool,
@@ -137,7 +138,7 @@ export function migrateDocument(json: unknown, where: string, gateway?: Migratin
         path: d.path,
         size: d.size,
         wwn: d.wwn,
-        backstore: 'file',
+        backstore: d.backstore,
         backstore_object_name: backstoreObjectName(out, pool || 'file', image),
         controls: d.controls,
         created: d.created ?? now,

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlockDevice, BlockDeviceError } from '../block/block-device';
 import { FileBackstore } from '../block/file-backstore';
+import { NullBackstore } from '../block/null-backstore';
 import { storeRoot } from '../config/paths';
 import { DiskConfig, isImageBackstore } from '../config/schema';
 import { AccessState } from '../ha/ownership';
@@ -83,7 +84,8 @@ export class Backstores {
         return new StandbyDevice(id, size);
       }
       case 'null':
-        throw new BlockDeviceError(`disk ${id}: the null backstore is not part of this build`, 'io');
+        this.log.warn({ disk: id, size: disk.size }, 'null backstore: reads return zeros and writes are discarded');
+        return new NullBackstore({ size: disk.size!, name: `null:${disk.wwn}` });
     }
     throw new BlockDeviceError(`disk ${id}: unknown backstore ${String(disk.backstore)}`, 'io');
   }

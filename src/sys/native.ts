@@ -25,6 +25,12 @@ interface Addon {
   ofdLock(fd: number, type: number, start: number, length: number): boolean;
   preadNowait(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   pwriteBatch(fds: number[], buffers: Buffer[], positions: number[]): Promise<number[]>;
+  pwriteSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
+  uringAvailable(): boolean;
+  uringInit(entries: number, completions: Int32Array, onComplete: (count: number) => void): number;
+  uringRead(id: number, fd: number, buffer: Buffer, offset: number, length: number, position: number): boolean;
+  uringWrite(id: number, fd: number, buffer: Buffer, offset: number, length: number, position: number): boolean;
+  uringFsync(id: number, fd: number, datasync: boolean): boolean;
 }
 
 const ADDON_FILE = path.join('native', 'build', 'Release', 'iscsi_gateway_sys.node');
@@ -61,6 +67,36 @@ export function preadNowait(fd: number, buffer: Buffer, offset: number, length: 
  */
 export function pwriteBatch(fds: number[], buffers: Buffer[], positions: number[]): Promise<number[]> {
   return load().pwriteBatch(fds, buffers, positions);
+}
+
+/** The whole pwrite on the calling thread (see src/sys/io.ts for when that is right). */
+export function pwriteSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number {
+  return load().pwriteSync(fd, buffer, offset, length, position);
+}
+
+/**
+ * io_uring submission (native/src/uring.c): one ring per process, requests identified by a
+ * caller-chosen id; completions arrive as (id, result) pairs in `completions`, `count` pairs
+ * per call of onComplete. Results are byte counts or -errno.
+ */
+export interface Uring {
+  /** Completion-queue capacity: never more requests in flight. */
+  readonly capacity: number;
+  /** false: the ring is full (use another path). */
+  read(id: number, fd: number, buffer: Buffer, offset: number, length: number, position: number): boolean;
+  write(id: number, fd: number, buffer: Buffer, offset: number, length: number, position: number): boolean;
+  fsync(id: number, fd: number, datasync: boolean): boolean;
+}
+
+/**
+ * Set up the ring. Throws when the addon was built without liburing or the kernel refuses
+ * io_uring (too old, kernel.io_uring_disabled, a seccomp filter): the caller falls back.
+ */
+export function uringInit(entries: number, completions: Int32Array, onComplete: (count: number) => void): Uring {
+  const a = load();
+  if (!a.uringAvailable()) throw Object.assign(new Error('the native addon was built without liburing'), { code: 'ENOSYS' });
+  const capacity = a.uringInit(entries, completions, onComplete);
+  return { capacity, read: a.uringRead, write: a.uringWrite, fsync: a.uringFsync };
 }
 
 /** True when the addon can be loaded (used to give a clear message early). */

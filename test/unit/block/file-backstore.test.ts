@@ -130,3 +130,108 @@ test('extentsFromData clips and fills gaps', () => {
     { offset: 90, length: 10, state: 'mapped' },
   ]);
 });
+
+// ---- durability: group commit and the remembered flush failure ----------------------------
+
+import { fdatasyncFd, setIoEngine } from '../../../src/sys/io';
+import { FlushFailedError } from '../../../src/block/sync-group';
+
+test('write-through: every FUA write is acknowledged only after an fdatasync that started after its data was written', async () => {
+  for (const engine of ['uring', 'threadpool'] as const) {
+    try {
+      setIoEngine(engine);
+    } catch {
+      continue; // io_uring not available here: the thread-pool run still checks the rule
+    }
+    const p = tmpFile();
+    const N = 64;
+    const BLOCK = 4096;
+    // Each fdatasync records, when it starts, which writes' data are already in the file.
+    const syncs: Array<{ present: Set<number>; done: boolean }> = [];
+    let fdOfDevice = -1;
+    const dev = await FileBackstore.open({
+      path: p,
+      createSize: N * BLOCK,
+      fdatasync: async (fd) => {
+        fdOfDevice = fd;
+        const snapshot = Buffer.alloc(N * BLOCK);
+        fs.readSync(fd, snapshot, 0, snapshot.length, 0);
+        const entry = { present: new Set<number>(), done: false };
+        for (let i = 0; i < N; i++) if (snapshot[i * BLOCK] === i + 1 && snapshot[i * BLOCK + BLOCK - 1] === i + 1) entry.present.add(i);
+        syncs.push(entry);
+        await fdatasyncFd(fd);
+        entry.done = true;
+      },
+    });
+    const acked = await Promise.all(
+      Array.from({ length: N }, (_, i) =>
+        dev.write(i * BLOCK, Buffer.alloc(BLOCK, i + 1), { fua: true }).then(() => {
+          // At the moment of the acknowledgement a completed fdatasync covered this write.
+          assert.ok(syncs.some((s) => s.done && s.present.has(i)), `${engine}: write ${i} acknowledged without a covering fdatasync`);
+          return i;
+        }),
+      ),
+    );
+    assert.equal(acked.length, N);
+    assert.ok(fdOfDevice >= 0);
+    assert.ok(syncs.length < N, `${engine}: ${syncs.length} fdatasyncs for ${N} concurrent writes: they must be shared`);
+    assert.ok(syncs.length >= 1);
+    await dev.close();
+    const back = fs.readFileSync(p);
+    for (let i = 0; i < N; i++) assert.equal(back[i * BLOCK], i + 1);
+  }
+  defaultEngine();
+});
+
+function defaultEngine(): 'uring' | 'threadpool' {
+  try {
+    setIoEngine('uring');
+    return 'uring';
+  } catch {
+    return 'threadpool';
+  }
+}
+
+test('a failed flush is remembered for the open file: later SYNCHRONIZE CACHE and FUA writes fail, plain writes and reads go on; reopening clears it', async () => {
+  const p = tmpFile();
+  let calls = 0;
+  const dev = await FileBackstore.open({
+    path: p,
+    createSize: MiB,
+    fdatasync: async (fd) => {
+      calls++;
+      if (calls === 2) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
+      await fdatasyncFd(fd);
+    },
+  });
+  await dev.write(0, Buffer.alloc(4096, 1));
+  await dev.flush(); // call 1: fine
+  await dev.write(4096, Buffer.alloc(4096, 2));
+  await assert.rejects(dev.flush(), (e: unknown) => e instanceof FlushFailedError && e.kind === 'io' && !e.remembered); // call 2 fails
+  await assert.rejects(dev.flush(), (e: unknown) => e instanceof FlushFailedError && e.remembered && /EIO/.test(e.message));
+  await assert.rejects(dev.write(8192, Buffer.alloc(4096, 3), { fua: true }), (e: unknown) => e instanceof FlushFailedError && e.remembered);
+  assert.equal(calls, 2, 'no fdatasync is even tried once one failed');
+  await dev.write(12288, Buffer.alloc(4096, 4)); // write-back writes still land in the page cache
+  assert.equal((await dev.read(12288, 4096))[0], 4);
+  // Closing reports the failure once more, and closes the descriptor all the same.
+  await assert.rejects(dev.close(), (e: unknown) => e instanceof FlushFailedError && e.remembered);
+  await dev.close();
+  const again = await FileBackstore.open({ path: p });
+  await again.flush();
+  assert.equal((await again.read(4096, 4096))[0], 2);
+  await again.close();
+});
+
+test('close() waits for reads and writes under way before it closes the descriptor', async () => {
+  const p = tmpFile();
+  const dev = await FileBackstore.open({ path: p, createSize: 16 * MiB });
+  const big = Buffer.alloc(4 * MiB, 9);
+  const ops = [dev.write(0, big), dev.write(4 * MiB + 512, Buffer.alloc(1000, 8)), dev.read(8 * MiB, 4 * MiB)];
+  const closing = dev.close();
+  await Promise.all(ops);
+  await closing;
+  const back = fs.readFileSync(p);
+  assert.ok(back.subarray(0, 4 * MiB).every((b) => b === 9));
+  assert.equal(back[4 * MiB + 512], 8);
+  await assert.rejects(dev.read(0, 512), (e: unknown) => e instanceof BlockDeviceError && e.kind === 'closed');
+});

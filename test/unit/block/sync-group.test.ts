@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FlushFailedError, SyncGroup } from '../../../src/block/sync-group';
+
+/** An fdatasync stand-in whose calls the test completes by hand (the timing is the subject). */
+class ManualSync {
+  readonly calls: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  readonly fn = (): Promise<void> => new Promise((resolve, reject) => this.calls.push({ resolve, reject }));
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('group commit: callers during a running fdatasync share exactly one next fdatasync', async () => {
+  const m = new ManualSync();
+  const g = new SyncGroup('disk', m.fn);
+  const order: string[] = [];
+  const a = g.sync().then(() => order.push('a'));
+  assert.equal(m.calls.length, 1, 'the first caller starts an fdatasync at once');
+  const later = Array.from({ length: 31 }, (_, i) => g.sync().then(() => order.push(`w${i}`)));
+  await tick();
+  assert.equal(m.calls.length, 1, 'no second fdatasync while one runs');
+  m.calls[0].resolve();
+  await a;
+  assert.deepEqual(order, ['a'], 'callers that came during the first fdatasync are not answered by it');
+  assert.equal(m.calls.length, 2, 'one next fdatasync for all 31 waiting callers');
+  m.calls[1].resolve();
+  await Promise.all(later);
+  assert.equal(order.length, 32);
+  assert.equal(g.started, 2);
+  // Idle again: a new caller starts its own.
+  const b = g.sync();
+  assert.equal(m.calls.length, 3);
+  m.calls[2].resolve();
+  await b;
+});
+
+test('a failed fdatasync fails its callers and is remembered: every later sync fails, also those already waiting', async () => {
+  const m = new ManualSync();
+  const g = new SyncGroup('disk', m.fn);
+  const first = g.sync();
+  const waiting = g.sync(); // joins the next one
+  m.calls[0].reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  await assert.rejects(first, (e: unknown) => e instanceof FlushFailedError && !e.remembered && e.kind === 'io' && /EIO/.test(e.message));
+  await assert.rejects(waiting, (e: unknown) => e instanceof FlushFailedError && e.remembered);
+  assert.equal(m.calls.length, 1, 'no further fdatasync is attempted after the failure');
+  // Like errseq, but sticky: a later fdatasync would succeed without the lost pages.
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(g.sync(), (e: unknown) => e instanceof FlushFailedError && e.remembered && /EIO/.test(e.message));
+  }
+  assert.equal(m.calls.length, 1);
+  assert.match(g.failed?.message ?? '', /EIO/);
+});
+
+test('a throwing fdatasync function is a failed flush, not a crash', async () => {
+  const g = new SyncGroup('disk', () => {
+    throw new Error('EBADF');
+  });
+  await assert.rejects(g.sync(), FlushFailedError);
+  await assert.rejects(g.sync(), (e: unknown) => e instanceof FlushFailedError && e.remembered);
+});
