@@ -33,12 +33,13 @@ function collectPortal(value: string, previous: PortalAddress[] | undefined): Po
   }
 }
 
-function address(defaultPort: number) {
+/** An address option's parser; `what` names it in the message ("metrics address"). */
+function address(defaultPort: number, what: string) {
   return (v: string): PortalAddress => {
     try {
       return parsePortal(v, defaultPort);
     } catch (e) {
-      if (e instanceof PortalAddressError) throw new Error(e.message, { cause: e });
+      if (e instanceof PortalAddressError) throw new Error(e.message.replace('portal address', what), { cause: e });
       throw e;
     }
   };
@@ -91,8 +92,8 @@ export function registerServeCommand(program: Command): void {
     .option('--name <name>', "this gateway's name in the shared configuration (default: the host's FQDN)")
     .option('--config <file>', 'settings file in the INI form of iscsi-gateway.cfg ([config] section)')
     .option('--portal <host:port>', 'iSCSI portal to listen on; repeatable; IPv6 as [addr]:port (default: from the configuration, first start 127.0.0.1:3260)', collectPortal)
-    .addOption(new Option('--api <host:port>', 'REST API address (overrides api_host/api_port)').argParser(address(5000)))
-    .addOption(new Option('--metrics <host:port>', 'Prometheus metrics address (overrides prometheus_host/prometheus_port)').argParser(address(9287)))
+    .addOption(new Option('--api <host:port>', 'REST API address (overrides api_host/api_port)').argParser(address(5000, 'API address')))
+    .addOption(new Option('--metrics <host:port>', 'Prometheus metrics address (overrides prometheus_host/prometheus_port)').argParser(address(9287, 'metrics address')))
     .action(async (opts: ServeOptions) => {
       const log = rootLogger();
       installProcessGuard(log);

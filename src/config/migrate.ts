@@ -151,7 +151,8 @@ export function migrateDocument(json: unknown, where: string, gateway?: Migratin
   for (const [iqn, t] of Object.entries(v1.targets)) {
     const clients: TargetConfig['clients'] = {};
     for (const [c, body] of Object.entries(t.clients)) {
-      const client = ClientSchema.safeParse(body);
+      // v1 had no LUN masking: a client saw every LUN of its target, and keeps seeing them.
+      const client = ClientSchema.safeParse('luns' in body ? body : { ...body, luns: { ...t.disks } });
       if (!client.success) throw new ConfigError(`${where}: targets.${iqn}.clients.${c}: ${client.error.issues[0]?.message ?? 'invalid'}`);
       clients[c] = client.data;
     }

@@ -6,8 +6,7 @@
  * qemu-io writes and reads back through the LUN's owner. With iscsi2 stopped a change still
  * succeeds (no 503 as ceph-iscsi) and iscsi2 applies it when it starts again.
  *
- * CHAP is stored and encrypted-at-rest-ready; enforcing it at login is the auth issue's part,
- * so the initiators here log in without CHAP.
+ * The host logs in with the CHAP credentials set through the API.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +19,8 @@ import { TestInitiator } from '../helpers/initiator';
 
 const IQN = 'iqn.2003-01.com.example.iscsi-gw:ceph-igw';
 const HOST = 'iqn.1994-05.com.redhat:rh7-client';
+const CHAP_USER = 'myiscsiusername';
+const CHAP_PASSWORD = 'myiscsipassword';
 
 class Gw {
   out = '';
@@ -99,7 +100,7 @@ describe('seed flow over the REST API, two gateways', () => {
       [api1, 'PUT', `/api/targetlun/${IQN}`, { disk: 'rbd/disk_1' }],
       [api1, 'PUT', `/api/targetlun/${IQN}`, { disk: 'rbd/disk_2' }],
       [api2, 'PUT', `/api/client/${IQN}/${HOST}`],
-      [api2, 'PUT', `/api/clientauth/${IQN}/${HOST}`, { username: 'myiscsiusername', password: 'myiscsipassword', mutual_username: '', mutual_password: '' }],
+      [api2, 'PUT', `/api/clientauth/${IQN}/${HOST}`, { username: CHAP_USER, password: CHAP_PASSWORD, mutual_username: '', mutual_password: '' }],
       [api2, 'PUT', `/api/clientlun/${IQN}/${HOST}`, { disk: 'rbd/disk_1' }],
     ];
     for (const [base, m, u, f] of steps) {
@@ -112,14 +113,14 @@ describe('seed flow over the REST API, two gateways', () => {
       targets: Record<string, { clients: Record<string, { luns: Record<string, unknown>; auth: { username: string } }> }>;
     };
     assert.deepEqual(Object.keys(config.targets[IQN].clients[HOST].luns), ['rbd/disk_1']);
-    assert.equal(config.targets[IQN].clients[HOST].auth.username, 'myiscsiusername');
+    assert.equal(config.targets[IQN].clients[HOST].auth.username, CHAP_USER);
     const owner1 = config.disks['rbd/disk_1'].owner;
     const owner2 = config.disks['rbd/disk_2'].owner;
     assert.ok(owner1 && owner2 && owner1 !== owner2, `owners balanced over the gateways: ${owner1}, ${owner2}`);
     await waitApplied(dir, ['iscsi1', 'iscsi2'], config.epoch);
 
     for (const p of [p1, p2]) {
-      const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${p}/`], { timeoutMs: 30_000 });
+      const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${CHAP_USER}%${CHAP_PASSWORD}@${p}/`], { timeoutMs: 30_000 });
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.1:${port},1`), `discovery through ${p} lists iscsi1's portal:\n${ls.stdout}`);
       assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},1`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
@@ -129,7 +130,7 @@ describe('seed flow over the REST API, two gateways', () => {
     // qemu-io through the owner of LUN 0 writes and reads back.
     // The host's initiator name: ACL mode lets only defined hosts in.
     const ownerPortal = owner1 === 'iscsi1' ? p1 : p2;
-    const lun0 = `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: ownerPortal, target: IQN, lun: 0, 'initiator-name': HOST } })}`;
+    const lun0 = `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: ownerPortal, target: IQN, lun: 0, 'initiator-name': HOST, user: CHAP_USER, password: CHAP_PASSWORD } })}`;
     await qemuIoOk(lun0, ['write -P 0xa5 0 128k', 'read -P 0xa5 0 128k', 'write -P 0x3c 1M 64k', 'read -P 0x3c 1M 64k']);
 
     // Disruptive changes are refused while the host is logged in, naming its session; the
@@ -138,7 +139,7 @@ describe('seed flow over the REST API, two gateways', () => {
     assert.equal((await call(ownerApi, 'PUT', '/api/disksnap/rbd/disk_1/before', { mode: 'create' })).status, 200);
     const i = await TestInitiator.connect(port, ownerPortal.split(':')[0]);
     try {
-      await i.login({ targetName: IQN, initiatorName: HOST });
+      await i.login({ targetName: IQN, initiatorName: HOST, chap: { username: CHAP_USER, secret: CHAP_PASSWORD } });
       const before = (await call(ownerApi, 'GET', '/api/config')).text;
       const session = new RegExp(`${HOST.replace(/\./g, '\\.')} on ${owner1} \\(target ${IQN.replace(/\./g, '\\.')}\\); log these sessions out first`);
       let refused = await call(ownerApi, 'DELETE', `/api/client/${IQN}/${HOST}`);
@@ -185,7 +186,7 @@ describe('seed flow over the REST API, two gateways', () => {
     }
     const snapEpoch = ((await call(api1, 'GET', '/api/config')).body as { epoch: number }).epoch;
     await waitApplied(dir, ['iscsi1', 'iscsi2'], snapEpoch);
-    const snapLun = (p: string) => `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: p, target: IQN, lun: 5, 'initiator-name': HOST } })}`;
+    const snapLun = (p: string) => `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: p, target: IQN, lun: 5, 'initiator-name': HOST, user: CHAP_USER, password: CHAP_PASSWORD } })}`;
     await qemuIoOk(snapLun(ownerPortal), ['read -P 0xa5 0 128k'], { readOnly: true });
     const w = await qemuIo(snapLun(ownerPortal), ['write -P 0x11 0 4k']);
     assert.match(w.stdout + w.stderr, /LUN is write protected/, `a write to the exported snapshot must fail:\n${w.stdout}${w.stderr}`);
@@ -203,7 +204,7 @@ describe('seed flow over the REST API, two gateways', () => {
     const g2b = await Gw.start(dir, 'iscsi2', p2, `127.0.0.2:${apiPort2}`);
     gws.push(g2b);
     await waitApplied(dir, ['iscsi2'], epoch);
-    const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${p2}/`], { timeoutMs: 30_000 });
+    const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${CHAP_USER}%${CHAP_PASSWORD}@${p2}/`], { timeoutMs: 30_000 });
     assert.match(ls.stdout, /Lun:7\s+Type:DIRECT_ACCESS \(Size:1[56]M\)/, ls.stdout);
   });
 });

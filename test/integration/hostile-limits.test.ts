@@ -165,10 +165,10 @@ describe('connection limits and TASK SET FULL (small limits)', () => {
 
   it('refuses connections past the per-address and per-portal limits with Out of resources', async () => {
     const a = await Promise.all(['800000002001', '800000002002', '800000002003'].map((isid) => session(daemon.port, isid)));
-    await assert.rejects(session(daemon.port, '800000002004'), /status 3\/2/, 'a 4th connection from 127.0.0.1 is refused');
+    await assert.rejects(session(daemon.port, '800000002004'), /status 0x0302/, 'a 4th connection from 127.0.0.1 is refused');
     // Another address may still connect, up to the portal's limit of 4.
     const b = await session(daemon.port, '800000002005', '127.0.0.2');
-    await assert.rejects(session(daemon.port, '800000002006', '127.0.0.3'), /status 3\/2/, 'a 5th connection on the portal is refused');
+    await assert.rejects(session(daemon.port, '800000002006', '127.0.0.3'), /status 0x0302/, 'a 5th connection on the portal is refused');
     // Limits count open connections: one closes, one more gets in.
     a[0].close();
     await sleep(300);

@@ -71,6 +71,7 @@ describe('metrics endpoint', () => {
     const config = JSON.parse(fs.readFileSync(file, 'utf8')) as { targets: Record<string, { clients: Record<string, unknown> }> };
     config.targets[DEMO_IQN].clients[CLIENT] = {
       auth: { username: 'metricsuser', password: CHAP_PASSWORD, mutual_username: 'metricsmutual', mutual_password: MUTUAL_PASSWORD },
+      luns: { [DISK]: { lun_id: 0 } },
     };
     fs.writeFileSync(file, JSON.stringify(config));
     const mport = await freePort();
