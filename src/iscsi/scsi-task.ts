@@ -8,7 +8,7 @@
  */
 import { RESERVED_TAG } from '../pdu/opcodes';
 import { DataOutPdu, ScsiCommandPdu } from '../pdu/requests';
-import { ITNexus, ScsiCommand, TaskAttribute } from '../scsi/sam';
+import { ITNexus, ScsiCommand, TaskAbortedError, TaskAttribute } from '../scsi/sam';
 import { dataBuffers } from '../util/buffer-pool';
 import { SessionParameters } from './parameters';
 
@@ -20,12 +20,8 @@ export class DataOutError extends Error {
   }
 }
 
-export class TaskAbortedError extends Error {
-  constructor() {
-    super('task aborted');
-    this.name = 'AbortError';
-  }
-}
+/** The project's one abort error (scsi/sam.ts), re-exported for the session. */
+export { TaskAbortedError };
 
 /** Sends R2Ts; implemented by the session (it owns TTTs and sequence numbers). */
 export interface R2TSender {

@@ -161,7 +161,8 @@ export class Session implements R2TSender {
     this.forget(task);
     // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
     // buffer only after the socket has taken it, if it is transmitted at all.
-    const dataIn = task.releaseBuffers();
+    // ...unless the backstore may still hold them (an operation given up on after cmd_time_out).
+    const dataIn = result.retainBuffers ? undefined : task.releaseBuffers();
     const transmitsDataIn =
       !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
       dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;

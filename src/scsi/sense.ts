@@ -23,6 +23,7 @@ export const enum Asc {
   NoAdditionalSense = 0x0000,
   LogicalUnitNotReadyCauseNotReportable = 0x0400,
   LogicalUnitNotReadyInitializingCommandRequired = 0x0402,
+  LogicalUnitCommunicationFailure = 0x0800,
   WriteError = 0x0c00,
   UnrecoveredReadError = 0x1100,
   NotReadyToReadyChange = 0x2800,
