@@ -285,8 +285,8 @@ export class GuardedDevice implements BlockDevice {
   private startTimer(): void {
     if (this.timer) return;
     const tick = Math.min(1000, Math.max(10, Math.floor(this.timeoutMs / 10)));
+    // Referenced: an operation in flight is pending work; the timer stops once none is left.
     this.timer = setInterval(() => this.sweep(), tick);
-    this.timer.unref();
   }
 
   private stopTimer(): void {
