@@ -71,6 +71,8 @@ class AbandonedError extends BlockDeviceError {
 
 export class GuardedDevice implements BlockDevice {
   readonly timeoutMs: number;
+  /** Sweep interval: an operation fails between timeoutMs - tick and timeoutMs. */
+  private readonly tick: number;
   private readonly inflight = new Set<InFlight>();
   private readonly orphans = new Set<Orphan>();
   private timer: NodeJS.Timeout | undefined;
@@ -81,6 +83,7 @@ export class GuardedDevice implements BlockDevice {
     const t = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(t) || t < 1) throw new RangeError(`invalid timeout ${t} ms`);
     this.timeoutMs = t;
+    this.tick = Math.min(250, Math.max(10, Math.floor(t / 50)));
     this.onAbandon = options.onAbandon;
   }
 
@@ -204,7 +207,7 @@ export class GuardedDevice implements BlockDevice {
     return new Promise<T>((resolve, reject) => {
       let started: Promise<T> | undefined;
       const rec: InFlight = {
-        op, deadline: Date.now() + this.timeoutMs, start: offset, end, write, flushes: op === 'flush' || fua, done: false,
+        op, deadline: Date.now() + Math.max(1, this.timeoutMs - this.tick), start: offset, end, write, flushes: op === 'flush' || fua, done: false,
         fail: (reason) => {
           if (rec.done) return;
           finish();
@@ -284,9 +287,8 @@ export class GuardedDevice implements BlockDevice {
   /** One sweep timer per device while anything is in flight (no timer per operation). */
   private startTimer(): void {
     if (this.timer) return;
-    const tick = Math.min(1000, Math.max(10, Math.floor(this.timeoutMs / 10)));
     // Referenced: an operation in flight is pending work; the timer stops once none is left.
-    this.timer = setInterval(() => this.sweep(), tick);
+    this.timer = setInterval(() => this.sweep(), this.tick);
   }
 
   private stopTimer(): void {
