@@ -4,8 +4,11 @@
  *  - fsfreeze on a loop-mounted ext4: writes block in the kernel (a backstore that stops
  *    answering); cmd_time_out, ABORT TASK, LOGICAL UNIT RESET, logout and session
  *    reinstatement must each complete within the configured time;
- *  - a size-limited tmpfs filling up: ENOSPC -> DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT.
- * Needs root (mount); skipped otherwise.
+ *  - a size-limited tmpfs filling up: ENOSPC -> DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT;
+ *  - a FUSE pass-through file system that fails reads, writes or fsync with EIO on command
+ *    (test/helpers/faultfs.py, a test-only fault layer in the spirit of dm-flakey: the errors
+ *    come back through the kernel's pread/pwrite/fdatasync like a failing disk's).
+ * Needs root (mount) and python3-fusepy; skipped otherwise.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +16,7 @@ import * as path from 'node:path';
 import { Daemon } from '../helpers/daemon';
 import { Pdu, TestInitiator } from '../helpers/initiator';
 import { MiB, dataDirWith, read10, session, write10 } from '../helpers/scsi';
-import { Mounted, freeze, mountExt4, mountTmpfs, rootUnavailable, thaw } from '../helpers/failing-fs';
+import { FaultFs, Mounted, faultFsUnavailable, freeze, mountExt4, mountFaultFs, mountTmpfs, rootUnavailable, thaw } from '../helpers/failing-fs';
 
 const IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:failures';
 const TIMEOUT_S = 5;
@@ -226,5 +229,62 @@ describe('a host file system that fills up (size-limited tmpfs)', { skip: rootUn
     assert.equal(r.status, 0);
     assert.ok(r.data.equals(Buffer.alloc(65536, 0x33)));
     i.close();
+  });
+});
+
+describe('a medium that fails (FUSE fault file system: EIO from the kernel)', () => {
+  let ffs: FaultFs;
+  let daemon: Daemon;
+  let skip: string | undefined;
+
+  before(async () => {
+    skip = await faultFsUnavailable();
+    if (skip) return;
+    ffs = await mountFaultFs({ 'lun0.img': 8 * MiB });
+    const file = path.join(ffs.dir, 'lun0.img');
+    const { dir } = await dataDirWith(
+      [{ id: file, backstore: 'file', size: 8 * MiB, controls: { emulate_write_cache: 1 } }],
+      [{ iqn: IQN, luns: { [file]: 0 } }],
+    );
+    daemon = await Daemon.start({ dataDir: dir });
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await ffs?.unmount();
+  });
+
+  it('EIO on read: MEDIUM ERROR / UNRECOVERED READ ERROR; on write: MEDIUM ERROR / WRITE ERROR', async (t) => {
+    if (skip) return t.skip(skip);
+    const i = await session(daemon.port, IQN);
+    ffs.faults(['read_eio 0 4096', 'write_eio 8192 12288']);
+    const r = await i.scsi(read10(0, 8), { read: 4096 });
+    assert.ok(r.sense);
+    assert.deepEqual([r.status, r.sense[2] & 0x0f, r.sense[12], r.sense[13]], [0x02, 0x3, 0x11, 0x00]);
+    const w = await i.scsi(write10(16, 8), { write: Buffer.alloc(4096, 7), immediate: 4096 });
+    assert.ok(w.sense);
+    assert.deepEqual([w.status, w.sense[2] & 0x0f, w.sense[12], w.sense[13]], [0x02, 0x3, 0x0c, 0x00]);
+    ffs.faults([]);
+    assert.equal((await i.scsi(read10(0, 8), { read: 4096 })).status, 0, 'the medium works again');
+    assert.equal((await i.scsi(write10(16, 8), { write: Buffer.alloc(4096, 7), immediate: 4096 })).status, 0);
+    i.close();
+  });
+
+  it('a failed flush: that SYNCHRONIZE CACHE fails, and so does the next one of every other nexus, though fdatasync works again', async (t) => {
+    if (skip) return t.skip(skip);
+    const a = await session(daemon.port, IQN, { isid: '800000000011' });
+    const b = await session(daemon.port, IQN, { isid: '800000000012' });
+    const sync = Buffer.from([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const sense = (r: { status: number; sense?: Buffer }) => [r.status, r.sense ? r.sense[2] & 0x0f : -1, r.sense ? (r.sense[12] << 8) | r.sense[13] : -1];
+    assert.equal((await b.scsi(write10(100, 8), { write: Buffer.alloc(4096, 0xb), immediate: 4096 })).status, 0, 'B writes (write cache on)');
+    ffs.faults(['fsync_eio']);
+    assert.deepEqual(sense(await a.scsi(sync)), [0x02, 0x3, 0x0c00], 'A: the fdatasync fails');
+    ffs.faults([]);
+    assert.deepEqual(sense(await b.scsi(sync)), [0x02, 0x3, 0x0c00], 'B has not heard of the lost write-back yet');
+    assert.deepEqual(sense(await b.scsi(sync)), [0x00, -1, -1], 'B, told once, flushes again');
+    assert.deepEqual(sense(await a.scsi(sync)), [0x00, -1, -1]);
+    console.log('# failed flush: SYNCHRONIZE CACHE of nexus A -> 03h/0Ch/00h, then nexus B -> 03h/0Ch/00h once, then GOOD');
+    a.close();
+    b.close();
   });
 });
