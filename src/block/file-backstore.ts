@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
 import { fdatasyncFd, preadFull, pwriteFull } from '../sys/io';
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
-import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from './block-device';
+import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions, expandPattern } from './block-device';
 import { SyncGroup } from './sync-group';
 
 export interface FileBackstoreOptions {
@@ -97,6 +97,8 @@ export class FileBackstore implements BlockDevice {
         mapStatus: st.isFile() && nativeAvailable(),
         atomicWriteBytes: journaled ? MAX_JOURNALED_ATOMIC_WRITE : PAGE_SIZE,
         atomicWriteAlignment: journaled ? 0 : PAGE_SIZE,
+        // LBPPBE: the file system's block (a smaller write is a read-modify-write of it).
+        physicalBlockBytes: st.isFile() && st.blksize > 0 ? st.blksize : undefined,
       };
       const dev = new FileBackstore(fd, options, size, capabilities);
       if (journaled) dev.journal = await AtomicJournal.open(`${options.path}.atomic-journal`, dev.inPlace);
@@ -180,7 +182,7 @@ export class FileBackstore implements BlockDevice {
 
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, true);
-    if (!this.capabilities.discard) throw new BlockDeviceError('discard is not supported by this backstore', 'io');
+    if (!this.capabilities.discard) throw new BlockDeviceError('discard is not supported by this backstore', 'unsupported');
     if (length === 0) return;
     this.begin();
     try {
@@ -218,10 +220,7 @@ export class FileBackstore implements BlockDevice {
       if (options?.fua) await this.syncs.sync();
       return;
     }
-    // Expand the pattern into a chunk of up to 1 MiB and write it repeatedly.
-    const reps = Math.max(1, Math.floor(Math.min(length, 1 << 20) / pattern.length));
-    const chunk = Buffer.allocUnsafe(reps * pattern.length);
-    for (let i = 0; i < reps; i++) pattern.copy(chunk, i * pattern.length);
+    const chunk = expandPattern(pattern, length);
     let done = 0;
     while (done < length) {
       const n = Math.min(chunk.length, length - done);

@@ -13,17 +13,17 @@ export interface MemoryBackstoreOptions {
   readonly readOnly?: boolean;
   /** Allocation unit in bytes (power of two, >= 4096); default 64 KiB. */
   readonly chunkSize?: number;
+  /**
+   * Physical block to report (capabilities.physicalBlockBytes). Default 512: RAM has no
+   * read-modify-write unit above the smallest logical block.
+   */
+  readonly physicalBlockBytes?: number;
 }
 
 export class MemoryBackstore implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
-  readonly capabilities: BlockDeviceCapabilities = {
-    discard: true,
-    discardZeroes: true,
-    mapStatus: true,
-    atomicWriteBytes: 0x80000000,
-  };
+  readonly capabilities: BlockDeviceCapabilities;
   readonly chunkSize: number;
   private readonly chunks = new Map<number, Buffer>();
   private bytes: number;
@@ -40,6 +40,13 @@ export class MemoryBackstore implements BlockDevice {
     this.bytes = options.size;
     this.name = options.name ?? 'memory';
     this.readOnly = options.readOnly ?? false;
+    this.capabilities = {
+      discard: true,
+      discardZeroes: true,
+      mapStatus: true,
+      atomicWriteBytes: 0x80000000,
+      physicalBlockBytes: options.physicalBlockBytes ?? 512,
+    };
   }
 
   size(): number {

@@ -31,7 +31,7 @@ export class FlushFailedError extends BlockDeviceError {
       remembered
         ? `an earlier flush of ${device} failed (${flushError.message}); data acknowledged before it may be lost, so every flush fails until the device is reopened`
         : `flush of ${device} failed: ${flushError.message}`,
-      'io',
+      'write-back',
     );
     this.name = 'FlushFailedError';
   }

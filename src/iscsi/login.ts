@@ -110,6 +110,14 @@ export class LoginStateMachine {
       throw new LoginError((e as TextFormatError).message, LoginStatus.InitiatorError);
     }
 
+    // RFC 7143 §6.1/§6.2: a key appears at most once (security keys included: a Map would
+    // silently keep the last one).
+    const seen = new Set<string>();
+    for (const [k] of pairs) {
+      if (seen.has(k)) throw new LoginError(`key ${k} appears twice in one login request`, LoginStatus.InitiatorError);
+      seen.add(k);
+    }
+
     const isFirstText = this.negotiator === undefined;
     if (isFirstText) this.identify(pairs);
     const negotiator = this.negotiator!;
@@ -178,8 +186,10 @@ export class LoginStateMachine {
 
   private begin(pdu: LoginRequestPdu): void {
     this.first = pdu;
-    if (pdu.versionMin > 0x00) {
-      throw new LoginError(`unsupported iSCSI version ${pdu.versionMin}`, LoginStatus.UnsupportedVersion);
+    // We speak version 0x00 only (RFC 7143 §11.12.4): a Version-min above it, or a Version-max
+    // below Version-min, leaves no common version.
+    if (pdu.versionMin > 0x00 || pdu.versionMax < pdu.versionMin) {
+      throw new LoginError(`unsupported iSCSI version range ${pdu.versionMin}..${pdu.versionMax}`, LoginStatus.UnsupportedVersion);
     }
     if (pdu.csg !== LoginStage.Security && pdu.csg !== LoginStage.Operational) {
       throw new LoginError(`login cannot start in stage ${pdu.csg}`, LoginStatus.InitiatorError);
@@ -191,6 +201,10 @@ export class LoginStateMachine {
     const f = this.first!;
     if (!pdu.isid.equals(f.isid) || pdu.tsih !== f.tsih || pdu.cid !== f.cid) {
       throw new LoginError('ISID, TSIH or CID changed during login', LoginStatus.InitiatorError);
+    }
+    // RFC 7143 §11.12.4/§11.12.5: Version-max and Version-min are the same in every request.
+    if (pdu.versionMax !== f.versionMax || pdu.versionMin !== f.versionMin) {
+      throw new LoginError('Version-max or Version-min changed during login', LoginStatus.InitiatorError);
     }
   }
 

@@ -51,7 +51,7 @@ function yesNo(b: boolean): string {
 export class Negotiator {
   /** Negotiated (or declared) values, as strings, by key. */
   private readonly results = new Map<string, string>();
-  /** Keys the initiator has offered or declared (to detect renegotiation in one request). */
+  /** Keys the initiator has offered or declared during the login (RFC 7143 §6.2: once each). */
   private readonly offeredByInitiator = new Set<string>();
   /** Keys we offered and whose answer we await. */
   private readonly pending = new Map<string, string>();
@@ -121,8 +121,16 @@ export class Negotiator {
         throw new NegotiationError(`key ${key} appears twice in one request`, LoginStatus.InitiatorError);
       }
       inThisRequest.add(key);
+      const answersOurOffer = this.pending.has(key);
+      // A key offered or declared in an earlier request of this login, again: renegotiation,
+      // which RFC 7143 §6.2 forbids (Login reject, initiator error). Answers to our own offers
+      // and full-feature Text negotiation (a new exchange each time) are not repeats.
+      if (inLogin && !answersOurOffer && this.offeredByInitiator.has(key)) {
+        throw new NegotiationError(`key ${key} declared again in a later login request`, LoginStatus.InitiatorError);
+      }
       const def = KEYS.get(key);
       if (!def) {
+        if (inLogin) this.offeredByInitiator.add(key);
         response.push([key, 'NotUnderstood']);
         continue;
       }

@@ -6,9 +6,10 @@
  * The task is the ScsiCommand handed to the SCSI layer: the SCSI layer pulls the Data-Out it
  * needs with receiveDataOut() once the CDB is known to be good.
  */
+import { Asc, SenseKey, encodeSense } from '../scsi/sense';
 import { RESERVED_TAG } from '../pdu/opcodes';
 import { DataOutPdu, ScsiCommandPdu } from '../pdu/requests';
-import { ITNexus, ScsiCommand, TaskAttribute } from '../scsi/sam';
+import { ITNexus, ScsiCommand, TaskAbortedError, TaskAttribute } from '../scsi/sam';
 import { dataBuffers } from '../util/buffer-pool';
 import { SessionParameters } from './parameters';
 
@@ -20,12 +21,8 @@ export class DataOutError extends Error {
   }
 }
 
-export class TaskAbortedError extends Error {
-  constructor() {
-    super('task aborted');
-    this.name = 'AbortError';
-  }
-}
+/** The project's one abort error (scsi/sam.ts), re-exported for the session. */
+export { TaskAbortedError };
 
 /** Sends R2Ts; implemented by the session (it owns TTTs and sequence numbers). */
 export interface R2TSender {
@@ -361,12 +358,5 @@ export class IscsiTask implements ScsiCommand {
   }
 }
 
-/** ABORTED COMMAND / DATA PHASE ERROR (0x4B/0x00), fixed format. */
-const DATA_PHASE_ERROR_SENSE = (() => {
-  const s = Buffer.alloc(18);
-  s[0] = 0x70;
-  s[2] = 0x0b;
-  s[7] = 10;
-  s[12] = 0x4b;
-  return s;
-})();
+/** ABORTED COMMAND / DATA PHASE ERROR, fixed format. */
+const DATA_PHASE_ERROR_SENSE = encodeSense({ key: SenseKey.AbortedCommand, asc: Asc.DataPhaseError }, false);

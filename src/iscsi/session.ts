@@ -3,6 +3,7 @@
  * in-order delivery, the task table, SCSI command execution through the SCSI target device,
  * and task management. One connection per session (MaxConnections=1, ErrorRecoveryLevel=0).
  */
+import { Asc, SenseKey, encodeSense } from '../scsi/sense';
 import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../pdu/lun';
 import { DataOutPdu, ScsiCommandPdu, TaskManagementRequestPdu } from '../pdu/requests';
@@ -261,7 +262,8 @@ export class Session implements R2TSender {
     this.dataInReserved.delete(task);
     // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
     // buffer only after the socket has taken it, if it is transmitted at all.
-    const dataIn = task.releaseBuffers();
+    // ...unless the backstore may still hold them (an operation given up on after cmd_time_out).
+    const dataIn = result.retainBuffers ? undefined : task.releaseBuffers();
     const transmitsDataIn =
       !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
       dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;
@@ -526,12 +528,5 @@ export class Session implements R2TSender {
   }
 }
 
-/** HARDWARE ERROR / INTERNAL TARGET FAILURE (0x44/0x00), fixed format. */
-const HARDWARE_ERROR_SENSE = (() => {
-  const s = Buffer.alloc(18);
-  s[0] = 0x70;
-  s[2] = 0x04;
-  s[7] = 10;
-  s[12] = 0x44;
-  return s;
-})();
+/** HARDWARE ERROR / INTERNAL TARGET FAILURE, fixed format. */
+const HARDWARE_ERROR_SENSE = encodeSense({ key: SenseKey.HardwareError, asc: Asc.InternalTargetFailure }, false);

@@ -13,13 +13,14 @@ import type { Task } from './task-set';
 import { CommandDefinition, CommandFlag } from './command-table';
 import { u16, u32, u64 } from './cdb';
 import { Asc, SenseError, SenseKey, invalidFieldInCdb } from './sense';
-import { TaskAbortedError, firstDifference } from './read-write';
+import { firstDifference } from './read-write';
+import { stopIfAborted } from './task-set';
 
 async function locked<T>(lu: LogicalUnit, lba: number, blocks: number, task: Task, run: () => Promise<T>): Promise<T> {
   const lock = lu.locks.acquire(lba, blocks, true);
   try {
     if (lock.ready) await lock.ready;
-    if (task.aborted) throw new TaskAbortedError();
+    stopIfAborted(task);
     return await run();
   } finally {
     lu.locks.release(lock);
@@ -48,12 +49,12 @@ async function compareAndWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult>
   try {
     const data = await lu.receiveDataOut(task, bytes);
     if (lock.ready) await lock.ready;
-    if (task.aborted) throw new TaskAbortedError();
+    stopIfAborted(task);
     const half = blocks * bs;
-    const current = await lu.device.read(lba * bs, half, Buffer.allocUnsafe(half));
+    const current = await lu.device.read(lba * bs, half, Buffer.allocUnsafe(half), { signal: task.signal });
     const at = firstDifference(data.subarray(0, half), current);
     if (at >= 0) throw new SenseError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, at);
-    await lu.device.write(lba * bs, data.subarray(half), { fua: lu.writeFua(fua) });
+    await lu.device.write(lba * bs, data.subarray(half), { fua: lu.writeFua(fua), signal: task.signal });
   } finally {
     lu.locks.release(lock);
   }
@@ -76,9 +77,9 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (bytes > 0) {
     const data = await lu.receiveDataOut(task, bytes);
     await locked(lu, lba, bytes / bs, task, async () => {
-      const current = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes));
+      const current = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes), { signal: task.signal });
       for (let i = 0; i < bytes; i++) current[i] |= data[i];
-      await lu.device.write(lba * bs, current, { fua: lu.writeFua(fua) });
+      await lu.device.write(lba * bs, current, { fua: lu.writeFua(fua), signal: task.signal });
     });
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
@@ -106,7 +107,7 @@ async function writeAtomic(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (task.command.dataOutLength !== blocks * bs) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
   if (blocks > 0) {
     const data = await lu.receiveDataOut(task, blocks * bs);
-    await locked(lu, lba, blocks, task, () => lu.device.write(lba * bs, data, { fua: lu.writeFua(fua), atomic: true }));
+    await locked(lu, lba, blocks, task, () => lu.device.write(lba * bs, data, { fua: lu.writeFua(fua), atomic: true, signal: task.signal }));
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
 }

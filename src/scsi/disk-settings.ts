@@ -10,6 +10,12 @@
 
 export interface DiskSettings {
   readonly block_size: number;
+  /**
+   * Gateway extension, LIO's storage-object attribute of the same name: seconds a backstore
+   * operation may take before the command fails (NOT READY, LOGICAL UNIT COMMUNICATION
+   * FAILURE) and the operation is given up on. 1..600, default 30 (tcmu's default).
+   */
+  readonly cmd_time_out: number;
   readonly emulate_3pc: number;
   readonly emulate_caw: number;
   readonly emulate_dpo: number;
@@ -89,6 +95,8 @@ export const DISK_SETTING_SPECS: { readonly [K in DiskSettingName]: Spec } = {
   // milliseconds on a thin image): an administrator has to allow it per disk.
   emulate_sanitize: bool(0),
   emulate_removable: bool(0),
+  // A hung backstore must become an error, never a hung TMF or logout: always bounded.
+  cmd_time_out: { type: 'int', min: 1, max: 600, def: 30 },
 };
 
 /** The settings of the seed (§4.3); the others are this gateway's extensions. */

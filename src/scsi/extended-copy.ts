@@ -17,7 +17,7 @@ import type { Task } from './task-set';
 import { CommandDefinition, CommandFlag } from './command-table';
 import { u16, u32, u64 } from './cdb';
 import { Asc, SenseError, SenseKey, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError } from './sense';
-import { TaskAbortedError } from './read-write';
+import { stopIfAborted } from './task-set';
 
 const HEADER = 16;
 const TARGET_DESCRIPTOR = 32;
@@ -157,26 +157,26 @@ interface Chunk {
  * of it is deallocated on a source whose holes read as zeros (a thin source is copied
  * without reading or writing its holes).
  */
-async function readChunk(src: LogicalUnit, c: Chunk): Promise<Buffer | undefined> {
+async function readChunk(src: LogicalUnit, c: Chunk, signal: AbortSignal): Promise<Buffer | undefined> {
   const bs = src.blockSize;
   const caps = src.device.capabilities;
   if (caps.mapStatus && caps.discardZeroes) {
-    const extents = await src.device.mapStatus(c.src * bs, c.n * bs);
+    const extents = await src.device.mapStatus(c.src * bs, c.n * bs, { signal });
     if (extents.every((e) => e.state !== 'mapped')) return undefined;
   }
-  return src.device.read(c.src * bs, c.n * bs, Buffer.allocUnsafe(c.n * bs));
+  return src.device.read(c.src * bs, c.n * bs, Buffer.allocUnsafe(c.n * bs), { signal });
 }
 
 /** Write a chunk to the destination: the data, or zeros (a hole where the LU is thin). */
-async function writeChunk(dst: LogicalUnit, c: Chunk, data: Buffer | undefined): Promise<void> {
+async function writeChunk(dst: LogicalUnit, c: Chunk, data: Buffer | undefined, signal: AbortSignal): Promise<void> {
   const bs = dst.blockSize;
   if (data) {
-    await dst.device.write(c.dst * bs, data, { fua: dst.writeFua(false) });
+    await dst.device.write(c.dst * bs, data, { fua: dst.writeFua(false), signal });
     return;
   }
   // Zeros: a thin destination whose holes read as zeros keeps them as holes.
   const thin = dst.device.capabilities.discard && dst.device.capabilities.discardZeroes;
-  await dst.device.writeSame(c.dst * bs, c.n * bs, Buffer.alloc(bs), { deallocate: thin, fua: dst.writeFua(false) });
+  await dst.device.writeSame(c.dst * bs, c.n * bs, Buffer.alloc(bs), { deallocate: thin, fua: dst.writeFua(false), signal });
 }
 
 /**
@@ -227,7 +227,7 @@ async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets:
     try {
       if (l.read.ready) await l.read.ready;
       if (l.write?.ready) await l.write.ready;
-      return { l, data: await readChunk(src, c) };
+      return { l, data: await readChunk(src, c, task.signal) };
     } catch (e) {
       unlock(l);
       throw e;
@@ -241,9 +241,9 @@ async function copySegment(lu: LogicalUnit, task: Task, nexus: ITNexus, targets:
     const current = await pending!;
     pending = undefined;
     try {
-      if (task.aborted) throw new TaskAbortedError();
+      stopIfAborted(task);
       if (pipelined && i + 1 < chunks.length) pending = read(chunks[i + 1]);
-      await writeChunk(dst, chunks[i], current.data);
+      await writeChunk(dst, chunks[i], current.data, task.signal);
     } catch (e) {
       // Let a read that is already under way finish and give back its locks.
       pending?.then((r) => unlock(r.l), () => undefined);

@@ -8,7 +8,8 @@
  * table) -> medium -> the handler's own field checks -> Data-Out -> backstore.
  */
 import type { Logger } from '../util/log';
-import { BlockDevice, BlockDeviceError } from '../block/block-device';
+import { BlockDevice, BlockDeviceError, PAGE_SIZE } from '../block/block-device';
+import { GuardedDevice, WriteBackObserver, isAbandoned } from '../block/guarded-device';
 import {
   ITNexus, ScsiCommand, ScsiResult, ScsiStatus, TaskAttribute, TaskManagementResponse,
 } from './sam';
@@ -114,21 +115,22 @@ function isMediumAccess(flags: CommandFlag): boolean {
 
 export class LogicalUnit {
   readonly lun: number;
-  readonly device: BlockDevice;
   readonly wwn: string;
   readonly name: string;
   readonly settings: DiskSettings;
   readonly removable: boolean;
   /** Another gateway owns the image: only the commands of STANDBY_ALLOWED run here. */
   readonly standby: boolean;
+  /** The backstore behind its guard (cmd_time_out, abort, write-back error memory). */
+  readonly device: GuardedDevice;
   readonly blockSize: number;
   readonly blockShift: number;
   /**
-   * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT. 0: a 4 KiB physical block would be honest for
-   * page-cache and object backstores, but libiscsi's GetLBAStatus.UnmapSingle then fails (it
-   * asks for LBA i+1 and expects a descriptor at i+LBPPB), and initiators align to 4 KiB anyway.
+   * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT: the backstore's physical block (the file
+   * system's block, the page of the page cache) in logical blocks. A write of less than one
+   * is a read-modify-write below us; initiators align to it.
    */
-  readonly physicalBlockExponent = 0;
+  readonly physicalBlockExponent: number;
   /** NAA designator (VPD 83h), the LU's identity across gateways. */
   readonly naa: Buffer;
   /** DPO and FUA bits are supported (MODE SENSE DPOFUA; CDB bits evaluated). */
@@ -163,6 +165,11 @@ export class LogicalUnit {
   readonly stats = new LuStats();
 
   private readonly nexuses = new Map<string, LuNexus>();
+  /**
+   * Write-back error sequence each I_T nexus has been told of, by nexus key. Survives nexus
+   * loss: an initiator that reconnects must still learn that data it wrote was lost.
+   */
+  private readonly writeBackSeen = new Map<string, WriteBackObserver>();
   private seq = 0;
   private closed = false;
   private readonly unsubscribeResize: () => void;
@@ -170,7 +177,11 @@ export class LogicalUnit {
 
   constructor(options: LogicalUnitOptions, readonly target: TargetContext, log: Logger) {
     this.lun = options.lun;
-    this.device = options.device;
+    this.log = log.child({ lun: options.lun });
+    this.device = new GuardedDevice(options.device, {
+      timeoutMs: options.settings.cmd_time_out * 1000,
+      onAbandon: (op, reason) => this.log.warn({ op, reason, timeoutS: options.settings.cmd_time_out }, 'backstore operation given up on'),
+    });
     this.wwn = options.wwn;
     this.name = options.name;
     this.settings = options.settings;
@@ -178,6 +189,7 @@ export class LogicalUnit {
     this.standby = options.standby ?? false;
     this.blockSize = options.settings.block_size;
     this.blockShift = Math.log2(this.blockSize);
+    this.physicalBlockExponent = physicalBlockExponent(options.device.capabilities.physicalBlockBytes ?? PAGE_SIZE, this.blockSize);
     this.naa = deriveNaa(options.wwn);
     this.dpofua = options.settings.emulate_dpo === 1 && options.settings.emulate_fua_write === 1;
     this.maxTransferBlocks = MAX_TRANSFER_BYTES / this.blockSize;
@@ -191,7 +203,6 @@ export class LogicalUnit {
     this.atomicAlignmentBlocks = Math.max(1, Math.floor((caps.atomicWriteAlignment ?? 0) / this.blockSize));
     this.maxAtomicTransferBlocks = atomicBlocks >= this.atomicAlignmentBlocks
       ? atomicBlocks - (atomicBlocks % this.atomicAlignmentBlocks) : 0;
-    this.log = log.child({ lun: this.lun });
     this.defaultMode = Object.freeze({
       wce: options.settings.emulate_write_cache === 1,
       dSense: false,
@@ -248,6 +259,7 @@ export class LogicalUnit {
       const result = await this.dispatch(task, ns);
       return task.aborted ? this.abortedResult(task) : result;
     } catch (e) {
+      if (isAbandoned(e)) task.buffersHeld = true;
       if (task.aborted) return this.abortedResult(task);
       return this.errorResult(e, task);
     } finally {
@@ -290,7 +302,10 @@ export class LogicalUnit {
 
   private abortedResult(task: Task): ScsiResult {
     const report = task.aborted?.reportStatus ?? false;
-    return { status: ScsiStatus.TaskAborted, aborted: { reportStatus: report }, dataOutTransferLength: task.dataOutTransferLength };
+    return {
+      status: ScsiStatus.TaskAborted, aborted: { reportStatus: report }, dataOutTransferLength: task.dataOutTransferLength,
+      retainBuffers: task.buffersHeld || undefined,
+    };
   }
 
   /** CHECK CONDITION with sense data in the format the control mode page selects. */
@@ -306,7 +321,8 @@ export class LogicalUnit {
     }
     if (e instanceof BlockDeviceError) {
       this.log.warn({ err: e, cdb: task.command.cdb.toString('hex') }, 'backstore error');
-      return this.checkCondition(blockDeviceSense(e, task), task.dataOutTransferLength);
+      const result = this.checkCondition(blockDeviceSense(e, task), task.dataOutTransferLength);
+      return task.buffersHeld ? { ...result, retainBuffers: true } : result;
     }
     this.log.error({ err: e, cdb: task.command.cdb.toString('hex') }, 'command failed unexpectedly');
     return this.checkCondition({ key: SenseKey.HardwareError, asc: Asc.InternalTargetFailure }, task.dataOutTransferLength);
@@ -406,10 +422,30 @@ export class LogicalUnit {
   nexusState(nexus: ITNexus): LuNexus {
     let ns = this.nexuses.get(nexus.key);
     if (!ns) {
+      this.writeBackObserver(nexus.key);
       ns = new LuNexus(nexus);
       this.nexuses.set(nexus.key, ns);
     }
     return ns;
+  }
+
+  /** Write-back errors this I_T nexus has been told of (SYNCHRONIZE CACHE). */
+  writeBackObserver(nexusKey: string): WriteBackObserver {
+    let o = this.writeBackSeen.get(nexusKey);
+    if (!o) {
+      o = { seen: this.device.writeBackSequence };
+      this.writeBackSeen.set(nexusKey, o);
+      // Bounded: forget the oldest nexus that has nothing outstanding.
+      if (this.writeBackSeen.size > MAX_WRITE_BACK_OBSERVERS) {
+        for (const [key, old] of this.writeBackSeen) {
+          if (old.seen === this.device.writeBackSequence && key !== nexusKey) {
+            this.writeBackSeen.delete(key);
+            break;
+          }
+        }
+      }
+    }
+    return o;
   }
 
   hasNexus(key: string): boolean {
@@ -418,6 +454,7 @@ export class LogicalUnit {
 
   /** A new I_T nexus: it starts with the given unit attention (power on / nexus loss). */
   nexusCreated(nexus: ITNexus, asc: Asc): void {
+    this.writeBackObserver(nexus.key);
     const ns = new LuNexus(nexus);
     ns.ua.establish(asc);
     this.nexuses.set(nexus.key, ns);
@@ -558,19 +595,45 @@ export class LogicalUnit {
     const tasks = [...this.taskSet.tasks];
     for (const t of tasks) t.abort({ reportStatus: false });
     await Promise.all(tasks.map((t) => t.whenEnded()));
+    // Operations given up on may still run in the backstore; give them (bounded) time to end
+    // before the owner closes it.
+    if (!(await this.device.drain(this.device.timeoutMs))) {
+      this.log.warn({ orphans: this.device.orphanCount }, 'backstore operations still running after the logical unit closed');
+    }
   }
 }
 
-/** Map a backstore failure to sense data (SBC-3 §4.18). */
-function blockDeviceSense(e: BlockDeviceError, task: Task): SenseInfo {
+/** Remembered write-back observers per LU (nexus keys that have come and gone). */
+const MAX_WRITE_BACK_OBSERVERS = 4096;
+
+/** log2(physical / logical block), 0 when it is not a larger power of two; at most 15 (4 bits). */
+export function physicalBlockExponent(physicalBytes: number, blockSize: number): number {
+  if (!Number.isInteger(physicalBytes) || physicalBytes <= blockSize || physicalBytes % blockSize !== 0) return 0;
+  const ratio = physicalBytes / blockSize;
+  if ((ratio & (ratio - 1)) !== 0) return 0;
+  return Math.min(15, Math.log2(ratio));
+}
+
+/**
+ * Map a backstore failure to sense data (SBC-4 §4.18, SPC-4 Annex D). The one place where a
+ * backstore error becomes bytes an initiator sees; backstores only say what kind it was.
+ */
+export function blockDeviceSense(e: BlockDeviceError, task: Task): SenseInfo {
   switch (e.kind) {
     case 'out-of-range': return { key: SenseKey.IllegalRequest, asc: Asc.LbaOutOfRange };
     case 'read-only': return { key: SenseKey.DataProtect, asc: Asc.WriteProtected };
+    // Thin provisioning hard threshold: the host file system or pool is full (LIO: ENOSPC).
     case 'no-space': return { key: SenseKey.DataProtect, asc: Asc.SpaceAllocationFailedWriteProtect };
     case 'closed': return { key: SenseKey.NotReady, asc: Asc.LogicalUnitNotReadyCauseNotReportable };
-    default:
-      return task.dataOutTransferLength !== undefined
-        ? { key: SenseKey.MediumError, asc: Asc.WriteError }
-        : { key: SenseKey.MediumError, asc: Asc.UnrecoveredReadError };
+    // cmd_time_out: as LIO/tcmu (TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE); multipath fails over.
+    case 'timeout': return { key: SenseKey.NotReady, asc: Asc.LogicalUnitCommunicationFailure };
+    // Cancelled by the backstore without a TMF (e.g. it is shutting down): retryable.
+    case 'aborted': return { key: SenseKey.AbortedCommand, asc: Asc.NoAdditionalSense };
+    case 'unsupported': return { key: SenseKey.IllegalRequest, asc: Asc.InvalidCommandOperationCode };
+    case 'write-back': return { key: SenseKey.MediumError, asc: Asc.WriteError };
+    case 'io': {
+      const write = e.direction !== undefined ? e.direction === 'write' : task.dataOutTransferLength !== undefined;
+      return write ? { key: SenseKey.MediumError, asc: Asc.WriteError } : { key: SenseKey.MediumError, asc: Asc.UnrecoveredReadError };
+    }
   }
 }

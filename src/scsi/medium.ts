@@ -25,7 +25,7 @@ async function startStopUnit(lu: LogicalUnit, task: Task, ns: LuNexus): Promise<
   const start = (cdb[4] & 0x01) !== 0;
   if (powerCondition !== 0) return GOOD; // START and LOEJ are ignored; no power states to enter
   if (loej && lu.removalPrevented()) throw new SenseError(SenseKey.IllegalRequest, Asc.MediumRemovalPrevented);
-  if (!start && !noFlush && lu.mediumPresent) await lu.device.flush();
+  if (!start && !noFlush && lu.mediumPresent) await lu.device.flush({ signal: task.signal });
   if (!loej) return GOOD;
   if (start && !lu.mediumPresent) {
     lu.mediumPresent = true;

@@ -14,7 +14,7 @@ import { CommandDefinition, CommandFlag, CommandHandler } from './command-table'
 import { u16, u32, u64, writeU64 } from './cdb';
 import { Asc, SenseError, SenseKey, invalidFieldInCdb, invalidFieldInParameterList, lbaOutOfRange, parameterListLengthError } from './sense';
 import { provisioning } from './vpd';
-import { TaskAbortedError } from './read-write';
+import { stopIfAborted } from './task-set';
 
 /** UNMAP (SBC-3 §5.28). */
 async function unmap(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
@@ -51,7 +51,7 @@ async function unmap(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   try {
     if (lock.ready) await lock.ready;
     const bs = lu.blockSize;
-    for (const [lba, n] of ranges) await lu.device.discard(lba * bs, n * bs);
+    for (const [lba, n] of ranges) await lu.device.discard(lba * bs, n * bs, { signal: task.signal });
   } finally {
     lu.locks.release(lock);
   }
@@ -80,10 +80,10 @@ async function writeSame(lu: LogicalUnit, task: Task, lba: number, blocks: numbe
   try {
     const pattern = noData ? Buffer.alloc(bs) : await lu.receiveDataOut(task, bs);
     if (lock.ready) await lock.ready;
-    if (task.aborted) throw new TaskAbortedError();
+    stopIfAborted(task);
     // UNMAP=1 asks for an unmap operation whatever the block holds (SBC-4 table 237).
-    if (unmapBit) await lu.device.discard(lba * bs, n * bs);
-    else await lu.device.writeSame(lba * bs, n * bs, pattern, { fua: lu.writeFua(false) });
+    if (unmapBit) await lu.device.discard(lba * bs, n * bs, { signal: task.signal });
+    else await lu.device.writeSame(lba * bs, n * bs, pattern, { fua: lu.writeFua(false), signal: task.signal });
   } finally {
     lu.locks.release(lock);
   }
@@ -104,7 +104,7 @@ async function getLbaStatus(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   const maxDescriptors = Math.max(1, Math.floor((Math.min(alloc, 0x10000) - 8) / 16));
   const span = Math.min(cap - start, Math.floor(LBA_STATUS_WINDOW_BYTES / bs));
   const extents = provisioning(lu).lbpme && lu.device.capabilities.mapStatus
-    ? await lu.device.mapStatus(start * bs, span * bs)
+    ? await lu.device.mapStatus(start * bs, span * bs, { signal: task.signal })
     : [{ offset: start * bs, length: span * bs, state: 'mapped' as const }];
   const out: Buffer[] = [];
   for (const e of extents) {

@@ -17,19 +17,9 @@ import type { Task } from './task-set';
 import { CommandDefinition, CommandFlag, CommandHandler } from './command-table';
 import { u16, u32, u64 } from './cdb';
 import { Asc, SenseError, SenseKey, invalidFieldInCdb } from './sense';
+import { stopIfAborted } from './task-set';
 
 const GOOD: ScsiResult = Object.freeze({ status: ScsiStatus.Good });
-
-/** A TMF ended the task; logical-unit.ts turns this into the aborted result. */
-class TaskAbortedError extends Error {
-  constructor() {
-    super('task aborted');
-  }
-}
-
-function stopIfAborted(task: Task): void {
-  if (task.aborted) throw new TaskAbortedError();
-}
 
 function checkTransferLength(lu: LogicalUnit, blocks: number, tlByte: number): void {
   if (blocks > lu.maxTransferBlocks) throw invalidFieldInCdb(tlByte, 7);
@@ -45,9 +35,9 @@ async function readBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: numb
     if (lock.ready) await lock.ready;
     stopIfAborted(task);
     // FUA on a read: the data must come from the medium, so write back a volatile cache first.
-    if (fua && lu.mode.wce && lu.settings.emulate_fua_read === 1) await lu.device.flush();
+    if (fua && lu.mode.wce && lu.settings.emulate_fua_read === 1) await lu.device.flush({ signal: task.signal });
     const into = task.command.dataInBuffer?.(length) ?? Buffer.allocUnsafe(length);
-    const data = await lu.device.read(lba * lu.blockSize, length, into);
+    const data = await lu.device.read(lba * lu.blockSize, length, into, { signal: task.signal });
     return { status: ScsiStatus.Good, data };
   } finally {
     lu.locks.release(lock);
@@ -81,9 +71,9 @@ async function writeBlocks(
     if (lock.ready) await lock.ready;
     stopIfAborted(task);
     // WRITE AND VERIFY verifies the medium, so its data must be on the medium first.
-    await lu.device.write(lba * bs, data, { fua: verify !== undefined || lu.writeFua(fua) });
+    await lu.device.write(lba * bs, data, { fua: verify !== undefined || lu.writeFua(fua), signal: task.signal });
     if (verify !== undefined) {
-      const back = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes));
+      const back = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes), { signal: task.signal });
       if (verify) miscompareCheck(data, back);
     }
     return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
@@ -134,7 +124,7 @@ async function verifyBlocks(lu: LogicalUnit, task: Task, lba: number, blocks: nu
     }
     if (lock.ready) await lock.ready;
     stopIfAborted(task);
-    const actual = await lu.device.read(lba * bs, count * bs, Buffer.allocUnsafe(count * bs));
+    const actual = await lu.device.read(lba * bs, count * bs, Buffer.allocUnsafe(count * bs), { signal: task.signal });
     if (bytchk === 1 && expected) miscompareCheck(expected, actual);
     if (bytchk === 3 && expected) {
       for (let i = 0; i < count; i++) miscompareCheck(expected, actual.subarray(i * bs, (i + 1) * bs), i * bs);
@@ -155,14 +145,18 @@ function prefetch(lu: LogicalUnit, lba: number, blocks: number): ScsiResult {
   return GOOD;
 }
 
-/** SYNCHRONIZE CACHE: every completed write becomes durable (IMMED: status first). */
+/**
+ * SYNCHRONIZE CACHE: every completed write becomes durable (IMMED: status first). GOOD only
+ * when no write-back failure happened since this I_T nexus last heard of one (GuardedDevice
+ * flushFor): a failed IMMED flush, or one another nexus saw, is reported here.
+ */
 async function synchronizeCache(lu: LogicalUnit, task: Task, lba: number, blocks: number): Promise<ScsiResult> {
   lu.checkRange(lba, blocks);
   if (task.command.cdb[1] & 0x02) {
     lu.device.flush().catch((err: unknown) => lu.log.error({ err }, 'SYNCHRONIZE CACHE (IMMED) failed'));
     return GOOD;
   }
-  await lu.device.flush();
+  await lu.device.flushFor(lu.writeBackObserver(task.command.nexus.key), { signal: task.signal });
   return GOOD;
 }
 
@@ -310,4 +304,3 @@ export function readWriteCommands(dpofua: boolean): CommandDefinition[] {
   ];
 }
 
-export { TaskAbortedError };

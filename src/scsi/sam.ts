@@ -89,6 +89,24 @@ export interface ScsiResult {
    * TASK ABORTED status (TAS=1, task of another nexus); false means send nothing.
    */
   readonly aborted?: { readonly reportStatus: boolean };
+  /**
+   * The backstore may still be using the command's buffers (an operation given up on after
+   * cmd_time_out or an abort is still running inside it): the transport must not recycle
+   * the Data-Out or Data-In buffers of this command; they are left to the garbage collector.
+   */
+  readonly retainBuffers?: boolean;
+}
+
+/**
+ * A task was aborted (ABORT TASK and the other TMFs, nexus loss): the one error for it in the
+ * project. The SCSI layer throws it to unwind a command handler; the transport rejects
+ * receiveDataOut with it. `name` is 'AbortError', as for an aborted fetch or stream.
+ */
+export class TaskAbortedError extends Error {
+  constructor(message = 'task aborted') {
+    super(message);
+    this.name = 'AbortError';
+  }
 }
 
 /** SAM-5 task management functions, numbered as iSCSI's Function field (RFC 7143 §11.5.1). */

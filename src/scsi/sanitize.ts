@@ -24,16 +24,26 @@ export interface SanitizeState {
   progress: number;
 }
 
+/**
+ * Bytes of one backstore WRITE SAME of an overwrite: each operation is bounded by the LU's
+ * cmd_time_out, so a whole-medium pass is done in steps (which also move the progress).
+ */
+const OVERWRITE_STEP_BYTES = 64 * 1024 * 1024;
+
 async function overwrite(lu: LogicalUnit, pattern: Buffer, passes: number, invert: boolean, state: SanitizeState): Promise<void> {
   const bs = lu.blockSize;
   const block = Buffer.alloc(bs);
   block.fill(pattern);
   const inverted = Buffer.from(block.map((b) => b ^ 0xff));
   const bytes = lu.capacity() * bs;
+  const step = Math.max(bs, OVERWRITE_STEP_BYTES - (OVERWRITE_STEP_BYTES % bs));
   for (let pass = 0; pass < passes; pass++) {
     // Alternate when INVERT is set, ending on the pattern itself.
     const useInverted = invert && (passes - 1 - pass) % 2 === 1;
-    await lu.device.writeSame(0, bytes, useInverted ? inverted : block, { fua: true });
+    for (let at = 0; at < bytes; at += step) {
+      await lu.device.writeSame(at, Math.min(step, bytes - at), useInverted ? inverted : block, { fua: true });
+      state.progress = Math.max(0, Math.floor((0x10000 * (pass + Math.min(bytes, at + step) / bytes)) / passes) - 1);
+    }
     state.progress = Math.floor((0x10000 * (pass + 1)) / passes) - 1;
   }
 }

@@ -25,6 +25,7 @@ export const enum Asc {
   LogicalUnitNotReadyInitializingCommandRequired = 0x0402,
   /** SPC-4 ALUA: the port group of this path is in standby (another gateway owns the image). */
   LogicalUnitNotAccessibleTargetPortInStandbyState = 0x040b,
+  LogicalUnitCommunicationFailure = 0x0800,
   WriteError = 0x0c00,
   UnrecoveredReadError = 0x1100,
   NotReadyToReadyChange = 0x2800,

@@ -7,7 +7,7 @@
  * SIMPLE tasks with nothing special in the set are admitted and finished in O(1).
  */
 import { getEventListeners } from 'node:events';
-import { ScsiCommand, TaskAttribute } from './sam';
+import { ScsiCommand, TaskAbortedError, TaskAttribute } from './sam';
 
 /**
  * Materializing an AbortSignal costs microseconds in Node 20, which is most of a 4 KiB WRITE.
@@ -47,6 +47,8 @@ export class Task {
   aborted?: AbortInfo;
   /** For data-out commands: bytes the CDB describes (residual accounting). */
   dataOutTransferLength?: number;
+  /** A backstore operation of this task was given up on and may still use its buffers. */
+  buffersHeld = false;
   private controller?: AbortController;
   private wake?: () => void;
   private endWaiters?: (() => void)[];
@@ -106,6 +108,11 @@ export class Task {
     this.endWaiters = undefined;
     if (waiters) for (const w of waiters) w();
   }
+}
+
+/** Unwind a command handler whose task a TMF (or nexus loss) has aborted. */
+export function stopIfAborted(task: Task): void {
+  if (task.aborted) throw new TaskAbortedError();
 }
 
 export class TaskSet {

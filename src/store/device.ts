@@ -4,7 +4,7 @@
  * BlockDeviceErrors the SCSI layer maps to sense data.
  */
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from '../block/atomic-journal';
-import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions } from '../block/block-device';
+import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, WriteOptions, expandPattern } from '../block/block-device';
 import { isZero } from './fsutil';
 import { ImageState, WriterMode } from './image';
 import { StoreError } from './errors';
@@ -148,9 +148,7 @@ abstract class BaseDevice implements StoreImageDevice {
         return;
       }
       this.state.checkRange(offset, length, this.size());
-      const reps = Math.max(1, Math.floor(Math.min(length, 1 << 20) / pattern.length));
-      const chunk = Buffer.allocUnsafe(reps * pattern.length);
-      for (let i = 0; i < reps; i++) pattern.copy(chunk, i * pattern.length);
+      const chunk = expandPattern(pattern, length);
       for (let done = 0; done < length; ) {
         const n = Math.min(chunk.length, length - done);
         await this.state.write(offset + done, n === chunk.length ? chunk : chunk.subarray(0, n), false);

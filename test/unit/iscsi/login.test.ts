@@ -147,3 +147,48 @@ describe('login state machine', () => {
     assert.equal(Object.fromEntries(r.keys).TargetPortalGroupTag, undefined);
   });
 });
+
+describe('login validation: versions and repeated keys (RFC 7143 §6.2, §11.12.4)', () => {
+  const first: Array<[string, string]> = [['InitiatorName', INITIATOR], ['TargetName', TARGET], ['AuthMethod', 'None']];
+
+  it('Version-min above 0x00, or Version-max below Version-min: UNSUPPORTED VERSION (0x0205)', () => {
+    expectLoginError(() => new LoginStateMachine(catalog()).handle(req({ versionMin: 1, versionMax: 1 }, first)), LoginStatus.UnsupportedVersion);
+    assert.equal(LoginStatus.UnsupportedVersion, 0x0205);
+    const ok = new LoginStateMachine(catalog()).handle(req({ versionMin: 0, versionMax: 7 }, first));
+    assert.equal(ok.transit, true, 'a higher Version-max is fine: we answer with version 0');
+  });
+
+  it('Version-max or Version-min changed in a later request: INITIATOR ERROR', () => {
+    const m = new LoginStateMachine(catalog());
+    m.handle(req({ transit: false }, first));
+    expectLoginError(() => m.handle(req({ versionMax: 1 }, [])), LoginStatus.InitiatorError);
+  });
+
+  it('a key twice in one request (operational or security): INITIATOR ERROR', () => {
+    expectLoginError(
+      () => new LoginStateMachine(catalog()).handle(req({}, [...first, ['AuthMethod', 'None']])),
+      LoginStatus.InitiatorError,
+    );
+    expectLoginError(
+      () => new LoginStateMachine(catalog()).handle(req({ csg: 1, nsg: 3 }, [['InitiatorName', INITIATOR], ['TargetName', TARGET], ['MaxBurstLength', '262144'], ['MaxBurstLength', '65536']])),
+      LoginStatus.InitiatorError,
+    );
+  });
+
+  it('TargetName re-declared, or an operational key offered again, in a later request: INITIATOR ERROR', () => {
+    const m = new LoginStateMachine(catalog());
+    m.handle(req({}, first));
+    expectLoginError(() => m.handle(req({ csg: 1, nsg: 3 }, [['TargetName', TARGET]])), LoginStatus.InitiatorError);
+    const m2 = new LoginStateMachine(catalog());
+    m2.handle(req({}, first));
+    m2.handle(req({ csg: 1, nsg: 3, transit: false }, [['MaxBurstLength', '262144']]));
+    expectLoginError(() => m2.handle(req({ csg: 1, nsg: 3 }, [['MaxBurstLength', '65536']])), LoginStatus.InitiatorError);
+  });
+
+  it('answering the target\'s own offers in a later request is no repeat', () => {
+    const m = new LoginStateMachine(catalog());
+    m.handle(req({ csg: 1, nsg: 3 }, [['InitiatorName', INITIATOR], ['TargetName', TARGET]]));
+    const r = m.handle(req({ csg: 1, nsg: 3 }, [['MaxBurstLength', '262144'], ['FirstBurstLength', '65536'], ['DefaultTime2Retain', '0']]));
+    assert.equal(r.complete, true);
+  });
+});

@@ -181,4 +181,21 @@ describe('GET LBA STATUS', () => {
     c.writeBigUInt64BE(0xffffffffffffffffn, 2);
     assertSense(await f.run(c), 0x5, 0x2100);
   });
+
+  it('with 8 logical blocks per physical block the first descriptor still contains the starting LBA (SBC-4 §5.8.2)', async () => {
+    // libiscsi GetLBAStatus.UnmapSingle: unmap [0, 8), status at LBA 9 (it wants a descriptor at 16).
+    const device = new MemoryBackstore({ size: 1024 * 512, physicalBlockBytes: 4096, chunkSize: 4096 });
+    const f = await fixture({ device, settings: TP });
+    assertGood(await f.run(cdb10(0x2a, 0, 264), { dataOut: pattern(264 * 512) }));
+    const u = Buffer.alloc(24);
+    u.writeUInt16BE(22, 0);
+    u.writeUInt16BE(16, 2);
+    u.writeBigUInt64BE(0n, 8);
+    u.writeUInt32BE(8, 16);
+    assertGood(await f.run([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], { dataOut: u }));
+    const [first] = descriptors((await f.run(getLbaStatus(9, 24))).data!);
+    assert.ok(first[0] <= 9 && 9 < first[0] + first[1], `descriptor [${first[0]}, +${first[1]}) contains LBA 9`);
+    assert.equal(first[2], 0, 'mapped');
+    assert.deepEqual(descriptors((await f.run(getLbaStatus(0, 24))).data!), [[0, 8, 1]]);
+  });
 });

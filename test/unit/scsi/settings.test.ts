@@ -5,9 +5,10 @@ import {
 } from '../../../src/scsi/disk-settings';
 
 describe('disk settings', () => {
-  it('has the §4.3 table: 27 settings with their defaults, and the gateway\'s emulate_sanitize and emulate_removable (off)', () => {
+  it('has the §4.3 table: 27 settings with their defaults, and the gateway\'s emulate_sanitize and emulate_removable (off) and cmd_time_out (30 s)', () => {
     assert.equal(SEED_DISK_SETTING_NAMES.length, 27);
-    assert.deepEqual(DISK_SETTING_NAMES, [...SEED_DISK_SETTING_NAMES, 'emulate_sanitize', 'emulate_removable']);
+    assert.deepEqual(DISK_SETTING_NAMES, [...SEED_DISK_SETTING_NAMES, 'emulate_sanitize', 'emulate_removable', 'cmd_time_out']);
+    assert.equal(DEFAULT_DISK_SETTINGS.cmd_time_out, 30);
     assert.deepEqual(Object.fromEntries(SEED_DISK_SETTING_NAMES.map((n) => [n, DEFAULT_DISK_SETTINGS[n]])), {
       block_size: 512, emulate_3pc: 1, emulate_caw: 1, emulate_dpo: 1, emulate_fua_read: 1, emulate_fua_write: 1,
       emulate_model_alias: 0, emulate_pr: 1, emulate_rest_reord: 1, emulate_tas: 1, emulate_tpu: 0, emulate_tpws: 0,

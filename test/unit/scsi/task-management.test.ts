@@ -52,20 +52,26 @@ describe('ABORT TASK', () => {
     assert.equal(f.device.allocatedBytes(), 0);
   });
 
-  it('waits for a WRITE already in the backstore, then reports it aborted', async () => {
+  it('does not wait for a WRITE stuck in the backstore: aborted at once, its buffers are not recycled', async () => {
     const g = gatedDevice();
     const f = await fixture({ device: g.device });
     g.hold(true);
     const pending = f.target.execute(command(cdb10(0x2a, 0, 1), { nexus: f.nexus, tag: 5, dataOut: Buffer.alloc(512, 1) }));
     await tick();
     assert.deepEqual(g.started, ['w0']);
-    let tmfDone = false;
-    const tmf = f.target.taskManagement({ nexus: f.nexus, fn: Fn.AbortTask, lun: 0, referencedTag: 5 }).then((x) => { tmfDone = true; return x; });
+    assert.equal(await f.target.taskManagement({ nexus: f.nexus, fn: Fn.AbortTask, lun: 0, referencedTag: 5 }), Rsp.FunctionComplete);
+    const r = await pending;
+    assert.deepEqual(r.aborted, { reportStatus: false });
+    assert.equal(r.retainBuffers, true, 'the backstore still holds the Data-Out buffer');
+    // A later overlapping WRITE waits for the orphaned one, so it cannot be overtaken by it.
+    const later = f.target.execute(command(cdb10(0x2a, 0, 1), { nexus: f.nexus, tag: 6, dataOut: Buffer.alloc(512, 2) }));
     await tick();
-    assert.equal(tmfDone, false, 'the TMF waits for the backstore');
+    assert.deepEqual(g.started, ['w0'], 'not submitted while the orphan runs');
     g.hold(false);
-    assert.equal(await tmf, Rsp.FunctionComplete);
-    assert.deepEqual((await pending).aborted, { reportStatus: false });
+    assertGood(await later);
+    assert.deepEqual(g.started, ['w0', 'w0']);
+    const back = await f.run(cdb10(0x28, 0, 1));
+    assert.equal(back.data![0], 2);
   });
 
   it('a task that is not there: TASK DOES NOT EXIST; a missing LU: LUN DOES NOT EXIST', async () => {
@@ -304,7 +310,7 @@ describe('restricted reordering (QUEUE ALGORITHM MODIFIER 0)', () => {
 });
 
 describe('close', () => {
-  it('removeLogicalUnit waits for running tasks, which end aborted', async () => {
+  it('removeLogicalUnit ends running tasks aborted at once, then waits for the backstore to finish them', async () => {
     const g = gatedDevice();
     const f = await fixture({ device: g.device });
     g.hold(true);
@@ -312,11 +318,11 @@ describe('close', () => {
     await tick();
     let removed = false;
     const rm = f.target.removeLogicalUnit(0).then(() => { removed = true; });
+    assert.ok((await a).aborted);
     await tick();
-    assert.equal(removed, false);
+    assert.equal(removed, false, 'the orphaned READ is still in the backstore');
     g.hold(false);
     await rm;
-    assert.ok((await a).aborted);
     assertSense(await f.run([0, 0, 0, 0, 0, 0]), 0x5, 0x2500);
     await f.target.close();
   });
