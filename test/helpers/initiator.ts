@@ -244,6 +244,7 @@ export class TestInitiator {
     ];
     const extra = opts.keys ?? [];
     let keys: Array<[string, string]> = [...defaults.filter(([k]) => !extra.some(([e]) => e === k)), ...extra];
+    const sent = new Set<string>();
     const all: Record<string, string> = Object.fromEntries(parsePairs(r1.data));
     for (let round = 0; round < 4; round++) {
       const r = await this.loginStep(0x87, keys, isid); // T=1 CSG=1 NSG=3
@@ -256,8 +257,10 @@ export class TestInitiator {
         this.cmdSN = r.bhs.readUInt32BE(28);
         return { tsih: r.bhs.readUInt16BE(14), keys: all };
       }
-      // The target offered keys: accept its values.
-      keys = got.filter(([k]) => k !== 'MaxRecvDataSegmentLength');
+      // The target offered keys: accept its values. Its answers to our own keys are not
+      // offers; sending them back would re-negotiate them (RFC 7143 §6.2 forbids it).
+      for (const [k] of keys) sent.add(k);
+      keys = got.filter(([k]) => k !== 'MaxRecvDataSegmentLength' && !sent.has(k));
     }
     throw new Error('login did not complete');
   }
