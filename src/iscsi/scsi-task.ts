@@ -200,14 +200,17 @@ export class IscsiTask implements ScsiCommand {
 
   /**
    * Recycle the Data-Out buffers once the command has completed (the backstore is done with
-   * them). Returns the Data-In buffer, which the caller recycles after transmission.
+   * them). Returns the Data-In buffer, which the caller recycles after transmission. With
+   * `recycle` false (a backstore operation given up on may still use them) the buffers are only
+   * dropped, never reused; the Data-Out budget is returned either way (the orphan limit of the
+   * block layer bounds what such buffers can hold).
    */
-  releaseBuffers(): Buffer | undefined {
-    dataBuffers.give(this.buffer);
+  releaseBuffers(recycle = true): Buffer | undefined {
+    if (recycle) dataBuffers.give(this.buffer);
     this.buffer = undefined;
     if (this.reservedDataOut > 0) this.r2t.releaseDataOut(this, this.reservedDataOut);
     this.reservedDataOut = 0;
-    dataBuffers.give(this.immediateData);
+    if (recycle) dataBuffers.give(this.immediateData);
     this.unsolicited = [];
     const dataIn = this.dataIn;
     this.dataIn = undefined;

@@ -263,7 +263,8 @@ export class Session implements R2TSender {
     // Data-Out buffers go back to the pool now (the backstore is done with them); the Data-In
     // buffer only after the socket has taken it, if it is transmitted at all.
     // ...unless the backstore may still hold them (an operation given up on after cmd_time_out).
-    const dataIn = result.retainBuffers ? undefined : task.releaseBuffers();
+    const released = task.releaseBuffers(!result.retainBuffers);
+    const dataIn = result.retainBuffers ? undefined : released;
     const transmitsDataIn =
       !this.closed && !task.finished && !task.transportFailure && !result.aborted && task.dataInLength > 0 &&
       dataIn !== undefined && result.data !== undefined && result.data.length > 0 && result.data.buffer === dataIn.buffer;

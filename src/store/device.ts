@@ -193,6 +193,9 @@ export class HeadDevice extends BaseDevice {
       discard: writer !== undefined,
       discardZeroes: true,
       mapStatus: true,
+      // Image data lives in files of the host file system: its 4 KiB block is the unit below
+      // which a write is a read-modify-write (LBPPBE), as for a file backstore.
+      physicalBlockBytes: 4096,
       // The exclusive writer owns the image's atomic-write journal; a shared writer cannot.
       ...(writer === 'exclusive' ? { atomicWriteBytes: MAX_JOURNALED_ATOMIC_WRITE, atomicWriteAlignment: 0 } : atomicWrites(state)),
     });

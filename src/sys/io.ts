@@ -234,7 +234,7 @@ export function preadFull(fd: number, buf: Buffer, off: number, len: number, pos
   if (len === 0) return RESOLVED;
   const e = ioEngine();
   let first = 0;
-  if (e !== 'fs') {
+  if (e !== 'fs' && turn.take(len)) {
     try {
       first = Math.max(0, preadNowait(fd, buf, off, len, pos));
     } catch {
@@ -253,6 +253,33 @@ export function preadFull(fd: number, buf: Buffer, off: number, len: number, pos
 // writes
 
 const PAGE = 4096;
+
+/**
+ * Synchronous I/O (page-cache reads and inline writes) done on the event loop within one turn.
+ * A caller that awaits one resolved operation after another (a copy loop, a client writing in a
+ * loop) would otherwise never yield to the poll phase: sockets, timers and TMFs would starve.
+ * Past TURN_BYTES the next operation goes asynchronous, which ends the turn.
+ */
+class TurnBudget {
+  static readonly TURN_BYTES = 4 * 1024 * 1024;
+  private used = 0;
+  private resetPending = false;
+  private readonly reset = (): void => {
+    this.used = 0;
+    this.resetPending = false;
+  };
+
+  take(len: number): boolean {
+    if (this.used + len > TurnBudget.TURN_BYTES) return false;
+    this.used += len;
+    if (!this.resetPending) {
+      this.resetPending = true;
+      setImmediate(this.reset);
+    }
+    return true;
+  }
+}
+const turn = new TurnBudget();
 
 /**
  * When a write may go into the page cache on the event loop. A buffered write of whole
@@ -401,7 +428,7 @@ export function pwriteFull(fd: number, buf: Buffer, off: number, len: number, po
   if (len === 0) return RESOLVED;
   const e = ioEngine();
   if (e === 'fs') return fsWrite(fd, buf, off, len, pos);
-  if (inlineEnabled && inline.allowed(len, pos)) {
+  if (inlineEnabled && inline.allowed(len, pos) && turn.take(len)) {
     const t0 = performance.now();
     try {
       pwriteSync(fd, buf, off, len, pos);

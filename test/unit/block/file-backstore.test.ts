@@ -207,7 +207,7 @@ test('a failed flush is remembered for the open file: later SYNCHRONIZE CACHE an
   await dev.write(0, Buffer.alloc(4096, 1));
   await dev.flush(); // call 1: fine
   await dev.write(4096, Buffer.alloc(4096, 2));
-  await assert.rejects(dev.flush(), (e: unknown) => e instanceof FlushFailedError && e.kind === 'io' && !e.remembered); // call 2 fails
+  await assert.rejects(dev.flush(), (e: unknown) => e instanceof FlushFailedError && e.kind === 'write-back' && !e.remembered); // call 2 fails
   await assert.rejects(dev.flush(), (e: unknown) => e instanceof FlushFailedError && e.remembered && /EIO/.test(e.message));
   await assert.rejects(dev.write(8192, Buffer.alloc(4096, 3), { fua: true }), (e: unknown) => e instanceof FlushFailedError && e.remembered);
   assert.equal(calls, 2, 'no fdatasync is even tried once one failed');

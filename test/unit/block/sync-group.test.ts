@@ -40,7 +40,7 @@ test('a failed fdatasync fails its callers and is remembered: every later sync f
   const first = g.sync();
   const waiting = g.sync(); // joins the next one
   m.calls[0].reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
-  await assert.rejects(first, (e: unknown) => e instanceof FlushFailedError && !e.remembered && e.kind === 'io' && /EIO/.test(e.message));
+  await assert.rejects(first, (e: unknown) => e instanceof FlushFailedError && !e.remembered && e.kind === 'write-back' && /EIO/.test(e.message));
   await assert.rejects(waiting, (e: unknown) => e instanceof FlushFailedError && e.remembered);
   assert.equal(m.calls.length, 1, 'no further fdatasync is attempted after the failure');
   // Like errseq, but sticky: a later fdatasync would succeed without the lost pages.
