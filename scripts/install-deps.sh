@@ -3,7 +3,7 @@
 # initiators (libiscsi-bin, QEMU's iSCSI driver) and tgt as the benchmark peer.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt)
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -72,7 +72,7 @@ export class Pool extends UINode {
     return c;
   }
   summary(): Summary {
-    return { text: `Images: ${this.p.images}, Provisioned: ${humanSize(this.p.provisioned_bytes)}, Commit (gateway disks): ${humanSize(this.commit())}`, state: 'none' };
+    return { text: `Images: ${this.p.images}, Provisioned: ${humanSize(this.p.provisioned_bytes)}, Commit: ${humanSize(this.commit())}`, state: 'none' };
   }
   override info(): Record<string, unknown> {
     return { name: this.p.name, images: this.p.images, provisioned_bytes: this.p.provisioned_bytes, commit: humanSize(this.commit()) };
