@@ -219,6 +219,8 @@ export class Shell {
       return;
     }
     if ((BUILTINS as readonly string[]).includes(name)) return this.builtin(node, name, rest);
+    // configshell: a path alone changes to it.
+    if (rest.length === 0 && this.lookup(node, name)) return this.builtin(node, 'cd', [name]);
     const all = [...new Set([...BUILTINS, ...cmds.map((c) => c.name)])];
     throw new CliError(`Command not found ${name} at ${node.path}.${didYouMean(name, all)} Commands here: ${all.sort().join(', ')}`, 'usage');
   }
