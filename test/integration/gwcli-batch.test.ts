@@ -202,4 +202,49 @@ describe('gwcli batch mode and scripts', () => {
     assert.equal(gone.code, 2);
     assert.match(gone.stderr, /No bookmark myhosts/);
   });
+  it('beyond ceph-iscsi: snapshot protect/clone/attach (read-only disk)/unprotect, flatten, sessions, host groups, /cluster pools', async () => {
+    const script = [
+      '/disks/rbd/disk_1 snapshot create base',
+      '/disks/rbd/disk_1 snapshot protect base',
+      '/disks/rbd/disk_1 snapshot clone base rbd/child',
+      '/disks/rbd/disk_1 snapshot attach base',
+      `${TP}/disks add rbd/disk_1@base`,
+      '/disks/rbd/child flatten',
+      `${TP}/host-groups create grp2`,
+      `${TP}/hosts create iqn.1994-05.com.redhat:rh7-client`,
+      `${TP}/host-groups/grp2 host add iqn.1994-05.com.redhat:rh7-client`,
+      `${TP}/host-groups/grp2 disk add rbd/multi2`,
+    ].join('\n');
+    const r = await env.gwcli(['-f', '-'], script);
+    assert.equal(r.code, 0, r.stderr);
+    const cfg = (await env.api.call('GET', '/api/config')).body as {
+      disks: Record<string, { snapshot?: string }>;
+      targets: Record<string, { disks: Record<string, unknown>; groups: Record<string, { members: string[]; disks: Record<string, unknown> }> }>;
+    };
+    assert.ok(cfg.disks['rbd/child'], 'the clone is a disk');
+    assert.equal(cfg.disks['rbd/disk_1@base'].snapshot, 'base');
+    assert.ok(cfg.targets[T].disks['rbd/disk_1@base'], 'the read-only snapshot disk is a LUN');
+    assert.deepEqual(cfg.targets[T].groups.grp2.members, ['iqn.1994-05.com.redhat:rh7-client']);
+    assert.deepEqual(Object.keys(cfg.targets[T].groups.grp2.disks), ['rbd/multi2']);
+    assert.ok(cfg.targets[T].disks['rbd/multi2'], 'a group disk is mapped to the target');
+
+    const list = JSON.parse((await env.gwcli(['--json', '/disks/rbd/disk_1', 'snapshot', 'list'])).stdout) as Array<{ name: string; protected: boolean; children: number }>;
+    const base = list.find((x) => x.name === 'base');
+    assert.ok(base?.protected && base.children === 0, JSON.stringify(list));
+    const ls = await env.gwcli(['ls', '/disks/rbd']);
+    assert.match(ls.stdout, /o- disk_1@base \.+ \[rbd\/disk_1@base \(Online, read-only snapshot, 32M\)\]/);
+    const unprot = await env.gwcli(['/disks/rbd/disk_1', 'snapshot', 'unprotect', 'base']);
+    assert.equal(unprot.code, 0, unprot.stderr);
+    const sessions = await env.gwcli([TP, 'sessions']);
+    assert.equal(sessions.code, 0, sessions.stderr);
+    assert.match(sessions.stdout, /^Sessions: 0$/m);
+    const cluster = await env.gwcli(['ls', '/cluster']);
+    assert.match(cluster.stdout, /o- ceph \.+ \[embedded store\]/);
+    assert.match(cluster.stdout, /o- iscsi-images \.+ \[Images: 1, Provisioned: 64M, Commit: 64M\]/);
+    const dup = await env.gwcli([`${TP}/host-groups/grp2`, 'host', 'add', 'iqn.1994-05.com.redhat:rh7-client']);
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /'iqn\.1994-05\.com\.redhat:rh7-client' already belongs to 'grp2'/);
+    const nohost = await env.gwcli([`${TP}/host-groups/grp2`, 'host', 'add', 'iqn.1994-05.com.redhat:rh8-client']);
+    assert.match(nohost.stderr, /host 'iqn\.1994-05\.com\.redhat:rh8-client' is not defined under hosts\. Did you mean 'iqn\.1994-05\.com\.redhat:rh7-client'\?.*Create it first: /);
+  });
 });
