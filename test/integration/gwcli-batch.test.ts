@@ -238,6 +238,17 @@ describe('gwcli batch mode and scripts', () => {
     const sessions = await env.gwcli([TP, 'sessions']);
     assert.equal(sessions.code, 0, sessions.stderr);
     assert.match(sessions.stdout, /^Sessions: 0$/m);
+    // A gateway whose API does not answer is DOWN; deleting it needs confirm=true.
+    assert.equal((await env.gwcli([`${TP}/gateways`, 'create', 'iscsi9', '127.0.0.9', 'skipchecks=true'])).code, 0);
+    const gls = await env.gwcli(['ls', `${TP}/gateways`]);
+    assert.match(gls.stdout, /^o- gateways \.+ \[Up: 1\/2, Portals: 2\]$/m);
+    assert.match(gls.stdout, /^ {2}o- iscsi9 \.+ \[127\.0\.0\.9 \(DOWN\)\]$/m);
+    assert.doesNotMatch(gls.stdout, /\x1b/, 'no colour when not a terminal');
+    const del = await env.gwcli([`${TP}/gateways`, 'delete', 'iscsi9']);
+    assert.equal(del.code, 1);
+    assert.match(del.stderr, /^Could not contact iscsi9\. If the gateway is permanently down, use confirm=true to force removal\./);
+    const delOk = await env.gwcli([`${TP}/gateways`, 'delete', 'iscsi9', 'confirm=true']);
+    assert.equal(delOk.code, 0, delOk.stderr);
     const cluster = await env.gwcli(['ls', '/cluster']);
     assert.match(cluster.stdout, /o- ceph \.+ \[embedded store\]/);
     assert.match(cluster.stdout, /o- iscsi-images \.+ \[Images: 1, Provisioned: 64M, Commit: 64M\]/);

@@ -17,6 +17,7 @@ import { readStatuses } from '../../src/daemon/status';
 import { CLI, freePort, run, tempDir } from '../helpers/daemon';
 import { GWCLI, settingsFile } from '../helpers/gwcli';
 import { qemuIoOk, rbdOk } from '../helpers/store';
+import { TestInitiator } from '../helpers/initiator';
 
 const GUIDE_IQN = 'iqn.2003-01.org.linux-iscsi.iscsi.SYSTEM-ARCH:testvol';
 const IQN = GUIDE_IQN.toLowerCase();
@@ -163,6 +164,8 @@ describe("the user's guide's gwcli session in a terminal", () => {
     let out = await type('ls', GW, /^o- gateways \.+ \[Up: 2\/2, Portals: 2\]$/m);
     assert.match(out, /^ {2}o- iscsi1 \.+ \[127\.0\.0\.1 \(UP\)\]$/m);
     assert.match(out, /^ {2}o- iscsi2 \.+ \[127\.0\.0\.2 \(UP\)\]$/m);
+    const coloured = t.tmux('capture-pane', '-p', '-e', '-t', 's');
+    assert.match(coloured, /\x1b\[32m\[127\.0\.0\.1 \(UP\)\]/, 'UP is green in a terminal');
     await type('help', GW, /create <gateway_name> <ip_addresses> \[nosync\] \[skipchecks\]/);
     await type('cd /disks', '/disks> ');
     await type('attach iscsi-images/testvol', '/disks> ', /^ok$/);
@@ -256,5 +259,28 @@ describe("the user's guide's gwcli session in a terminal", () => {
     const owner = config.disks['rbd/testvol'].owner === 'iscsi1' ? '127.0.0.1' : '127.0.0.2';
     const lun = tc.disks['rbd/testvol'].lun_id;
     await qemuIoOk(`iscsi://common12%pass12345678@${owner}:${port}/${IQN}/${lun}`, ['write -P 0x5a 0 128k', 'read -P 0x5a 0 128k', 'write -P 0xc3 32M 64k', 'read -P 0xc3 32M 64k']);
+
+    // While the host is logged in, ls shows LOGGED-IN and sessions lists it.
+    const ini = await TestInitiator.connect(port, owner);
+    try {
+      await ini.login({ targetName: IQN, initiatorName: HOST });
+      const hostPath = `/iscsi-targets/${IQN}/hosts`;
+      const deadline = Date.now() + 10_000;
+      let ls = '';
+      while (!/LOGGED-IN/.test(ls) && Date.now() < deadline) {
+        ls = (await run(process.execPath, [GWCLI, '--config', cfg, 'ls', hostPath], { env: { GWCLI_HOME: home } })).stdout;
+      }
+      assert.match(ls, /o- iqn\.1996-04\.de\.suse:01:e6ca28cc9f20 \.+ \[LOGGED-IN, Auth: CHAP, Disks: 1\(64M\)\]/, ls);
+      const sess = await run(process.execPath, [GWCLI, '--config', cfg, '--json', `/iscsi-targets/${IQN}`, 'sessions'], { env: { GWCLI_HOME: home } });
+      const parsed = JSON.parse(sess.stdout) as { sessions: Array<{ initiator: string; gateways: string[]; luns: string[]; auth: string }> };
+      assert.deepEqual(parsed.sessions.map((x) => [x.initiator, x.luns, x.auth]), [[HOST, ['rbd/testvol'], 'CHAP']]);
+      // A disruptive change is refused with the session named; gwcli exits 1.
+      const refused = await run(process.execPath, [GWCLI, '--config', cfg, '/disks/rbd/testvol', 'reconfigure', 'emulate_pr', '1'], { env: { GWCLI_HOME: home } });
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /in use: .*iqn\.1996-04\.de\.suse:01:e6ca28cc9f20/);
+      await ini.logout();
+    } finally {
+      ini.close();
+    }
   });
 });
