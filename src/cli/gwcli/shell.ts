@@ -14,6 +14,8 @@ import { Disk, renderInfo } from './nodes/disk';
 import { Target } from './nodes/target';
 
 export const PROMPT_LENGTH = 30;
+/** A command runs on the tree loaded within this time (after the previous command) without reloading it. */
+const FRESH_MS = 2000;
 const BUILTINS = ['bookmarks', 'cd', 'exit', 'goto', 'help', 'info', 'ls', 'pwd'] as const;
 
 type Colors = ReturnType<typeof pc.createColors>;
@@ -78,6 +80,7 @@ export class Shell {
   readonly prefs: Prefs;
   readonly c: Colors;
   exitRequested = false;
+  private loadedAt = 0;
   private readonly write: (s: string) => void;
   private readonly writeErr: (s: string) => void;
 
@@ -92,6 +95,7 @@ export class Shell {
   /** Reload the model and rebuild the tree; keeps the current path (or its nearest ancestor). */
   async refresh(): Promise<void> {
     await this.model.load();
+    this.loadedAt = Date.now();
     this.root = new Root(this.model);
     let path = this.currentPath;
     let node: UINode | undefined;
@@ -208,7 +212,8 @@ export class Shell {
     const cmds = this.commandsOf(node);
     const cmd = cmds.find((c) => c.name === name);
     if (cmd) {
-      await this.refresh();
+      // The model is at most a moment old (it is reloaded after every command); reload only when stale.
+      if (Date.now() - this.loadedAt > FRESH_MS) await this.refresh();
       node = this.lookup(this.root, node.path) ?? this.root;
       const fresh = node.commands().find((c) => c.name === name) ?? cmd;
       const args = bindArgs(fresh, rest);
@@ -265,13 +270,13 @@ export class Shell {
           if (!/^\d+$/.test(a.named.depth)) throw new CliError(`depth must be a number (0 = unlimited), not '${a.named.depth}'`, 'usage');
           depth = Number(a.named.depth) || Infinity;
         }
-        await this.refresh();
+        if (Date.now() - this.loadedAt > FRESH_MS) await this.refresh();
         const n = a.named.path ? this.resolveFrom(this.lookup(this.root, node.path) ?? this.root, a.named.path) : this.lookup(this.root, node.path) ?? this.root;
         o.data(this.treeJson(n, depth), () => this.tree(n, depth));
         return;
       }
       case 'info': {
-        await this.refresh();
+        if (Date.now() - this.loadedAt > FRESH_MS) await this.refresh();
         const n = this.lookup(this.root, node.path) ?? this.root;
         if (n instanceof Disk) return n.printInfo(this.context(n));
         const info = n.info();
