@@ -6,7 +6,13 @@
 # python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy)
+# prometheus provides promtool (the metrics test lints the exposition output with it);
+# liburing-dev lets the native addon submit I/O through io_uring (without it: the thread-pool path);
+# python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py);
+# tmux: the gwcli test types the user's guide session into a real terminal.
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

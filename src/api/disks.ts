@@ -189,7 +189,9 @@ export function registerDisks(r: Routes, ctx: ApiContext): void {
     if (req.method === 'GET') {
       const d = (await current(ctx)).disks[id];
       if (!d) fail(404, `rbd image ${id} not found`);
-      return { ...d, status: await diskStatus(ctx, d) };
+      // size (bytes) beyond ceph-iscsi: gwcli shows it in the tree without reading the image itself.
+      const size = d.size ?? (await ctx.images.info(d.pool, d.image).then((i) => i.size, () => undefined));
+      return { ...d, ...(size !== undefined ? { size } : {}), status: await diskStatus(ctx, d) };
     }
     if (req.method === 'PUT') {
       const mode = field(req, 'mode');

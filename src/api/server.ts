@@ -36,6 +36,7 @@ import { registerDiskSnap } from './disksnap';
 import { registerGateways } from './gateways';
 import { registerHostGroups } from './hostgroups';
 import { registerInternal } from './internal';
+import { registerPools } from './pools';
 import { registerSettings } from './settings';
 import { registerSysinfo } from './sysinfo';
 import { registerTargetAuth } from './targetauth';
@@ -111,6 +112,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   registerGateways(routes, ctx);
   registerDisks(routes, ctx);
   registerDiskSnap(routes, ctx);
+  registerPools(routes, ctx);
   registerTargetLun(routes, ctx);
   registerClients(routes, ctx);
   registerClientAuth(routes, ctx);

@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { registerRbdCommand } from './rbd';
 import { registerServeCommand } from './serve';
+import { registerGwcliCommand } from './gwcli/main';
 
 const program = new Command('iscsi-gateway')
   .description('iSCSI gateway for thin-provisioned block images')
@@ -11,6 +12,7 @@ const program = new Command('iscsi-gateway')
   .showHelpAfterError();
 registerServeCommand(program);
 registerRbdCommand(program);
+registerGwcliCommand(program);
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
   process.exitCode = 1;
