@@ -3,11 +3,6 @@
 # initiators (libiscsi-bin, QEMU's iSCSI driver) and tgt as the benchmark peer.
 # prometheus provides promtool (the metrics test lints the exposition output with it);
 # liburing-dev lets the native addon submit I/O through io_uring (without it: the thread-pool path);
-# python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py).
-# Idempotent; needs root (or sudo) only when something is missing.
-set -euo pipefail
-# prometheus provides promtool (the metrics test lints the exposition output with it);
-# liburing-dev lets the native addon submit I/O through io_uring (without it: the thread-pool path);
 # python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py);
 # tmux: the gwcli test types the user's guide session into a real terminal.
 # Idempotent; needs root (or sudo) only when something is missing.
