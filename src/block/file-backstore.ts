@@ -1,7 +1,7 @@
 /**
  * Backstore on a sparse local file (or a block device node). Reads and writes through
  * src/sys/io.ts (io_uring, page-cache fast paths); flush and FUA/write-through writes share
- * fdatasyncs (group commit), and a failed one is remembered (SyncGroup).
+ * fdatasyncs (group commit, SyncGroup).
  * Thin provisioning through the native addon: discard = FALLOC_FL_PUNCH_HOLE, WRITE SAME of
  * zeros = FALLOC_FL_ZERO_RANGE (or a punched hole when deallocation is allowed), allocation
  * status from FIEMAP (falling back to SEEK_DATA/SEEK_HOLE). Atomic writes beyond one page
@@ -57,7 +57,7 @@ export class FileBackstore implements BlockDevice {
   private sizeBytes: number;
   private closed = false;
   private readonly resizeListeners = new Set<(n: number) => void>();
-  /** Every fdatasync of the data: shared by concurrent callers, failure remembered. */
+  /** Every fdatasync of the data, shared by concurrent callers. */
   readonly syncs: SyncGroup;
 
   private constructor(

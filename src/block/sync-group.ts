@@ -1,5 +1,5 @@
 /**
- * Group commit of fdatasync, with the failure remembered.
+ * Group commit of fdatasync.
  *
  * Every caller of `sync()` is answered by an fdatasync that *started after* the call (so it
  * covers every write that completed before the call), but concurrent callers share one: while
@@ -7,11 +7,11 @@
  * running one ends. At queue depth 32 of write-through writes that is one or two fdatasyncs in
  * flight instead of 32 in a row.
  *
- * A failed fdatasync is remembered (like the kernel's errseq per open file, but sticky): the
- * writeback error may have dropped dirty pages of writes that were already acknowledged, and a
- * later fdatasync would succeed without them. So from then on every sync() of this open file
- * fails with the first error — until the backstore is closed and opened again (the
- * administrator's decision that the file is usable).
+ * A failed fdatasync fails every caller that was waiting when it ended: those covered by it, and
+ * those queued behind it, whose writes may have been in the pages the writeback error dropped (a
+ * later fdatasync would succeed without them). Later callers start afresh, as the kernel's errseq
+ * reports an error once per open file; telling every I_T nexus of the loss once is the
+ * GuardedDevice's part (block/guarded-device.ts).
  */
 import { BlockDeviceError } from './block-device';
 
@@ -20,7 +20,7 @@ interface Waiter {
   readonly reject: (e: Error) => void;
 }
 
-/** The error every flush after a failed one gets (the SCSI layer maps it to sense). */
+/** A flush that a failed fdatasync answered (the SCSI layer maps it to sense). */
 export class FlushFailedError extends BlockDeviceError {
   constructor(
     readonly device: string,
@@ -29,7 +29,7 @@ export class FlushFailedError extends BlockDeviceError {
   ) {
     super(
       remembered
-        ? `an earlier flush of ${device} failed (${flushError.message}); data acknowledged before it may be lost, so every flush fails until the device is reopened`
+        ? `a flush of ${device} failed while this one waited (${flushError.message}); data acknowledged before it may be lost`
         : `flush of ${device} failed: ${flushError.message}`,
       'write-back',
     );
@@ -42,7 +42,6 @@ export class SyncGroup {
   private running: Waiter[] | undefined;
   /** Callers that arrived while it ran: they share the next one. */
   private next: Waiter[] = [];
-  private failure: Error | undefined;
   /** fdatasync calls started (diagnostics and tests). */
   started = 0;
 
@@ -51,14 +50,8 @@ export class SyncGroup {
     private readonly fdatasync: () => Promise<void>,
   ) {}
 
-  /** The remembered failure, if a flush failed since the device was opened. */
-  get failed(): Error | undefined {
-    return this.failure;
-  }
-
   /** Resolves after an fdatasync that started after this call succeeded. */
   sync(): Promise<void> {
-    if (this.failure) return Promise.reject(new FlushFailedError(this.device, this.failure, true));
     return new Promise<void>((resolve, reject) => {
       if (this.running) this.next.push({ resolve, reject });
       else this.start([{ resolve, reject }]);
@@ -83,7 +76,6 @@ export class SyncGroup {
   private settle(err: Error | undefined): void {
     const done = this.running ?? [];
     this.running = undefined;
-    if (err && !this.failure) this.failure = err;
     for (const w of done) {
       if (err) w.reject(new FlushFailedError(this.device, err, false));
       else w.resolve();
@@ -91,8 +83,8 @@ export class SyncGroup {
     const waiting = this.next;
     this.next = [];
     if (waiting.length === 0) return;
-    if (this.failure) {
-      for (const w of waiting) w.reject(new FlushFailedError(this.device, this.failure, true));
+    if (err) {
+      for (const w of waiting) w.reject(new FlushFailedError(this.device, err, true));
       return;
     }
     this.start(waiting);

@@ -357,9 +357,13 @@ class InlineWrites {
 }
 
 const inline = new InlineWrites();
-let inlineEnabled = process.env.ISCSI_GATEWAY_INLINE_WRITES !== '0';
+// Off by default: a write into a frozen or hung file system (fsfreeze, a stuck NFS or FUSE
+// server) would block the event loop itself, and with it every session, TMF and timer — the
+// backstore timeouts (cmd_time_out) could no longer act. ISCSI_GATEWAY_INLINE_WRITES=1 opts in
+// where the host file system is local and never frozen.
+let inlineEnabled = process.env.ISCSI_GATEWAY_INLINE_WRITES === '1';
 
-/** Turn inline writes on or off (tests, benchmarks; ISCSI_GATEWAY_INLINE_WRITES=0 at start). */
+/** Turn inline writes on or off (tests, benchmarks; ISCSI_GATEWAY_INLINE_WRITES=1 at start). */
 export function setInlineWrites(on: boolean): void {
   inlineEnabled = on;
 }

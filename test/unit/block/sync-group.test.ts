@@ -34,27 +34,26 @@ test('group commit: callers during a running fdatasync share exactly one next fd
   await b;
 });
 
-test('a failed fdatasync fails its callers and is remembered: every later sync fails, also those already waiting', async () => {
+test('a failed fdatasync fails its callers and those queued behind it; a later caller starts afresh', async () => {
   const m = new ManualSync();
   const g = new SyncGroup('disk', m.fn);
   const first = g.sync();
   const waiting = g.sync(); // joins the next one
   m.calls[0].reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
   await assert.rejects(first, (e: unknown) => e instanceof FlushFailedError && !e.remembered && e.kind === 'write-back' && /EIO/.test(e.message));
-  await assert.rejects(waiting, (e: unknown) => e instanceof FlushFailedError && e.remembered);
-  assert.equal(m.calls.length, 1, 'no further fdatasync is attempted after the failure');
-  // Like errseq, but sticky: a later fdatasync would succeed without the lost pages.
-  for (let i = 0; i < 3; i++) {
-    await assert.rejects(g.sync(), (e: unknown) => e instanceof FlushFailedError && e.remembered && /EIO/.test(e.message));
-  }
-  assert.equal(m.calls.length, 1);
-  assert.match(g.failed?.message ?? '', /EIO/);
+  // Its writes may have been in the dropped pages: a next fdatasync would succeed without them.
+  await assert.rejects(waiting, (e: unknown) => e instanceof FlushFailedError && e.remembered && /EIO/.test(e.message));
+  assert.equal(m.calls.length, 1, 'no fdatasync is started for the callers that waited');
+  // As the kernel's errseq: reported once; telling every nexus is the GuardedDevice's part.
+  const later = g.sync();
+  assert.equal(m.calls.length, 2);
+  m.calls[1].resolve();
+  await later;
 });
 
 test('a throwing fdatasync function is a failed flush, not a crash', async () => {
   const g = new SyncGroup('disk', () => {
     throw new Error('EBADF');
   });
-  await assert.rejects(g.sync(), FlushFailedError);
-  await assert.rejects(g.sync(), (e: unknown) => e instanceof FlushFailedError && e.remembered);
+  await assert.rejects(g.sync(), (e: unknown) => e instanceof FlushFailedError && /EBADF/.test(e.message));
 });

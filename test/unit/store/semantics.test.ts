@@ -288,7 +288,7 @@ test('discard, WRITE SAME and map status on snapshots and clones', async () => {
   await store.protectSnapshot('rbd/p@s');
   await store.cloneImage('rbd/p@s', 'rbd/c');
   const c = await store.openImage('rbd/c');
-  assert.deepEqual(c.capabilities, { discard: true, discardZeroes: true, mapStatus: true, atomicWriteBytes: 1024 * 1024, atomicWriteAlignment: 0 });
+  assert.deepEqual(c.capabilities, { discard: true, discardZeroes: true, mapStatus: true, atomicWriteBytes: 1024 * 1024, atomicWriteAlignment: 0, physicalBlockBytes: 4096 });
   assert.deepEqual(await c.mapStatus(0, 8 * MiB), [
     { offset: 0, length: 4 * MiB, state: 'mapped' },
     { offset: 4 * MiB, length: 4 * MiB, state: 'deallocated' },
