@@ -13,6 +13,9 @@ import {
   TargetOffer,
 } from './parameters';
 
+
+/** Declarations of who is logging in where (RFC 7143 §13.4, 13.5, 13.21, 13.22). */
+const IDENTITY_KEYS: ReadonlySet<string> = new Set(['InitiatorName', 'InitiatorAlias', 'TargetName', 'SessionType']);
 export class NegotiationError extends Error {
   constructor(
     message: string,
@@ -52,7 +55,8 @@ export class Negotiator {
   /** Negotiated (or declared) values, as strings, by key. */
   private readonly results = new Map<string, string>();
   /** Keys the initiator has offered or declared during the login (RFC 7143 §6.2: once each). */
-  private readonly offeredByInitiator = new Set<string>();
+  /** Keys the initiator offered or declared in this login, with their values. */
+  private readonly offeredByInitiator = new Map<string, string>();
   /** Keys we offered and whose answer we await. */
   private readonly pending = new Map<string, string>();
   private ownMrdslDeclared = false;
@@ -125,12 +129,16 @@ export class Negotiator {
       // A key offered or declared in an earlier request of this login, again: renegotiation,
       // which RFC 7143 §6.2 forbids (Login reject, initiator error). Answers to our own offers
       // and full-feature Text negotiation (a new exchange each time) are not repeats.
-      if (inLogin && !answersOurOffer && this.offeredByInitiator.has(key)) {
+      // Interoperability: libiscsi repeats InitiatorName (same value) in the request after the
+      // CHAP exchange. An identical repeat of an identity declaration changes nothing and is
+      // accepted; any other repeat, and a changed value, is refused.
+      const earlier = this.offeredByInitiator.get(key);
+      if (inLogin && !answersOurOffer && earlier !== undefined && !(IDENTITY_KEYS.has(key) && earlier === value)) {
         throw new NegotiationError(`key ${key} declared again in a later login request`, LoginStatus.InitiatorError);
       }
       const def = KEYS.get(key);
       if (!def) {
-        if (inLogin) this.offeredByInitiator.add(key);
+        if (inLogin) this.offeredByInitiator.set(key, value);
         response.push([key, 'NotUnderstood']);
         continue;
       }
@@ -146,7 +154,7 @@ export class Negotiator {
         continue;
       }
       if (SPECIAL_ANSWERS.has(value)) continue; // an answer to nothing we asked: ignore
-      this.offeredByInitiator.add(key);
+      this.offeredByInitiator.set(key, value);
       const answer = this.answerOffer(def, value);
       if (answer !== undefined) response.push([key, answer]);
     }

@@ -175,14 +175,21 @@ describe('login validation: versions and repeated keys (RFC 7143 §6.2, §11.12.
     );
   });
 
-  it('TargetName re-declared, or an operational key offered again, in a later request: INITIATOR ERROR', () => {
+  it('TargetName re-declared with another value, or an operational key offered again, in a later request: INITIATOR ERROR', () => {
     const m = new LoginStateMachine(catalog());
     m.handle(req({}, first));
-    expectLoginError(() => m.handle(req({ csg: 1, nsg: 3 }, [['TargetName', TARGET]])), LoginStatus.InitiatorError);
+    expectLoginError(() => m.handle(req({ csg: 1, nsg: 3 }, [['TargetName', `${TARGET}x`]])), LoginStatus.InitiatorError);
     const m2 = new LoginStateMachine(catalog());
     m2.handle(req({}, first));
     m2.handle(req({ csg: 1, nsg: 3, transit: false }, [['MaxBurstLength', '262144']]));
     expectLoginError(() => m2.handle(req({ csg: 1, nsg: 3 }, [['MaxBurstLength', '65536']])), LoginStatus.InitiatorError);
+  });
+
+  it('an identical repeat of InitiatorName (libiscsi does so after CHAP) is accepted', () => {
+    const m = new LoginStateMachine(catalog());
+    m.handle(req({}, first));
+    assert.doesNotThrow(() => m.handle(req({ csg: 1, nsg: 3 }, [['InitiatorName', INITIATOR]])));
+    expectLoginError(() => m.handle(req({ csg: 1, nsg: 3 }, [['InitiatorName', `${INITIATOR}x`]])), LoginStatus.InitiatorError);
   });
 
   it('answering the target\'s own offers in a later request is no repeat', () => {
