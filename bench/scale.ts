@@ -44,7 +44,12 @@ export interface ScaleResult {
   readonly addDiskMs: readonly number[];
   /** From the first request until REPORT LUNS lists the new LUN. */
   readonly addVisibleMs: readonly number[];
+  /** Gateway RSS and, beside it, its live V8 heap (MiB). */
   readonly rssIdleMiB: number;
+  readonly heapIdleMiB: number;
+  readonly heap1000MiB: number;
+  readonly heap1024MiB: number;
+  readonly heapSessionsMiB: number;
   readonly rss1000MiB: number;
   readonly rss1024MiB: number;
   readonly rssSessionsMiB: number;
@@ -114,6 +119,14 @@ async function createDisks(api: string, prefix: string, count: number): Promise<
   return ids;
 }
 
+/** The gateway's live V8 heap (prom-client's nodejs_heap_size_used_bytes), to tell live data from garbage in the RSS. */
+async function heapUsed(metrics: string): Promise<number> {
+  const r = await fetch(`${metrics}/metrics`);
+  const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(await r.text());
+  if (!m) throw new Error(`no nodejs_heap_size_used_bytes at ${metrics}/metrics`);
+  return Number(m[1]);
+}
+
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -144,8 +157,10 @@ export async function runScaleBench(options: { rounds: number; dir?: string; cli
     ok(await call(api, 'PUT', `/api/gateway/${IQN}/${GATEWAY}`, { ip_address: '127.0.0.1', skipchecks: 'true' }), 'PUT gateway');
     ok(await call(api, 'PUT', `/api/targetauth/${IQN}`, { action: 'disable_acl' }), 'disable ACL');
     await untilLuns(port, 0, 10_000);
+    const metrics = `http://127.0.0.1:${metricsPort}`;
     const rssIdle = rss(daemon.pid);
-    options.log(`  idle (one target, no LUNs): RSS ${(rssIdle / MiB).toFixed(0)} MiB`);
+    const heapIdle = await heapUsed(metrics);
+    options.log(`  idle (one target, no LUNs): RSS ${(rssIdle / MiB).toFixed(0)} MiB, heap used ${(heapIdle / MiB).toFixed(0)} MiB`);
 
     let t0 = performance.now();
     const seeded = await createDisks(api, 'd', SEEDED);
@@ -188,13 +203,15 @@ export async function runScaleBench(options: { rounds: number; dir?: string; cli
       await untilLuns(port, SEEDED, 20_000);
     }
     const rss1000 = rss(daemon.pid);
+    const heap1000 = await heapUsed(metrics);
 
     // Up to the limit: 1024 disks and LUNs.
     const more = MAX_DISKS - SEEDED;
     for (const disk of await createDisks(api, 'e', more)) ok(await call(api, 'PUT', `/api/targetlun/${IQN}`, { disk }), `PUT targetlun ${disk}`);
     await untilLuns(port, MAX_DISKS, 30_000);
     const rss1024 = rss(daemon.pid);
-    options.log(`  ${MAX_DISKS} LUNs: RSS ${(rss1024 / MiB).toFixed(0)} MiB`);
+    const heap1024 = await heapUsed(metrics);
+    options.log(`  ${MAX_DISKS} LUNs: RSS ${(rss1024 / MiB).toFixed(0)} MiB, heap used ${(heap1024 / MiB).toFixed(0)} MiB`);
 
     for (let n = 0; n < SESSIONS; n++) {
       const i = await session(port, 100 + n);
@@ -205,7 +222,8 @@ export async function runScaleBench(options: { rounds: number; dir?: string; cli
     }
     await new Promise((r) => setTimeout(r, 500));
     const rssSessions = rss(daemon.pid);
-    options.log(`  ${SESSIONS} sessions logged in: RSS ${(rssSessions / MiB).toFixed(0)} MiB`);
+    const heapSessions = await heapUsed(metrics);
+    options.log(`  ${SESSIONS} sessions logged in: RSS ${(rssSessions / MiB).toFixed(0)} MiB, heap used ${(heapSessions / MiB).toFixed(0)} MiB`);
     if (!daemon.alive) throw new Error(`the gateway exited:\n${tail(daemon.stderr, 20)}`);
     return {
       rounds: options.rounds,
@@ -215,6 +233,10 @@ export async function runScaleBench(options: { rounds: number; dir?: string; cli
       addDiskMs: diskMs,
       addVisibleMs,
       rssIdleMiB: rssIdle / MiB,
+      heapIdleMiB: heapIdle / MiB,
+      heap1000MiB: heap1000 / MiB,
+      heap1024MiB: heap1024 / MiB,
+      heapSessionsMiB: heapSessions / MiB,
       rss1000MiB: rss1000 / MiB,
       rss1024MiB: rss1024 / MiB,
       rssSessionsMiB: rssSessions / MiB,
@@ -241,6 +263,7 @@ export function formatScaleBench(r: ScaleResult): string {
     `  applied (REPORT LUNS lists it): ${range(r.addVisibleMs)}`,
     `set-up through the API: ${SEEDED} disks (count=10 per request) ${(r.seedDisksMs / 1000).toFixed(1)} s; ${SEEDED} PUT /api/targetlun until REPORT LUNS lists them ${(r.seedLunsAppliedMs / 1000).toFixed(1)} s`,
     `gateway RSS: idle ${r.rssIdleMiB.toFixed(0)} MiB, ${SEEDED} LUNs ${r.rss1000MiB.toFixed(0)} MiB, ${r.luns} LUNs ${r.rss1024MiB.toFixed(0)} MiB, ${r.luns} LUNs + ${r.sessions} sessions ${r.rssSessionsMiB.toFixed(0)} MiB (goal < 300 MB)`,
+    `  of it the live V8 heap:         ${r.heapIdleMiB.toFixed(0)} MiB, ${r.heap1000MiB.toFixed(0)} MiB, ${r.heap1024MiB.toFixed(0)} MiB, ${r.heapSessionsMiB.toFixed(0)} MiB`,
   ].join('\n');
 }
 
