@@ -338,7 +338,7 @@ async function main(): Promise<number> {
     log('');
     log('== scale: the 1000th disk through the REST API of a running gateway; its memory with 1024 LUNs and 64 sessions ==');
     try {
-      const scale = await runScaleBench({ rounds: quick ? 3 : 5, dir: o.dir, cli, log });
+      const scale = await runScaleBench({ rounds: quick ? 3 : 5, dir: o.dir, cli, nodeArgs: o.gatewayNodeArgs, log });
       log(formatScaleBench(scale));
       output.scale = scale;
     } catch (e) {

@@ -13,7 +13,7 @@
  * Everything goes through the API as an administrator would do it: the target, the gateway,
  * 999 disks (PUT /api/disk count=10: ten thin images and one commit per request; 10 is
  * ceph-iscsi's limit) and 999 PUT /api/targetlun (one commit each); those set-up times are
- * printed too. Also `node dist/bench/scale.js`.
+ * printed too. Also `node dist/bench/scale.js [node flags for the gateway]`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -132,7 +132,7 @@ function median(xs: readonly number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-export async function runScaleBench(options: { rounds: number; dir?: string; cli?: string; log: (line: string) => void }): Promise<ScaleResult> {
+export async function runScaleBench(options: { rounds: number; dir?: string; cli?: string; nodeArgs?: readonly string[]; log: (line: string) => void }): Promise<ScaleResult> {
   const dataDir = fs.mkdtempSync(path.join(options.dir ?? os.tmpdir(), 'igw-scale-'));
   onCleanup(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
   const port = await freePort();
@@ -140,7 +140,7 @@ export async function runScaleBench(options: { rounds: number; dir?: string; cli
   const metricsPort = await freePort();
   const api = `http://127.0.0.1:${apiPort}`;
   const cli = options.cli ?? DEFAULT_GATEWAY_CLI;
-  const daemon = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--name', GATEWAY, '--portal', `127.0.0.1:${port}`, '--api', `127.0.0.1:${apiPort}`, '--metrics', `127.0.0.1:${metricsPort}`], {
+  const daemon = Daemon.spawn(process.execPath, [...(options.nodeArgs ?? []), cli, 'serve', '--data', dataDir, '--name', GATEWAY, '--portal', `127.0.0.1:${port}`, '--api', `127.0.0.1:${apiPort}`, '--metrics', `127.0.0.1:${metricsPort}`], {
     ISCSI_GATEWAY_LOG: 'warn',
   });
   const live = new Set<TestInitiator>();
@@ -268,7 +268,7 @@ export function formatScaleBench(r: ScaleResult): string {
 }
 
 if (require.main === module) {
-  runScaleBench({ rounds: 5, log: (l) => console.log(l) }).then(
+  runScaleBench({ rounds: 5, nodeArgs: process.argv.slice(2), log: (l) => console.log(l) }).then(
     (r) => console.log(formatScaleBench(r)),
     (e: unknown) => {
       console.error(e);
