@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Daemon, freePort, onCleanup, tail } from './lib/proc';
+import { Daemon, freePort, onCleanup, runCleanups, tail } from './lib/proc';
 import { DEFAULT_GATEWAY_CLI } from './targets/gateway';
 import { call, Reply } from '../test/helpers/api';
 import { rss } from '../test/helpers/hostile';
@@ -268,11 +268,13 @@ export function formatScaleBench(r: ScaleResult): string {
 }
 
 if (require.main === module) {
-  runScaleBench({ rounds: 5, nodeArgs: process.argv.slice(2), log: (l) => console.log(l) }).then(
-    (r) => console.log(formatScaleBench(r)),
-    (e: unknown) => {
-      console.error(e);
-      process.exitCode = 1;
-    },
-  );
+  runScaleBench({ rounds: 5, nodeArgs: process.argv.slice(2), log: (l) => console.log(l) })
+    .then(
+      (r) => console.log(formatScaleBench(r)),
+      (e: unknown) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    )
+    .finally(() => runCleanups());
 }
