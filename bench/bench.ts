@@ -27,10 +27,11 @@ import { WorkloadError } from './workloads/workload';
 import { formatOffloadBench, runOffloadBench } from './offload';
 import { formatAuthBench, runAuthBench } from './auth';
 import { formatHostileBench, runHostileBench } from './hostile';
+import { formatScaleBench, runScaleBench } from './scale';
 import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
 
 /** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
-const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile'] as const;
+const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile', 'scale'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
@@ -330,6 +331,20 @@ async function main(): Promise<number> {
       failures++;
       output.hostile = { failure: (e as Error).message };
       log(`FAILURE (hostile section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('scale')) {
+    log('');
+    log('== scale: the 1000th disk through the REST API of a running gateway; its memory with 1024 LUNs and 64 sessions ==');
+    try {
+      const scale = await runScaleBench({ rounds: quick ? 3 : 5, dir: o.dir, cli, nodeArgs: o.gatewayNodeArgs, log });
+      log(formatScaleBench(scale));
+      output.scale = scale;
+    } catch (e) {
+      failures++;
+      output.scale = { failure: (e as Error).message };
+      log(`FAILURE (scale section): ${(e as Error).message}`);
     }
   }
 
