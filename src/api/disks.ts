@@ -13,7 +13,8 @@ import {
 import { DISK_SETTING_SPECS } from '../scsi/disk-settings';
 import { ImageError } from '../images/provider';
 import { ApiContext, ApiError, Routes, commit, current, fail, field, getForm, imageFailure, ok, params, refuseIfDisruptive } from './context';
-import { humanSize, newWwn, recountActiveLuns } from './model';
+import { humanSize } from '../util/format';
+import { newWwn, recountActiveLuns } from './model';
 
 /** Disk ids in the path: "<pool>/<image>", and "<pool>/<image>@<snap>" for an exported snapshot. */
 export function diskKey(pool: string, image: string): string {

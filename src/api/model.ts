@@ -77,18 +77,6 @@ export function newWwn(): string {
   return randomUUID();
 }
 
-/** Bytes as ceph-iscsi's human_size ("1G", "512M", "1.5T"). */
-export function humanSize(bytes: number): string {
-  const units = ['B', 'K', 'M', 'G', 'T', 'P'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const text = Number.isInteger(v) ? String(v) : v.toFixed(1).replace(/\.0$/, '');
-  return `${text}${units[i]}`;
-}
 
 /** The gateways key of a target's portal that lists `ip`, if any. */
 export function portalOfIp(t: TargetConfig, ip: string): string | undefined {

@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { writeFileAtomic } from '../sys/durable';
+import { pidAlive } from '../util/pid';
 import { flock, LOCK_EX, LOCK_UN } from '../sys/native';
 import { documentVersion, migrateDocument, MigratingGateway } from './migrate';
 import { ConfigError, GatewayConfig, SCHEMA_VERSION, checkConfig, emptyConfig, parseConfig, timestamp } from './schema';
@@ -59,14 +60,6 @@ export interface FileConfigStoreOptions {
   readonly pollMs?: number;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class FileConfigStore implements ConfigStore {
   private readonly guardFile: string;

@@ -22,6 +22,7 @@ import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
+import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
 import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
@@ -327,14 +328,6 @@ export class Gateway implements RunningState {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Disk ids an initiator sees through a target: every served LUN without ACL; in ACL mode its

@@ -3,6 +3,7 @@
  * summary for `ls`, optional `info` attributes and its own commands. Nodes are rebuilt from the
  * model after every refresh, so they hold no state of their own.
  */
+import { humanSize as formatSize } from '../../util/format';
 import type { ApiClient } from './api-client';
 import type { Model } from './model';
 
@@ -108,16 +109,7 @@ export abstract class UINode {
 
 /** Human size as gwcli prints it: 1024-based, one decimal where needed (e.g. "100G", "1.5T"). */
 export function humanSize(bytes: number | undefined): string {
-  if (bytes === undefined) return '?';
-  const units = ['B', 'K', 'M', 'G', 'T', 'P'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const text = Number.isInteger(v) ? String(v) : v.toFixed(1).replace(/\.0$/, '');
-  return `${text}${units[i]}`;
+  return bytes === undefined ? '?' : formatSize(bytes);
 }
 
 /** Closest candidates by edit distance, for "did you mean …". */
