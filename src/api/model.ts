@@ -77,7 +77,6 @@ export function newWwn(): string {
   return randomUUID();
 }
 
-
 /** The gateways key of a target's portal that lists `ip`, if any. */
 export function portalOfIp(t: TargetConfig, ip: string): string | undefined {
   return Object.entries(t.portals).find(([, p]) => p.portal_ip_addresses.includes(ip))?.[0];
