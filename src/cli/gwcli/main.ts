@@ -29,9 +29,9 @@ export interface GwcliOptions {
 
 function settingsFor(opts: GwcliOptions): GatewaySettings {
   if (opts.config) return loadSettings(opts.config).settings;
-  // As the daemon: the settings file when there is one, else the defaults.
   if (fs.existsSync(DEFAULT_SETTINGS_FILE)) return loadSettings(DEFAULT_SETTINGS_FILE).settings;
-  return defaultSettings();
+  // As the daemon without a settings file (`npm start`): no TLS files, so plain HTTP.
+  return { ...defaultSettings(), api_secure: false };
 }
 
 function colorWanted(): boolean {
