@@ -10,9 +10,8 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
-import { readStatuses } from '../../src/daemon/status';
-import { CLI, freePort, run, tempDir } from '../helpers/daemon';
+import { freePort, run, tempDir } from '../helpers/daemon';
+import { GatewayProcess, waitApplied } from '../helpers/gateways';
 import { qemuIo, qemuIoOk } from '../helpers/store';
 import { call } from '../helpers/api';
 import { TestInitiator } from '../helpers/initiator';
@@ -22,55 +21,8 @@ const HOST = 'iqn.1994-05.com.redhat:rh7-client';
 const CHAP_USER = 'myiscsiusername';
 const CHAP_PASSWORD = 'myiscsipassword';
 
-class Gw {
-  out = '';
-  err = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    this.exited = new Promise((r) => proc.on('exit', (c) => r(c)));
-  }
-
-  static async start(dataDir: string, name: string, portal: string, api: string): Promise<Gw> {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', portal, '--api', api], {
-      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const g = new Gw(proc);
-    const deadline = Date.now() + 30_000;
-    while (!g.out.includes('REST API on')) {
-      if (proc.exitCode !== null || Date.now() > deadline) {
-        proc.kill('SIGKILL');
-        throw new Error(`${name} did not start:\n${g.out}\n${g.err}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return g;
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
-
-async function waitApplied(dataDir: string, names: string[], epoch: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const st = await readStatuses(dataDir);
-    const behind = names.filter((n) => !st.some((s) => s.name === n && s.up && (s.appliedEpoch ?? -1) >= epoch));
-    if (behind.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`not applied epoch ${epoch}: ${behind.join(', ')}; ${JSON.stringify(st)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('seed flow over the REST API, two gateways', () => {
-  const gws: Gw[] = [];
+  const gws: GatewayProcess[] = [];
   after(async () => {
     for (const g of gws) await g.stop();
   });
@@ -84,9 +36,9 @@ describe('seed flow over the REST API, two gateways', () => {
     const p2 = `127.0.0.2:${port}`;
     const api1 = `http://127.0.0.1:${apiPort1}`;
     const api2 = `http://127.0.0.2:${apiPort2}`;
-    const g1 = await Gw.start(dir, 'iscsi1', p1, `127.0.0.1:${apiPort1}`);
+    const g1 = await GatewayProcess.start(dir, 'iscsi1', p1, `127.0.0.1:${apiPort1}`);
     gws.push(g1);
-    const g2 = await Gw.start(dir, 'iscsi2', p2, `127.0.0.2:${apiPort2}`);
+    const g2 = await GatewayProcess.start(dir, 'iscsi2', p2, `127.0.0.2:${apiPort2}`);
     gws.push(g2);
 
     // §6.4.3-6.4.5, as gwcli sends them (all through iscsi1's API except the host part,
@@ -201,7 +153,7 @@ describe('seed flow over the REST API, two gateways', () => {
     assert.equal(r.status, 200, r.text);
     const epoch = ((await call(api1, 'GET', '/api/config')).body as { epoch: number }).epoch;
     await waitApplied(dir, ['iscsi1'], epoch);
-    const g2b = await Gw.start(dir, 'iscsi2', p2, `127.0.0.2:${apiPort2}`);
+    const g2b = await GatewayProcess.start(dir, 'iscsi2', p2, `127.0.0.2:${apiPort2}`);
     gws.push(g2b);
     await waitApplied(dir, ['iscsi2'], epoch);
     const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${CHAP_USER}%${CHAP_PASSWORD}@${p2}/`], { timeoutMs: 30_000 });

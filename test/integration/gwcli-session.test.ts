@@ -10,11 +10,11 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readStatuses } from '../../src/daemon/status';
-import { CLI, freePort, run, tempDir } from '../helpers/daemon';
+import { freePort, run, tempDir } from '../helpers/daemon';
+import { GatewayProcess, waitApplied } from '../helpers/gateways';
 import { GWCLI, settingsFile } from '../helpers/gwcli';
 import { qemuIoOk, rbdOk } from '../helpers/store';
 import { TestInitiator } from '../helpers/initiator';
@@ -22,39 +22,6 @@ import { TestInitiator } from '../helpers/initiator';
 const GUIDE_IQN = 'iqn.2003-01.org.linux-iscsi.iscsi.SYSTEM-ARCH:testvol';
 const IQN = GUIDE_IQN.toLowerCase();
 const HOST = 'iqn.1996-04.de.suse:01:e6ca28cc9f20';
-
-class Gw {
-  out = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.exited = new Promise((r) => proc.on('exit', (c) => r(c)));
-  }
-  static async start(dataDir: string, name: string, portal: string, api: string): Promise<Gw> {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', portal, '--api', api], {
-      env: { ...process.env, ISCSI_GATEWAY_LOG: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const g = new Gw(proc);
-    const deadline = Date.now() + 30_000;
-    while (!g.out.includes('REST API on')) {
-      if (proc.exitCode !== null || Date.now() > deadline) {
-        proc.kill('SIGKILL');
-        throw new Error(`${name} did not start:\n${g.out}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return g;
-  }
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
 
 /** One tmux server of our own (-L), one pane running the given command. */
 class Terminal {
@@ -98,18 +65,8 @@ class Terminal {
   }
 }
 
-async function waitApplied(dataDir: string, names: string[], epoch: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const st = await readStatuses(dataDir);
-    if (names.every((n) => st.some((s) => s.name === n && s.up && (s.appliedEpoch ?? -1) >= epoch))) return;
-    if (Date.now() > deadline) throw new Error(`not applied epoch ${epoch}: ${JSON.stringify(st)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe("the user's guide's gwcli session in a terminal", () => {
-  const gws: Gw[] = [];
+  const gws: GatewayProcess[] = [];
   let term: Terminal | undefined;
   after(async () => {
     term?.close();
@@ -121,8 +78,8 @@ describe("the user's guide's gwcli session in a terminal", () => {
     const data = path.join(dir, 'data');
     const port = await freePort();
     const apiPort = await freePort();
-    gws.push(await Gw.start(data, 'iscsi1', `127.0.0.1:${port}`, `127.0.0.1:${apiPort}`));
-    gws.push(await Gw.start(data, 'iscsi2', `127.0.0.2:${port}`, `127.0.0.2:${apiPort}`));
+    gws.push(await GatewayProcess.start(data, 'iscsi1', `127.0.0.1:${port}`, `127.0.0.1:${apiPort}`));
+    gws.push(await GatewayProcess.start(data, 'iscsi2', `127.0.0.2:${port}`, `127.0.0.2:${apiPort}`));
     // The guide's `rbd --pool iscsi-images create --size=102400 testvol` (smaller here), and rbd/testvol.
     await rbdOk(data, '--pool', 'iscsi-images', 'create', '--size=64', 'testvol');
     await rbdOk(data, 'create', '--size=64', 'testvol');

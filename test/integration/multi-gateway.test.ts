@@ -7,64 +7,16 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
 import { FileConfigStore } from '../../src/config/file-store';
 import { configPath } from '../../src/config/paths';
 import { emptyAuth, GatewayConfig } from '../../src/config/schema';
-import { readStatuses } from '../../src/daemon/status';
 import { assignOwner } from '../../src/ha/ownership';
-import { CLI, freePort, run, tempDir } from '../helpers/daemon';
+import { freePort, run, tempDir } from '../helpers/daemon';
+import { GatewayProcess, waitApplied } from '../helpers/gateways';
 import { TestInitiator } from '../helpers/initiator';
 import { qemuIoOk, rbdOk } from '../helpers/store';
 
 const IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:multi';
-
-class Gw {
-  out = '';
-  err = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    proc.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
-    this.exited = new Promise((r) => proc.on('exit', (c) => r(c)));
-  }
-
-  static async start(dataDir: string, name: string, portal: string): Promise<Gw> {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', portal], {
-      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const g = new Gw(proc);
-    const deadline = Date.now() + 30_000;
-    while (!g.out.includes('listening on')) {
-      if (proc.exitCode !== null || Date.now() > deadline) {
-        proc.kill('SIGKILL');
-        throw new Error(`${name} did not start:\n${g.out}\n${g.err}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return g;
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
-
-async function waitApplied(dataDir: string, names: string[], epoch: number): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const st = await readStatuses(dataDir);
-    const behind = names.filter((n) => !st.some((s) => s.name === n && s.up && (s.appliedEpoch ?? -1) >= epoch));
-    if (behind.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`not applied epoch ${epoch}: ${behind.join(', ')}; ${JSON.stringify(st)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function addTarget(d: GatewayConfig, port: number): void {
   d.targets[IQN] = {
@@ -85,7 +37,7 @@ function addDisk(d: GatewayConfig, image: string, lun: number, wwn: string): voi
 }
 
 describe('two gateways on one data dir', () => {
-  const gws: Gw[] = [];
+  const gws: GatewayProcess[] = [];
   after(async () => {
     for (const g of gws) await g.stop();
   });
@@ -95,9 +47,9 @@ describe('two gateways on one data dir', () => {
     const port = await freePort();
     const p1 = `127.0.0.1:${port}`;
     const p2 = `127.0.0.2:${port}`;
-    const g1 = await Gw.start(dir, 'iscsi1', p1);
+    const g1 = await GatewayProcess.start(dir, 'iscsi1', p1);
     gws.push(g1);
-    const g2 = await Gw.start(dir, 'iscsi2', p2);
+    const g2 = await GatewayProcess.start(dir, 'iscsi2', p2);
     gws.push(g2);
 
     await rbdOk(dir, 'create', '--size', '64M', 'rbd/multi1');
@@ -145,7 +97,7 @@ describe('two gateways on one data dir', () => {
     await waitApplied(dir, ['iscsi2'], r2.epoch);
     const ls2 = await run('iscsi-ls', ['-s', `iscsi://${p2}/`], { timeoutMs: 30_000 });
     assert.match(ls2.stdout, /Lun:1\s+Type:DIRECT_ACCESS \(Size:3[12]M\)/, ls2.stdout);
-    const g1b = await Gw.start(dir, 'iscsi1', p1);
+    const g1b = await GatewayProcess.start(dir, 'iscsi1', p1);
     gws.push(g1b);
     await waitApplied(dir, ['iscsi1'], r2.epoch);
     const ls1 = await run('iscsi-ls', ['-s', `iscsi://${p1}/`], { timeoutMs: 30_000 });
