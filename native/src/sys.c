@@ -553,26 +553,38 @@ static napi_value js_ofd_lock(napi_env env, napi_callback_info info) {
  * purpose: a page-cache hit costs a memcpy, far less than a thread-pool round trip; a miss
  * falls back to the asynchronous read.
  */
-static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
+/*
+ * The (fd, buffer, offset, length, position) arguments of the synchronous positional calls:
+ * `*at` is buffer + offset, checked to lie inside the buffer. Throws and returns false otherwise.
+ */
+static bool get_positional(napi_env env, napi_callback_info info, int *fd, char **at, int64_t *len, int64_t *pos) {
   size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int fd;
-  int64_t off, len, pos;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  int64_t off;
   void *data;
   size_t size;
-  if (argc < 5 || !get_int(env, argv[0], &fd, "fd") || !get_i64(env, argv[2], &off, "offset") ||
-      !get_i64(env, argv[3], &len, "length") || !get_i64(env, argv[4], &pos, "position"))
-    return NULL;
+  if (argc < 5 || !get_int(env, argv[0], fd, "fd") || !get_i64(env, argv[2], &off, "offset") ||
+      !get_i64(env, argv[3], len, "length") || !get_i64(env, argv[4], pos, "position"))
+    return false;
   if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) {
     napi_throw_type_error(env, NULL, "buffer must be a Buffer");
-    return NULL;
+    return false;
   }
-  if (off < 0 || len < 0 || pos < 0 || (uint64_t)(off + len) > size) {
+  if (off < 0 || *len < 0 || *pos < 0 || (uint64_t)(off + *len) > size) {
     napi_throw_range_error(env, NULL, "range outside the buffer");
-    return NULL;
+    return false;
   }
-  struct iovec iov = {(char *)data + off, (size_t)len};
+  *at = (char *)data + off;
+  return true;
+}
+
+static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
+  int fd;
+  char *at;
+  int64_t len, pos;
+  if (!get_positional(env, info, &fd, &at, &len, &pos)) return NULL;
+  struct iovec iov = {at, (size_t)len};
   ssize_t r;
   do r = preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
   while (r < 0 && errno == EINTR);
@@ -592,27 +604,13 @@ static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
  * another thread. The caller decides when a write may block the event loop (src/sys/io.ts).
  */
 static napi_value js_pwrite_sync(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int fd;
-  int64_t off, len, pos;
-  void *data;
-  size_t size;
-  if (argc < 5 || !get_int(env, argv[0], &fd, "fd") || !get_i64(env, argv[2], &off, "offset") ||
-      !get_i64(env, argv[3], &len, "length") || !get_i64(env, argv[4], &pos, "position"))
-    return NULL;
-  if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) {
-    napi_throw_type_error(env, NULL, "buffer must be a Buffer");
-    return NULL;
-  }
-  if ((uint64_t)(off + len) > size) {
-    napi_throw_range_error(env, NULL, "range outside the buffer");
-    return NULL;
-  }
+  char *at;
+  int64_t len, pos;
+  if (!get_positional(env, info, &fd, &at, &len, &pos)) return NULL;
   int64_t done = 0;
   while (done < len) {
-    ssize_t r = pwrite(fd, (char *)data + off + done, (size_t)(len - done), pos + done);
+    ssize_t r = pwrite(fd, at + done, (size_t)(len - done), pos + done);
     if (r < 0) {
       if (errno == EINTR) continue;
       return throw_errno(env, errno, "pwrite");
