@@ -22,6 +22,7 @@ import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '.
 import { rootLogger } from '../util/log';
 import { MetricsServer, startMetricsServer } from '../metrics/server';
 import { gatewayMetricsSource } from '../metrics/source';
+import { startLivePublisher } from '../web/live';
 import { installProcessGuard } from '../util/process-guard';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
@@ -165,6 +166,8 @@ export function registerServeCommand(program: Command): void {
           log.warn({ metrics: formatAddress(at), err: e }, 'metrics endpoint not started');
         }
       }
+      // Live counters for the web dashboard (whichever gateway's API serves it graphs them all).
+      const live = startLivePublisher(dataDir, name, gatewayMetricsSource(gateway, name), gateway, log);
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
       let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
@@ -182,7 +185,7 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(
+        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined), live.stop().catch(() => undefined)]).then(() => gateway.stop()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');
