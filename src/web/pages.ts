@@ -150,8 +150,9 @@ function field(req: FastifyRequest, name: string): string {
 
 /** Register the pages (call after the API's auth hook). */
 export function registerWebPages(app: FastifyInstance, ctx: ApiContext, web: WebState): void {
-  // No parsing hook: the API's auth hook and these routes parse the one cookie they need.
-  void app.register(fastifyCookie, { hook: false });
+  // Its onRequest hook may run after the API's auth hook, so the session cookie is parsed
+  // explicitly (cookieOf) wherever it is needed; the plugin serialises Set-Cookie.
+  void app.register(fastifyCookie);
   const built = fs.existsSync(path.join(web.assetsDir, 'index.html'));
   if (built) void app.register(fastifyStatic, { root: web.assetsDir, prefix: '/ui/', wildcard: true, index: false, serve: true });
 
