@@ -66,16 +66,16 @@ function emptyDelta(seconds: number, buckets: number): Delta {
 }
 
 function lunDelta(now: LiveLun, before: LiveLun | undefined, into: Delta): void {
-  const base = before ?? { read_bytes: 0, write_bytes: 0, commands: [0, 0, 0], latency: { read: [], write: [] } };
-  // A counter that went backwards: the LU was recreated; count from zero.
-  const reset = now.read_bytes < base.read_bytes || now.write_bytes < base.write_bytes || now.commands.some((c, i) => c < base.commands[i]);
-  const b = reset || !before ? undefined : before;
-  into.readBytes += now.read_bytes - (b?.read_bytes ?? now.read_bytes);
-  into.writeBytes += now.write_bytes - (b?.write_bytes ?? now.write_bytes);
-  for (let k = 0; k < 3; k++) into.commands[k] += now.commands[k] - (b?.commands[k] ?? now.commands[k]);
+  // A counter that went backwards: the LU was recreated.
+  const reset = before !== undefined && (now.read_bytes < before.read_bytes || now.write_bytes < before.write_bytes || now.commands.some((c, i) => c < before.commands[i]));
+  const b = reset ? undefined : before;
+  // A logical unit starts with zero counters: new (or recreated) ones count from zero.
+  into.readBytes += now.read_bytes - (b?.read_bytes ?? 0);
+  into.writeBytes += now.write_bytes - (b?.write_bytes ?? 0);
+  for (let k = 0; k < 3; k++) into.commands[k] += now.commands[k] - (b?.commands[k] ?? 0);
   for (let i = 0; i < into.read.length; i++) {
-    into.read[i] += (now.latency.read[i] ?? 0) - (b ? b.latency.read[i] ?? 0 : now.latency.read[i] ?? 0);
-    into.write[i] += (now.latency.write[i] ?? 0) - (b ? b.latency.write[i] ?? 0 : now.latency.write[i] ?? 0);
+    into.read[i] += (now.latency.read[i] ?? 0) - (b?.latency.read[i] ?? 0);
+    into.write[i] += (now.latency.write[i] ?? 0) - (b?.latency.write[i] ?? 0);
   }
 }
 

@@ -60,4 +60,7 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app') as HTMLElement);
+const root = document.getElementById('app') as HTMLElement;
+// The static "Loading…" placeholder goes; Preact renders into an empty element.
+root.textContent = '';
+render(<App />, root);

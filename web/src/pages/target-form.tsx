@@ -200,7 +200,7 @@ export function TargetForm(props: Props) {
           {hosts.map((h, i) => (
             <div class="host">
               <label for={`f-host-${i}`}>Host IQN</label>
-              <input id={`f-host-${i}`} value={h.iqn} disabled={h.existing} onInput={(e) => upd(hosts, i, setHosts, { iqn: e.currentTarget.value })} aria-describedby={`f-host-msg-${i}`} />
+              <input id={`f-host-${i}`} class="wide" value={h.iqn} disabled={h.existing} onInput={(e) => upd(hosts, i, setHosts, { iqn: e.currentTarget.value })} aria-describedby={`f-host-msg-${i}`} />
               <div class="grid4">
                 <div><label for={`f-user-${i}`}>CHAP user</label><input id={`f-user-${i}`} value={h.user} autocomplete="off" onInput={(e) => upd(hosts, i, setHosts, { user: e.currentTarget.value })} /></div>
                 <div><label for={`f-pass-${i}`}>CHAP password</label><input id={`f-pass-${i}`} type="password" autocomplete="new-password" value={h.password} placeholder={h.existing ? '(unchanged)' : ''} onInput={(e) => upd(hosts, i, setHosts, { password: e.currentTarget.value })} /></div>
@@ -223,7 +223,7 @@ export function TargetForm(props: Props) {
           {groups.map((g, i) => (
             <div class="host">
               <label for={`f-group-${i}`}>Group name</label>
-              <input id={`f-group-${i}`} value={g.name} disabled={g.existing} onInput={(e) => upd(groups, i, setGroups, { name: e.currentTarget.value })} />
+              <input id={`f-group-${i}`} class="wide" value={g.name} disabled={g.existing} onInput={(e) => upd(groups, i, setGroups, { name: e.currentTarget.value })} />
               <p class="field-msg">{touched && groupProblems[i] ? groupProblems[i] : ''}</p>
               <div role="group" aria-label="Members" class="checks">
                 {hosts.map((h) => normalizeIqn(h.iqn)).filter((x): x is string => !!x).map((m) => (

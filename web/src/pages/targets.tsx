@@ -42,9 +42,16 @@ export function TargetsPage({ path }: { path: string }) {
   const [error, setError] = useState<string | undefined>();
   const [notice, setNotice] = useState<string | undefined>();
   const [busy, setBusy] = useState<string | undefined>();
+  const [sessions, setSessions] = useState<number | undefined>();
   const reload = () => loadData().then(setData, (e: unknown) => setError(e instanceof ApiFailure ? e.message : String(e)));
   useEffect(() => void reload(), [path]);
   const rest = decodeURIComponent(path.replace(/^\/ui\/targets\/?/, ''));
+  useEffect(() => {
+    setSessions(undefined);
+    if (rest && rest !== '_new' && !rest.endsWith('/edit')) {
+      void api<{ num_sessions: number }>('GET', `/api/targetinfo/${seg(rest)}`).then((r) => setSessions(r.num_sessions), () => undefined);
+    }
+  }, [rest, data]);
   if (!data) return error ? <Banner kind="error">{error}</Banner> : <p>Loading…</p>;
   if (rest === '_new' || rest.endsWith('/edit')) {
     const iqn = rest === '_new' ? undefined : rest.slice(0, -'/edit'.length);
@@ -69,7 +76,6 @@ export function TargetsPage({ path }: { path: string }) {
     const t = data.config.targets[rest];
     if (!t) return <Banner kind="error">Target {rest} does not exist.</Banner>;
     const luns = data.overview.luns.filter((l) => l.target === rest);
-    const sessions = data.overview.gateways.reduce((n, g) => n + g.sessions, 0);
     return (
       <section aria-labelledby="target-h">
         <p><Link href="/ui/targets">← Targets</Link></p>
@@ -82,7 +88,7 @@ export function TargetsPage({ path }: { path: string }) {
         </div>
         <dl class="facts">
           <dt>Authentication</dt><dd id="auth-mode">{authMode(t)}</dd>
-          <dt>Sessions (all targets, all gateways)</dt><dd>{sessions}</dd>
+          <dt>Logged-in sessions</dt><dd id="target-sessions">{sessions ?? '…'}</dd>
         </dl>
         <h2>Portals</h2>
         <ul>{Object.entries(t.portals).map(([gw, p]) => {
