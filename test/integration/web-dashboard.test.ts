@@ -63,9 +63,13 @@ describe('web dashboard in headless Chromium', () => {
     await page.fill('#username', 'admin');
     await page.click('button[type=submit]');
     assert.equal((await page.textContent('#login-error'))?.trim(), 'username/password mismatch with the configuration file');
-    await page.fill('#username', 'admin');
-    await page.fill('#password', 'admin');
-    await page.click('button[type=submit]');
+    // The second attempt by keyboard only: the user field has the focus, Tab, Enter.
+    await page.fill('#username', '');
+    await page.focus('#username');
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Enter');
     await page.waitForURL(`${base}/ui/targets`);
 
     // Disks: the client-side check speaks the API's words; then create the disk.
@@ -109,6 +113,19 @@ describe('web dashboard in headless Chromium', () => {
     await page.waitForURL(`${base}/ui/targets/${encodeURIComponent(IQN)}`, { timeout: 30_000 });
     await page.waitForSelector('#target-luns tbody tr');
     await browser.screenshot('04-target-detail');
+    // Edit: a target setting outside its limit is refused with the API's message, one inside is saved.
+    await page.click('text=Edit');
+    await page.waitForURL(/\/edit$/);
+    await page.click('summary:has-text("Target settings")');
+    await page.fill('#f-c-cmdsn_depth', '70000');
+    await page.click('#save-target');
+    const limitMessage = (await (await page.waitForSelector('#form-error')).textContent()) ?? '';
+    const direct = await call(base, 'PUT', `/api/target/${IQN}`, { mode: 'reconfigure', controls: '{"cmdsn_depth": 70000}' });
+    assert.equal(direct.status, 400);
+    assert.equal(limitMessage, `change target settings: ${String(direct.body.message)}`);
+    await page.fill('#f-c-cmdsn_depth', '64');
+    await page.click('#save-target');
+    await page.waitForURL(`${base}/ui/targets/${encodeURIComponent(IQN)}`);
 
     // What the forms sent is what the API holds.
     const config = (await call(base, 'GET', '/api/config')).body as {
@@ -120,6 +137,7 @@ describe('web dashboard in headless Chromium', () => {
     assert.deepEqual(Object.keys(t.portals).sort(), ['iscsi1', 'iscsi2']);
     assert.equal(t.disks[DISK].lun_id, 0);
     assert.equal(t.clients[HOST].auth.username, CHAP_USER);
+    assert.equal((t as unknown as { controls: Record<string, unknown> }).controls.cmdsn_depth, 64);
     assert.deepEqual(Object.keys(t.clients[HOST].luns), [DISK]);
     await waitApplied(dir, ['iscsi1', 'iscsi2'], config.epoch);
     const owner = config.disks[DISK].owner;

@@ -104,6 +104,14 @@ export function OverviewPage() {
         <Chart id="chart-gw-iops" title="IOPS per gateway" times={times} series={series(points, gw, (r) => r.read_iops + r.write_iops + r.other_iops)} unit={(v) => v.toFixed(0)} />
         <Chart id="chart-lun-throughput" title="Throughput per LUN" times={times} series={series(points, lu, (r) => r.read_bps + r.write_bps).map((s) => ({ ...s, label: lunLabel(s.label) }))} unit={(v) => `${bytes(v)}/s`} />
         <Chart id="chart-lun-iops" title="IOPS per LUN" times={times} series={series(points, lu, (r) => r.read_iops + r.write_iops + r.other_iops).map((s) => ({ ...s, label: lunLabel(s.label) }))} unit={(v) => v.toFixed(0)} />
+        <Chart id="chart-lun-read-latency" title="Read latency per LUN (p50 and p99 of each interval)" times={times} series={[
+          ...series(points, lu, (r) => r.read_p50).map((s) => ({ ...s, label: `${lunLabel(s.label)} p50` })),
+          ...series(points, lu, (r) => r.read_p99).map((s) => ({ ...s, label: `${lunLabel(s.label)} p99` })),
+        ]} unit={seconds} />
+        <Chart id="chart-lun-write-latency" title="Write latency per LUN (p50 and p99 of each interval)" times={times} series={[
+          ...series(points, lu, (r) => r.write_p50).map((s) => ({ ...s, label: `${lunLabel(s.label)} p50` })),
+          ...series(points, lu, (r) => r.write_p99).map((s) => ({ ...s, label: `${lunLabel(s.label)} p99` })),
+        ]} unit={seconds} />
       </div>
       <h2>LUNs: paths and latency (last sample)</h2>
       <div class="table-wrap">

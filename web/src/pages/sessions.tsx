@@ -37,8 +37,8 @@ export function SessionsPage() {
                   <td>{s.luns.map((l) => <div>{l.lun_id ?? '?'}: {l.disk}</div>)}</td>
                   <td>{s.auth}</td>
                   <td>{new Date(s.login_time).toLocaleString()}</td>
-                  <td>{s.commands} cmds, {bytes(s.data_in_bytes)} in, {bytes(s.data_out_bytes)} out{s.errors > 0 && `, ${s.errors} errors`}</td>
-                  <td><details><summary>parameters</summary><dl class="params">{Object.entries(s.parameters).map(([k, v]) => <><dt>{k}</dt><dd>{String(v)}</dd></>)}</dl></details></td>
+                  <td>{s.commands} cmds, {bytes(s.data_in_bytes)} in, {bytes(s.data_out_bytes)} out{s.errors > 0 && `, ${s.errors} not GOOD`}</td>
+                  <td><details open><summary>parameters</summary><dl class="params">{Object.entries(s.parameters).map(([k, v]) => <><dt>{k}</dt><dd>{String(v)}</dd></>)}</dl></details></td>
                 </tr>
               ))}
             </tbody>
