@@ -82,6 +82,17 @@ describe('web dashboard in headless Chromium', () => {
     await page.fill('#d-size', '64M');
     await page.click('#create-disk');
     await page.waitForSelector(`tr[data-disk="${DISK}"]`);
+    // Manage it: a snapshot, a refused shrink (the API's words), a resize.
+    await page.click(`tr[data-disk="${DISK}"] >> text=Manage`);
+    await page.fill(`[id="sn-${DISK}"]`, 'before-web');
+    await page.click('text=Create snapshot');
+    await page.waitForSelector('table.snaps >> text=before-web');
+    await page.fill(`[id="rs-${DISK}"]`, '32M');
+    await page.click('button:has-text("Resize")');
+    assert.equal((await (await page.waitForSelector('#disk-error')).textContent())?.trim(), `resize ${DISK}: resize value must be larger than the current size (64M/67108864)`);
+    await page.fill(`[id="rs-${DISK}"]`, '96M');
+    await page.click('button:has-text("Resize")');
+    await page.waitForSelector(`tr[data-disk="${DISK}"] >> text=96.0 MiB`);
     await browser.screenshot('02-disks');
 
     // Targets: the create form.
