@@ -24,6 +24,19 @@ export interface GatewayRow {
   readonly portals: readonly string[];
   readonly sessions: number;
   readonly active_disks: readonly string[];
+  /** Further flags the gateway publishes (e.g. `draining` once the HA work reports it), shown as they are. */
+  readonly flags: Record<string, string | number | boolean>;
+}
+
+const SHOWN = new Set(['name', 'up', 'heartbeat', 'appliedEpoch', 'pid', 'host', 'portals', 'sessions', 'activeDisks', 'error']);
+
+/** Scalar fields of a gateway's status beyond those the overview shows itself. */
+function flagsOf(st: GatewayStatus): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(st as unknown as Record<string, unknown>)) {
+    if (!SHOWN.has(k) && (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) out[k] = v;
+  }
+  return out;
 }
 
 export interface Alert {
@@ -43,14 +56,16 @@ function gatewayRows(c: GatewayConfig, epoch: number, statuses: readonly Gateway
     const st = statuses.find((s) => s.name === name);
     const portals = st?.portals ?? [];
     if (!st || !st.up) {
-      return { name, state: 'down' as const, reason: st ? 'no heartbeat (stopped or unreachable)' : 'never started', heartbeat: st?.heartbeat, applied_epoch: st?.appliedEpoch, portals, sessions: 0, active_disks: [] };
+      return { name, state: 'down' as const, reason: st ? 'no heartbeat (stopped or unreachable)' : 'never started', heartbeat: st?.heartbeat, applied_epoch: st?.appliedEpoch, portals, sessions: 0, active_disks: [], flags: {} };
     }
+    const flags = flagsOf(st);
     let reason: string | undefined;
     if (st.error) reason = st.error;
+    else if (flags.draining === true) reason = 'draining: its disks are handed to the other gateways';
     else if ((st.appliedEpoch ?? -1) < epoch) reason = `applying configuration epoch ${epoch} (has ${st.appliedEpoch ?? 'none'})`;
     return {
       name, state: reason ? 'degraded' as const : 'up' as const, ...(reason ? { reason } : {}), heartbeat: st.heartbeat, applied_epoch: st.appliedEpoch,
-      portals, sessions: st.sessions.length, active_disks: st.activeDisks,
+      portals, sessions: st.sessions.length, active_disks: st.activeDisks, flags,
     };
   });
 }

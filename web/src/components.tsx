@@ -69,3 +69,29 @@ export function Chart({ title, times, series, unit, id }: { title: string; times
     </figure>
   );
 }
+
+function scalar(v: unknown): boolean {
+  return v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+
+/**
+ * A disk's `status` as GET /api/disk answers it, whatever fields it has: scalars as
+ * "name: value", objects of objects (per gateway counters, lock and path states) one line each.
+ */
+export function StatusView({ status }: { status: Record<string, unknown> }) {
+  return (
+    <div class="small status">
+      {Object.entries(status).map(([k, v]) => {
+        if (scalar(v)) return <div>{k}: {String(v)}</div>;
+        if (typeof v !== 'object' || v === null) return null;
+        const entries = Object.entries(v as Record<string, unknown>);
+        if (entries.length === 0) return null;
+        return (
+          <div>{k}:{entries.map(([name, inner]) => (
+            <div class="indent">{name}: {scalar(inner) ? String(inner) : Object.entries((inner ?? {}) as Record<string, unknown>).filter(([, x]) => scalar(x)).map(([a, b]) => `${a} ${String(b)}`).join(', ')}</div>
+          ))}</div>
+        );
+      })}
+    </div>
+  );
+}

@@ -24,6 +24,7 @@ export interface GatewayRow {
   portals: string[];
   sessions: number;
   active_disks: string[];
+  flags: Record<string, string | number | boolean>;
 }
 export interface LunPath {
   target: string;

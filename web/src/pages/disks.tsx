@@ -5,7 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiFailure, api, bytes, seg } from '../api';
-import { Banner, Busy } from '../components';
+import { Banner, Busy, StatusView } from '../components';
 import { SIZE_INVALID, imageNameProblem, parseSize, poolNameProblem, snapshotNameProblem } from '../shared';
 import type { DiskRow, Settings } from '../types';
 
@@ -87,7 +87,7 @@ export function DisksPage() {
                 <th scope="row">{d.image}{d.snapshot && `@${d.snapshot}`}{d.parent && <div class="muted small">clone of {d.parent}</div>}</th>
                 <td>{d.pool}</td><td>{bytes(d.size)}</td><td>{d.snapshots.length}</td>
                 <td>{d.targets.length === 0 ? '–' : d.targets.map((t) => <div class="iqn">{t.target} (LUN {t.lun_id})</div>)}</td>
-                <td class="small">{d.owner ?? '–'}{Object.entries(d.status).filter(([, v]) => typeof v !== 'object' || v === null).map(([k, v]) => <div>{k}: {String(v)}</div>)}</td>
+                <td class="small">owner: {d.owner ?? '–'}<StatusView status={d.status} /></td>
                 <td><button type="button" class="secondary" aria-expanded={open === d.id} onClick={() => setOpen(open === d.id ? undefined : d.id)}>{open === d.id ? 'Close' : 'Manage'}</button></td>
               </tr>
               {open === d.id && <tr class="detail"><td colSpan={7}><DiskActions d={d} settings={settings} run={run} /></td></tr>}

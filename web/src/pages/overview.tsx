@@ -86,7 +86,7 @@ export function OverviewPage() {
               return (
                 <tr data-gateway={g.name}>
                   <th scope="row">{g.name}</th>
-                  <td><span class={`state ${g.state}`} data-state={g.state}>{g.state}</span>{g.reason && <div class="muted small">{g.reason}</div>}</td>
+                  <td><span class={`state ${g.state}`} data-state={g.state}>{g.state}</span>{g.reason && <div class="muted small">{g.reason}</div>}{Object.entries(g.flags).map(([k, v]) => <div class="muted small">{k}: {String(v)}</div>)}</td>
                   <td>{g.portals.join(', ') || '–'}</td>
                   <td>{g.sessions}</td>
                   <td>{g.applied_epoch ?? '–'} / {overview.epoch}</td>

@@ -6,7 +6,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiFailure, api, seg } from '../api';
-import { Banner, Busy } from '../components';
+import { Banner, Busy, StatusView } from '../components';
 import { navigate } from '../nav';
 import type { Config, DiskRow, Overview, Settings, TargetConf } from '../types';
 import { TargetForm } from './target-form';
@@ -103,7 +103,7 @@ export function TargetsPage({ path }: { path: string }) {
             return (
               <tr><td>{l.lun_id}</td><td>{l.disk}</td><td>{l.owner ?? '–'}</td>
                 <td>{Object.entries(l.paths).map(([g, s]) => <div>{g}: <span class={`alua ${s.replace('/', '-')}`}>{s}</span></div>)}</td>
-                <td class="small">{d ? Object.entries(d.status).filter(([, v]) => typeof v !== 'object' || v === null).map(([k, v]) => <div>{k}: {String(v)}</div>) : '–'}</td></tr>
+                <td>{d ? <StatusView status={d.status} /> : '–'}</td></tr>
             );
           })}</tbody>
         </table></div>
