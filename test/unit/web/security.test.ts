@@ -8,7 +8,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { startTestApi, TestApi } from '../../helpers/api';
 import { PAGES } from '../../../src/web/pages';
 
@@ -27,7 +32,9 @@ function request(base: string, method: string, url: string, o: { headers?: Recor
     headers['content-length'] = String(Buffer.byteLength(body));
   }
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(url, base), { method, headers, agent: false }, (res) => {
+    const u = new URL(url, base);
+    const mod = u.protocol === 'https:' ? https : http;
+    const req = mod.request(u, { method, headers, agent: false, rejectUnauthorized: false }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
@@ -193,6 +200,29 @@ describe('web dashboard access control', () => {
       assert.ok((overview.body.alerts as Array<{ kind: string }>).some((a) => a.kind === 'failed-logins'), 'the overview alerts on failed logins');
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('with api_secure (HTTPS) the cookie is also Secure and the origin must be https://', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'igw-web-tls-'));
+    const key = path.join(dir, 'k.pem');
+    const crt = path.join(dir, 'c.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', crt], { stdio: 'ignore' });
+    const tls = await startTestApi({ settings: { api_secure: true, ssl_cert: crt, ssl_key: key } });
+    try {
+      const o = tls.url;
+      assert.match(o, /^https:/);
+      const plainOrigin = o.replace('https:', 'http:');
+      assert.equal((await request(o, 'POST', '/ui/login', { headers: { origin: plainOrigin }, form: { username: 'admin', password: 'admin' } })).status, 403, 'an http:// origin is another origin');
+      const r = await request(o, 'POST', '/ui/login', { headers: { origin: o }, form: { username: 'admin', password: 'admin' } });
+      assert.equal(r.status, 303, r.text);
+      const set = String(r.headers['set-cookie']?.[0] ?? '');
+      assert.match(set, /; Secure/);
+      assert.match(set, /; HttpOnly/);
+      assert.match(set, /; SameSite=Strict/);
+    } finally {
+      await tls.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
