@@ -138,6 +138,17 @@ describe('web dashboard in headless Chromium', () => {
     await page.click('#save-target');
     await page.waitForURL(`${base}/ui/targets/${encodeURIComponent(IQN)}`);
 
+    // A second target without ACL, with target CHAP (the form disables the ACL before setting it).
+    await page.goto(`${base}/ui/targets/_new`);
+    await page.fill('#f-iqn', `${IQN}-open`);
+    await page.check('#f-gw-iscsi1');
+    await page.uncheck('#f-acl');
+    await page.fill('#f-tuser', 'targetchapuser');
+    await page.fill('#f-tpass', 'targetchappass1');
+    await page.click('#save-target');
+    await page.waitForURL(`${base}/ui/targets/${encodeURIComponent(`${IQN}-open`)}`);
+    assert.match((await page.textContent('#auth-mode')) ?? '', /target CHAP \(one-way\), no ACL/);
+
     // What the forms sent is what the API holds.
     const config = (await call(base, 'GET', '/api/config')).body as {
       epoch: number;
@@ -149,6 +160,9 @@ describe('web dashboard in headless Chromium', () => {
     assert.equal(t.disks[DISK].lun_id, 0);
     assert.equal(t.clients[HOST].auth.username, CHAP_USER);
     assert.equal((t as unknown as { controls: Record<string, unknown> }).controls.cmdsn_depth, 64);
+    const open = config.targets[`${IQN}-open`] as unknown as { acl_enabled: boolean; auth: { username: string } };
+    assert.equal(open.acl_enabled, false);
+    assert.equal(open.auth.username, 'targetchapuser');
     assert.deepEqual(Object.keys(t.clients[HOST].luns), [DISK]);
     await waitApplied(dir, ['iscsi1', 'iscsi2'], config.epoch);
     const owner = config.disks[DISK].owner;

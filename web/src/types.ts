@@ -72,6 +72,7 @@ export interface Config {
   disks: Record<string, { pool: string; image: string; owner?: string; backstore: string; controls: Record<string, number> }>;
   gateways: Record<string, unknown>;
   targets: Record<string, TargetConf>;
+  discovery_auth?: Auth;
 }
 export type Limit = { min: number; max: number; type: 'int' } | { type: 'bool' } | { values: Array<string | number>; type: 'enum' };
 export interface Settings {

@@ -35,6 +35,11 @@ export function TargetForm(props: Props) {
   const orig = editing ? config.targets[props.iqn as string] : undefined;
   const [iqn, setIqn] = useState(props.iqn ?? '');
   const [acl, setAcl] = useState(orig?.acl_enabled ?? true);
+  // Target-level CHAP (only without ACL, as in ceph-iscsi); blank passwords of an existing one: unchanged.
+  const [tuser, setTuser] = useState(orig?.auth.username ?? '');
+  const [tpass, setTpass] = useState('');
+  const [tmuser, setTmuser] = useState(orig?.auth.mutual_username ?? '');
+  const [tmpass, setTmpass] = useState('');
   const [gws, setGws] = useState<Record<string, { on: boolean; ips: string }>>(() => {
     const out: Record<string, { on: boolean; ips: string }> = {};
     for (const g of overview.gateways) {
@@ -62,13 +67,15 @@ export function TargetForm(props: Props) {
     return credentialsProblem({ username: h.user, password: h.password, mutual_username: h.muser, mutual_password: h.mpassword });
   });
   const groupProblems = groups.map((g) => hostGroupNameProblem(g.name));
+  const targetAuthChanged = !acl && (tpass !== '' || tmpass !== '' || tuser !== (orig?.auth.username ?? '') || tmuser !== (orig?.auth.mutual_username ?? ''));
+  const targetAuthProblem = targetAuthChanged ? credentialsProblem({ username: tuser, password: tpass, mutual_username: tmuser, mutual_password: tmpass }) : undefined;
   const diskIds = props.disks.map((d) => d.id);
   const targetDisks = luns.map((l) => l.disk).filter((d) => d);
 
   const save = async (e: Event) => {
     e.preventDefault();
     setTouched(true);
-    if (iqnProblem || hostProblems.some((p) => p) || groupProblems.some((p) => p)) {
+    if (iqnProblem || targetAuthProblem || hostProblems.some((p) => p) || groupProblems.some((p) => p)) {
       setError('Correct the fields marked below.');
       return;
     }
@@ -106,7 +113,13 @@ export function TargetForm(props: Props) {
       const wasAcl = orig?.acl_enabled ?? true;
       const removedHosts = Object.keys(orig?.clients ?? {}).filter((h) => !hosts.some((x) => x.existing && x.iqn === h));
       for (const h of removedHosts) await step(`delete host ${h}`, 'DELETE', `/api/client/${seg(name)}/${seg(h)}`);
+      const none = { username: '', password: '', mutual_username: '', mutual_password: '' };
+      // ACL on again: the target CHAP goes first (the API refuses ACL while it is set).
+      if (acl && !wasAcl && orig?.auth.username) await step('clear target CHAP', 'PUT', `/api/targetauth/${seg(name)}`, none);
       if (acl !== wasAcl) await step(acl ? 'enable ACL' : 'disable ACL', 'PUT', `/api/targetauth/${seg(name)}`, { action: acl ? 'enable_acl' : 'disable_acl' });
+      if (targetAuthChanged) {
+        await step(tuser ? 'set target CHAP' : 'clear target CHAP', 'PUT', `/api/targetauth/${seg(name)}`, { username: tuser, password: tpass, mutual_username: tmuser, mutual_password: tmpass });
+      }
       for (const h of hosts) {
         const hi = normalizeIqn(h.iqn) as string;
         const c = `/api/client/${seg(name)}/${seg(hi)}`;
@@ -194,6 +207,18 @@ export function TargetForm(props: Props) {
           <legend>Access</legend>
           <input type="checkbox" id="f-acl" checked={acl} onChange={(e) => setAcl(e.currentTarget.checked)} />
           <label for="f-acl" class="inline">ACL authentication (only the hosts below, each with its CHAP)</label>
+          {!acl && (
+            <>
+              <p class="muted small">Without ACL every initiator may log in; target CHAP makes them all use one set of credentials.</p>
+              <div class="grid4">
+                <div><label for="f-tuser">Target CHAP user</label><input id="f-tuser" value={tuser} autocomplete="off" onInput={(e) => setTuser(e.currentTarget.value)} aria-describedby="f-tauth-msg" /></div>
+                <div><label for="f-tpass">Target CHAP password</label><input id="f-tpass" type="password" autocomplete="new-password" value={tpass} placeholder={orig?.auth.username ? '(unchanged)' : ''} onInput={(e) => setTpass(e.currentTarget.value)} /></div>
+                <div><label for="f-tmuser">Mutual CHAP user</label><input id="f-tmuser" value={tmuser} autocomplete="off" onInput={(e) => setTmuser(e.currentTarget.value)} /></div>
+                <div><label for="f-tmpass">Mutual CHAP password</label><input id="f-tmpass" type="password" autocomplete="new-password" value={tmpass} onInput={(e) => setTmpass(e.currentTarget.value)} /></div>
+              </div>
+              <p id="f-tauth-msg" class="field-msg">{touched && targetAuthProblem ? targetAuthProblem : ''}</p>
+            </>
+          )}
         </fieldset>
         <fieldset>
           <legend>Hosts</legend>

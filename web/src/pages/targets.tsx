@@ -10,6 +10,7 @@ import { Banner, Busy, StatusView } from '../components';
 import { navigate } from '../nav';
 import type { Config, DiskRow, Overview, Settings, TargetConf } from '../types';
 import { TargetForm } from './target-form';
+import { DiscoveryAuth } from './discovery-auth';
 
 interface Data {
   config: Config;
@@ -141,6 +142,7 @@ export function TargetsPage({ path }: { path: string }) {
           ))}</tbody>
         </table></div>
       )}
+      <DiscoveryAuth current={data.config.discovery_auth} onSaved={() => void reload()} />
     </section>
   );
 }
