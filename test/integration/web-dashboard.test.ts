@@ -148,6 +148,9 @@ describe('web dashboard in headless Chromium', () => {
     await page.click('#save-target');
     await page.waitForURL(`${base}/ui/targets/${encodeURIComponent(`${IQN}-open`)}`);
     assert.match((await page.textContent('#auth-mode')) ?? '', /target CHAP \(one-way\), no ACL/);
+    await page.click('text=← Targets');
+    await page.waitForSelector(`#targets >> text=${IQN}-open`);
+    await browser.screenshot('04b-targets');
 
     // What the forms sent is what the API holds.
     const config = (await call(base, 'GET', '/api/config')).body as {
