@@ -183,10 +183,12 @@ describe('web dashboard in headless Chromium', () => {
     const chart = '#chart-gw-throughput';
     const lastValues = async () => (await page.getAttribute(chart, 'data-last')) ?? '';
     bench = spawn('qemu-img', ['bench', '-f', 'raw', '-w', '-t', 'none', '-c', '100000000', '-d', '4', '-s', '4096', lun], { stdio: 'ignore' });
+    const benchStart = Date.now();
     const busy = await until('the throughput graph shows traffic', 30_000, async () => {
       const v = await lastValues();
       return v.split(',').some((x) => Number(x) > 0) ? v : undefined;
     });
+    console.log(`throughput graph showed the bench ${((Date.now() - benchStart) / 1000).toFixed(1)} s after it started (last values ${busy})`);
     const points = Number(await page.getAttribute(chart, 'data-points'));
     const moved = await until('the throughput graph gets new points', 15_000, async () => {
       const n = Number(await page.getAttribute(chart, 'data-points'));
@@ -199,7 +201,7 @@ describe('web dashboard in headless Chromium', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await browser.screenshot('06-overview-narrow');
     await page.setViewportSize({ width: 1280, height: 800 });
-    void busy;
+
 
     // The session shows on the Sessions page.
     await page.click('nav >> text=Sessions');
@@ -229,6 +231,7 @@ describe('web dashboard in headless Chromium', () => {
     await page.waitForSelector('tr[data-gateway="iscsi2"] [data-state="down"]', { timeout: 15_000 });
     const seconds = (Date.now() - stopped) / 1000;
     assert.ok(seconds < 15, `down after ${seconds} s`);
+    console.log(`iscsi2 shown down ${seconds.toFixed(1)} s after its stop`);
     await page.waitForSelector('#alerts li[data-kind="gateway-down"]');
     await browser.screenshot('09-gateway-down');
 
