@@ -119,9 +119,11 @@ export class RbdBackstore implements BlockDevice {
       // skips parts smaller than rbd_discard_granularity_bytes).
       discardZeroes: true,
       mapStatus: true,
-      // One write within one object is one OSD transaction: all or nothing.
-      atomicWriteBytes: options.readOnly ? 0 : Math.min(this.unit, 1 << 20),
-      atomicWriteAlignment: Math.min(this.unit, 1 << 20),
+      // One write within one object is one OSD transaction: all or nothing. An aligned 4 KiB
+      // write never spans two objects (stripe units are >= 4 KiB, export rules), so any
+      // aligned page may be written atomically, as on the embedded store.
+      atomicWriteBytes: options.readOnly ? 0 : Math.min(this.unit, PAGE_SIZE),
+      atomicWriteAlignment: Math.min(this.unit, PAGE_SIZE),
       physicalBlockBytes: PAGE_SIZE,
     };
   }
