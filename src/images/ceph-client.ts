@@ -89,6 +89,9 @@ class OpenImage implements RbdOpenImage {
   async watchers(): Promise<string[]> {
     return (await ceph(() => this.image.watchers())).map((w) => `client.${w.id} ${w.address}`);
   }
+  async ownAddress(): Promise<string> {
+    return this.client.cluster.address();
+  }
   resize(size: number): Promise<void> {
     return ceph(() => this.image.resize(size, false));
   }

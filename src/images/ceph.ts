@@ -46,6 +46,8 @@ export interface RbdOpenImage extends RbdImageHandle {
   lockOwners(): Promise<string[]>;
   /** Watchers of the image header ("client.4123 <addr>"). */
   watchers(): Promise<string[]>;
+  /** This process's client address (as in watchers and lock owners). */
+  ownAddress(): Promise<string>;
   resize(size: number): Promise<void>;
   snapshotCount(): Promise<number>;
   snapshots(): Promise<RbdSnapshot[]>;
@@ -300,12 +302,21 @@ export class CephImageProvider implements ImageProvider {
   }
 
   lockState(pool: string, image: string): Promise<LockState> {
+    // librbd answers lock owners only on a handle opened for writing (opening does not take
+    // the lock). Images without exclusive-lock have no owner.
     return this.withImage(pool, image, `lock state of ${pool}/${image}`, async (i) => {
-      const owners = await i.lockOwners();
+      const info = await i.info();
+      const owners = (info.features & 4) !== 0 ? await i.lockOwners() : [];
+      // Owners are client addresses, watchers "client.<id> <address>": name the owner by its
+      // client id; the other watchers are the other clients (this probe's own watch shares the
+      // process's address and is left out with it).
       const watchers = await i.watchers();
-      // Our own read-only handle watches too while it asks: it is not someone else.
-      return { owner: owners[0], watchers: watchers.filter((w) => !owners.includes(w)) };
-    });
+      const address = (w: string) => w.slice(w.indexOf(' ') + 1);
+      const owner = owners[0] === undefined ? undefined : watchers.find((w) => address(w) === owners[0]) ?? owners[0];
+      const self = await i.ownAddress();
+      const others = [...new Set(watchers.filter((w) => !owners.includes(address(w)) && address(w) !== self))];
+      return { owner, watchers: others };
+    }, true);
   }
 
   /**
