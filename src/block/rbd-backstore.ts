@@ -12,8 +12,8 @@
  *    rest zeroed, so a discarded range reads as zeros: LBPRZ); other WRITE SAME patterns:
  *    rbd_aio_writesame (the OSDs expand the pattern).
  *  - COMPARE AND WRITE: rbd_aio_compare_and_write, atomic at the OSD, so it holds across
- *    gateways (VMware ATS); librbd only offers it within one object, elsewhere the SCSI layer
- *    falls back to its own range-locked read-compare-write.
+ *    gateways (VMware ATS: one 512-byte block); librbd only offers it within one 512-byte
+ *    sector, larger ones fall back to the SCSI layer's range-locked read-compare-write.
  *  - GET LBA STATUS: rbd_diff_iterate2 of the head (object map when fast-diff is on).
  *  - Size: an update watch (rbd_update_watch) re-reads the size when the image changes
  *    (`rbd resize` anywhere), and onResize listeners (the LU: CAPACITY DATA HAS CHANGED) hear it.
@@ -61,8 +61,8 @@ export interface RbdBackstoreOptions {
 export const DEFAULT_QUEUE_DEPTH = 128;
 /** Operations allowed to wait for a slot; more means the SCSI layer's own bounds failed. */
 const MAX_WAITING = 4096;
-/** librbd's compare-and-write works within one object only (and at most this much). */
-const MAX_COMPARE_AND_WRITE = 512 * 1024;
+/** librbd (Pacific) compares and writes within one 512-byte sector only (EINVAL otherwise). */
+const COMPARE_AND_WRITE_SECTOR = 512;
 
 const ERRNO_KINDS: Readonly<Record<number, BlockDeviceErrorKind>> = {
   28: 'no-space', // ENOSPC
@@ -246,18 +246,20 @@ export class RbdBackstore implements BlockDevice {
 
   /**
    * COMPARE AND WRITE at the OSD. -1: compared equal and written; otherwise the offset of the
-   * first differing byte. 'unsupported' when the range spans objects (the caller falls back).
+   * first differing byte. 'unsupported' beyond one 512-byte sector (the caller falls back).
    */
   async compareAndWrite(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number> {
     this.check(offset, data.length, true);
     if (compare.length !== data.length) throw new RangeError('compare and write buffers differ in length');
     if (data.length === 0) return -1;
-    const first = Math.floor(offset / this.unit);
-    const last = Math.floor((offset + data.length - 1) / this.unit);
-    if (first !== last || data.length > MAX_COMPARE_AND_WRITE) {
-      throw new BlockDeviceError(`${this.name}: compare and write of ${data.length} bytes at ${offset} spans RBD objects`, 'unsupported');
+    if (Math.floor(offset / COMPARE_AND_WRITE_SECTOR) !== Math.floor((offset + data.length - 1) / COMPARE_AND_WRITE_SECTOR)) {
+      throw new BlockDeviceError(`${this.name}: librbd compares and writes within one ${COMPARE_AND_WRITE_SECTOR}-byte sector only`, 'unsupported');
     }
-    const at = await this.slot('compare and write', options?.signal, () => this.image.compareAndWrite(offset, compare, data));
+    const at = await this.slot('compare and write', options?.signal, () => this.image.compareAndWrite(offset, compare, data).catch((e: unknown) => {
+      // Any other librbd restriction (EINVAL on a range it will not do): the caller falls back.
+      if (rbdErrno(e) === 22) throw new BlockDeviceError(`${this.name}: librbd refused compare and write of ${data.length} bytes at ${offset}`, 'unsupported');
+      throw e;
+    }));
     if (at < 0 && options?.fua) await this.slot('flush', options.signal, () => this.image.flush());
     return at;
   }

@@ -166,7 +166,7 @@ test('write same: zeros through write_zeroes, a pattern through writesame', asyn
   await dev.close();
 });
 
-test('compare and write: miscompare offset, success, and refusal across an object boundary', async () => {
+test('compare and write: miscompare offset, success, and refusal beyond one 512-byte sector', async () => {
   const img = new ScriptedImage(8 * MiB);
   const dev = await open(img);
   img.data.fill(1, 0, 512);
@@ -176,7 +176,10 @@ test('compare and write: miscompare offset, success, and refusal across an objec
   assert.equal(img.data[0], 1);
   assert.equal(await dev.compareAndWrite(0, Buffer.alloc(512, 1), Buffer.alloc(512, 2)), -1);
   assert.equal(img.data[0], 2);
-  await assert.rejects(dev.compareAndWrite(4 * MiB - 512, Buffer.alloc(1024), Buffer.alloc(1024)),
+  await assert.rejects(dev.compareAndWrite(0, Buffer.alloc(1024), Buffer.alloc(1024)),
+    (e) => e instanceof BlockDeviceError && e.kind === 'unsupported');
+  img.failNext = errno(22, 'Invalid argument');
+  await assert.rejects(dev.compareAndWrite(512, Buffer.alloc(512), Buffer.alloc(512)),
     (e) => e instanceof BlockDeviceError && e.kind === 'unsupported');
   await dev.close();
 });
