@@ -1,12 +1,11 @@
 /**
- * The native Ceph binding (src/ceph) seen as the RbdClient / RbdOpenImage that
- * CephImageProvider and RbdBackstore use: one connected cluster per process, one IoCtx per
- * pool (opened on first use, kept), every call asynchronous in the addon. Failures keep the
+ * The Ceph binding's wrappers (src/ceph: RbdAdmin, RbdImage over one connected CephCluster) seen
+ * as the RbdClient / RbdOpenImage that CephImageProvider and RbdBackstore use. Failures keep the
  * binding's errno (CephError) so the callers map them to ImageError / BlockDeviceError kinds.
  */
 import type { CephCluster } from '../ceph/cluster';
-import type { NativeImage, NativeIoCtx } from '../ceph/binding';
-import { ceph } from '../ceph/errors';
+import { RbdAdmin } from '../ceph/rbd-admin';
+import type { RbdImage } from '../ceph/rbd-image';
 import type { RbdClient, RbdImageInfo, RbdOpenImage, RbdSnapshot } from './ceph';
 
 function isoTime(seconds: number): string {
@@ -15,60 +14,51 @@ function isoTime(seconds: number): string {
 
 class OpenImage implements RbdOpenImage {
   constructor(
-    private readonly image: NativeImage,
+    private readonly image: RbdImage,
     private readonly client: CephRbdClient,
-    private readonly pool: string,
-    private readonly imageName: string,
   ) {}
 
   // ---- data path (RbdImageHandle): straight onto the aio calls, the caller's Buffers ----
 
   async size(): Promise<number> {
-    // After an update notification librbd has refreshed its header: info() re-reads it.
-    return (await ceph(() => this.image.info())).size;
+    // rbd_stat refreshes a header an update notification marked stale.
+    return (await this.image.info()).size;
   }
-  read(offset: number, length: number, into: Buffer): Promise<number> {
-    return ceph(() => this.image.read(offset, length, into));
+  async read(offset: number, length: number, into: Buffer): Promise<number> {
+    await this.image.read(offset, length, into);
+    return length;
   }
   write(offset: number, data: Buffer): Promise<void> {
-    return ceph(() => this.image.write(offset, data, false));
+    return this.image.write(offset, data);
   }
   flush(): Promise<void> {
-    return ceph(() => this.image.flush());
+    return this.image.flush();
   }
   writeZeroes(offset: number, length: number): Promise<void> {
-    return ceph(() => this.image.writeZeroes(offset, length, false));
+    return this.image.writeZeroes(offset, length);
   }
   writeSame(offset: number, length: number, pattern: Buffer): Promise<void> {
-    return ceph(() => this.image.writeSame(offset, length, pattern, false));
+    return this.image.writeSame(offset, length, pattern);
   }
-  compareAndWrite(offset: number, compare: Buffer, data: Buffer): Promise<number> {
-    return ceph(() => this.image.compareAndWrite(offset, compare, data, false));
+  async compareAndWrite(offset: number, compare: Buffer, data: Buffer): Promise<number> {
+    const r = await this.image.compareAndWrite(offset, compare, data);
+    return r.matched ? -1 : r.mismatchOffset;
   }
   async allocated(offset: number, length: number): Promise<Array<{ offset: number; length: number }>> {
     // Byte-exact extents of the head (parent data included: it reads as data, not zeros).
-    const flat = await ceph(() => this.image.diffIterate(null, offset, length, true, false));
-    const out: Array<{ offset: number; length: number }> = [];
-    for (let k = 0; k + 2 < flat.length; k += 3) {
-      if (flat[k + 2] !== 1) continue;
-      const prev = out[out.length - 1];
-      if (prev && prev.offset + prev.length === flat[k]) prev.length += flat[k + 1];
-      else out.push({ offset: flat[k], length: flat[k + 1] });
-    }
-    return out.sort((a, b) => a.offset - b.offset);
+    return (await this.image.extents(offset, length)).filter((e) => e.allocated).map((e) => ({ offset: e.offset, length: e.length }));
   }
-  async watch(listener: () => void): Promise<() => Promise<void>> {
-    const handle = await ceph(() => this.image.updateWatch(listener));
-    return () => ceph(() => this.image.updateUnwatch(handle));
+  watch(listener: () => void): Promise<() => Promise<void>> {
+    return this.image.onUpdate(listener);
   }
   close(): Promise<void> {
-    return ceph(() => this.image.close());
+    return this.image.close();
   }
 
   // ---- metadata ----
 
   async info(): Promise<RbdImageInfo> {
-    const i = await ceph(() => this.image.info());
+    const i = await this.image.info();
     return {
       id: i.id,
       size: i.size,
@@ -81,66 +71,57 @@ class OpenImage implements RbdOpenImage {
     };
   }
   lockExclusive(): Promise<void> {
-    return ceph(() => this.image.lockAcquire());
+    return this.image.lockAcquire();
   }
   async lockOwners(): Promise<string[]> {
-    return (await ceph(() => this.image.lockGetOwners())).owners;
+    return (await this.image.lockOwners()).owners;
   }
   async watchers(): Promise<string[]> {
-    return (await ceph(() => this.image.watchers())).map((w) => `client.${w.id} ${w.address}`);
+    return (await this.image.watchers()).map((w) => `client.${w.id} ${w.address}`);
   }
   async ownAddress(): Promise<string> {
     return this.client.cluster.address();
   }
   resize(size: number): Promise<void> {
-    return ceph(() => this.image.resize(size, false));
+    return this.image.resize(size);
   }
   async snapshotCount(): Promise<number> {
-    return (await ceph(() => this.image.snapList())).length;
+    return (await this.image.snapList()).length;
   }
   async snapshots(): Promise<RbdSnapshot[]> {
-    const list = await ceph(() => this.image.snapList());
     const out: RbdSnapshot[] = [];
-    for (const s of list) {
-      out.push({ id: s.id, name: s.name, size: s.size, protected: s.protected, children: await this.client.childCount(this.pool, this.imageName, s.name), createTime: isoTime(s.timestamp) });
+    for (const s of await this.image.snapList()) {
+      const children = (await this.client.admin.children(this.image.pool, this.image.image, s.name)).filter((c) => !c.trash).length;
+      out.push({ id: s.id, name: s.name, size: s.size, protected: s.protected, children, createTime: isoTime(s.timestamp) });
     }
     return out;
   }
   snapCreate(name: string): Promise<void> {
-    return ceph(() => this.image.snapCreate(name));
+    return this.image.snapCreate(name);
   }
   snapRemove(name: string): Promise<void> {
-    return ceph(() => this.image.snapRemove(name));
+    return this.image.snapRemove(name);
   }
   snapRollback(name: string): Promise<void> {
-    return ceph(() => this.image.snapRollback(name));
+    return this.image.snapRollback(name);
   }
   snapProtect(name: string): Promise<void> {
-    return ceph(() => this.image.snapProtect(name));
+    return this.image.snapProtect(name);
   }
   snapUnprotect(name: string): Promise<void> {
-    return ceph(() => this.image.snapUnprotect(name));
+    return this.image.snapUnprotect(name);
   }
   flatten(): Promise<void> {
-    return ceph(() => this.image.flatten());
+    return this.image.flatten();
   }
 }
 
 export class CephRbdClient implements RbdClient {
-  private readonly ioctxs = new Map<string, Promise<NativeIoCtx>>();
+  readonly admin: RbdAdmin;
 
   /** `ownsCluster`: close() shuts the connection down (false when it is shared with the RADOS config store). */
-  constructor(readonly cluster: CephCluster, private readonly ownsCluster = true) {}
-
-  private ioctx(pool: string): Promise<NativeIoCtx> {
-    let p = this.ioctxs.get(pool);
-    if (!p) {
-      p = this.cluster.openIoCtx(pool);
-      // A failed open (no such pool) is not kept: the pool may be created later.
-      p.catch(() => this.ioctxs.delete(pool));
-      this.ioctxs.set(pool, p);
-    }
-    return p;
+  constructor(readonly cluster: CephCluster, private readonly ownsCluster = true) {
+    this.admin = new RbdAdmin(cluster);
   }
 
   pools(): Promise<string[]> {
@@ -148,46 +129,30 @@ export class CephRbdClient implements RbdClient {
   }
 
   async images(pool: string): Promise<string[]> {
-    return (await ceph(async () => this.cluster.addon.rbdList(await this.ioctx(pool)))).map((s) => s.name);
+    return (await this.admin.list(pool)).map((s) => s.name);
   }
 
-  async create(pool: string, image: string, size: number, options: { features: number; order?: number }): Promise<void> {
-    await ceph(async () => this.cluster.addon.rbdCreate(await this.ioctx(pool), image, size, options));
+  create(pool: string, image: string, size: number, options: { features: readonly string[]; objectSize?: number }): Promise<void> {
+    return this.admin.create(pool, image, size, options);
   }
 
-  async remove(pool: string, image: string): Promise<void> {
-    await ceph(async () => this.cluster.addon.rbdRemove(await this.ioctx(pool), image));
+  remove(pool: string, image: string): Promise<void> {
+    return this.admin.remove(pool, image);
   }
 
-  async clone(pool: string, image: string, snapshot: string, childPool: string, childImage: string, options: { features: number; order?: number }): Promise<void> {
-    await ceph(async () => this.cluster.addon.rbdClone(await this.ioctx(pool), image, snapshot, await this.ioctx(childPool), childImage, options));
+  clone(pool: string, image: string, snapshot: string, childPool: string, childImage: string, options: { features: readonly string[]; objectSize?: number }): Promise<void> {
+    return this.admin.clone(pool, image, snapshot, childPool, childImage, options);
   }
 
   async open(pool: string, image: string, options: { readOnly?: boolean; snapshot?: string }): Promise<RbdOpenImage> {
-    const native = await ceph(async () => this.cluster.addon.rbdOpen(await this.ioctx(pool), image, {
+    const img = await this.admin.open(pool, image, {
       readOnly: options.readOnly === true || options.snapshot !== undefined,
       ...(options.snapshot !== undefined ? { snapshot: options.snapshot } : {}),
-    }));
-    return new OpenImage(native, this, pool, image);
-  }
-
-  /** Clones of pool/image@snapshot (children listing needs the image opened at the snapshot). */
-  async childCount(pool: string, image: string, snapshot: string): Promise<number> {
-    const at = await ceph(async () => this.cluster.addon.rbdOpen(await this.ioctx(pool), image, { readOnly: true, snapshot }));
-    try {
-      return (await ceph(() => at.listChildren())).filter((c) => !c.trash).length;
-    } finally {
-      await ceph(() => at.close());
-    }
+    });
+    return new OpenImage(img, this);
   }
 
   async close(): Promise<void> {
-    const all = [...this.ioctxs.values()];
-    this.ioctxs.clear();
-    for (const p of all) {
-      const io = await p.catch(() => undefined);
-      io?.close();
-    }
     if (this.ownsCluster) await this.cluster.shutdown();
   }
 }

@@ -63,9 +63,9 @@ export interface RbdOpenImage extends RbdImageHandle {
 export interface RbdClient {
   pools(): Promise<string[]>;
   images(pool: string): Promise<string[]>;
-  create(pool: string, image: string, size: number, options: { features: number; order?: number }): Promise<void>;
+  create(pool: string, image: string, size: number, options: { features: readonly string[]; objectSize?: number }): Promise<void>;
   remove(pool: string, image: string): Promise<void>;
-  clone(pool: string, image: string, snapshot: string, childPool: string, childImage: string, options: { features: number; order?: number }): Promise<void>;
+  clone(pool: string, image: string, snapshot: string, childPool: string, childImage: string, options: { features: readonly string[]; objectSize?: number }): Promise<void>;
   open(pool: string, image: string, options: { readOnly?: boolean; snapshot?: string }): Promise<RbdOpenImage>;
   /** Shut the connection down (images must be closed first). */
   close(): Promise<void>;
@@ -175,14 +175,14 @@ export class CephImageProvider implements ImageProvider {
     checkName('pool', pool);
     checkName('image', image);
     if (!Number.isSafeInteger(size) || size <= 0) throw new ImageError(`invalid size ${size} for ${pool}/${image}`, 'invalid-argument');
-    let features: number;
+    const features = options.features ?? CEPH_ISCSI_DEFAULT_FEATURES;
     try {
-      features = featureMaskOf(options.features ?? CEPH_ISCSI_DEFAULT_FEATURES);
+      featureMaskOf(features);
     } catch (e) {
       throw new ImageError((e as Error).message, 'invalid-argument');
     }
-    const order = options.objectSize !== undefined ? objectOrder(options.objectSize) : undefined;
-    await guard(`create ${pool}/${image}`, () => this.client.create(pool, image, size, { features, ...(order !== undefined ? { order } : {}) }),
+    if (options.objectSize !== undefined) objectOrder(options.objectSize);
+    await guard(`create ${pool}/${image}`, () => this.client.create(pool, image, size, { features, ...(options.objectSize !== undefined ? { objectSize: options.objectSize } : {}) }),
       { 17: 'exists', 2: 'not-found' });
     return this.info(pool, image);
   }
@@ -264,7 +264,7 @@ export class CephImageProvider implements ImageProvider {
     const snaps = await this.listSnapshots(pool, image);
     if (!snaps.some((s) => s.name === snapshot)) throw new ImageError(`snapshot ${pool}/${image}@${snapshot} does not exist`, 'not-found');
     await guard(`clone ${pool}/${image}@${snapshot} to ${childPool}/${childImage}`,
-      () => this.client.clone(pool, image, snapshot, childPool, childImage, { features: featureMaskOf(CEPH_ISCSI_DEFAULT_FEATURES), order: objectOrder(parent.objectSize) }),
+      () => this.client.clone(pool, image, snapshot, childPool, childImage, { features: CEPH_ISCSI_DEFAULT_FEATURES, objectSize: parent.objectSize }),
       { 17: 'exists' });
     return this.info(childPool, childImage);
   }
