@@ -106,3 +106,11 @@ export function cephFromSettingsFile(file: string | undefined, env: NodeJS.Proce
   const named = clusterName !== undefined || keyring !== undefined;
   return named || fs.existsSync(resolveConfFile(options, env)) ? options : undefined;
 }
+
+/**
+ * RBD images on a connection the process already has (the RADOS configuration store's): one
+ * librados client per process. The provider then leaves the connection open when it closes.
+ */
+export function cephImagesOn(cluster: CephCluster, providerOptions: CephProviderOptions = {}): CephImageProvider {
+  return new CephImageProvider(new CephRbdClient(cluster, false), providerOptions);
+}

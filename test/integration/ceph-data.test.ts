@@ -266,6 +266,24 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
     }
   });
 
+  it('a start with Ceph configured but unavailable fails with the reason, never on the embedded store', async () => {
+    const dir = tempDir('igw-ceph-unavail-');
+    try {
+      const cfg = path.join(dir, 'iscsi-gateway.cfg');
+      // The binding switched off: the same as a host without librbd.
+      fs.writeFileSync(cfg, `[config]\ncluster_name = ceph\nceph_config_dir = ${cluster.dir}\nprometheus_exporter = false\n`);
+      await assert.rejects(Daemon.start({ dataDir: dir, extraArgs: ['--config', cfg, '--api', `127.0.0.1:${await freePort()}`], env: { ISCSI_GATEWAY_NO_CEPH: '1' } }),
+        /Ceph is configured \(cluster 'ceph', conf .*ceph\.conf, client client\.admin\) but the Ceph binding is not available/);
+      // A conf file that is not there.
+      fs.writeFileSync(cfg, `[config]\ncluster_name = nosuch\nceph_config_dir = ${cluster.dir}\nprometheus_exporter = false\n`);
+      await assert.rejects(Daemon.start({ dataDir: dir, extraArgs: ['--config', cfg, '--api', `127.0.0.1:${await freePort()}`], env: { CEPH_CONF: '' } }),
+        /Ceph is configured \(cluster 'nosuch', conf .*nosuch\.conf, client client\.admin\) but .*nosuch\.conf does not exist/);
+      assert.equal(fs.existsSync(path.join(dir, 'store')), false, 'no embedded store was created instead');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an OSD stopped under I/O: errors within cmd_time_out, resumes after SIGCONT, nothing acknowledged lost', async (t) => {
     const i = await session(daemon.port, `${IQN_PREFIX}stall`);
     const acked = new Map<number, number>();
