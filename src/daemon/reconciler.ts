@@ -13,14 +13,12 @@
  * Passes are serialized; a burst of commits collapses into one pass over the newest document.
  */
 import type { Server } from 'node:net';
-import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { AccessState, accessState } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
-import { openAptplReservationStore } from '../scsi/aptpl-file';
-import type { ReservationStore } from '../scsi/reservations';
+import { SharedLus } from '../ha/lu-states';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { Asc } from '../scsi/sense';
 import { PortalAddress, formatAddress, listenPortal } from '../transport/portal';
@@ -67,13 +65,28 @@ export interface ApplyReport {
   readonly problems: readonly string[];
 }
 
+/**
+ * Every target port of a target on every gateway, by RELATIVE TARGET PORT IDENTIFIER, as
+ * the iSCSI layer names them ("<iqn>,t,0x<TPGT>"): REGISTER AND MOVE may name a port of
+ * another gateway. Today every gateway's portal group carries the target's TPGT.
+ */
+export function targetPortDirectory(config: GatewayConfig, iqn: string): Map<number, string> {
+  const t = config.targets[iqn];
+  const out = new Map<number, string>();
+  if (!t) return out;
+  const tpgt = t.portal_group_tag ?? 1;
+  out.set(tpgt, `${iqn},t,0x${tpgt.toString(16).padStart(4, '0')}`);
+  return out;
+}
+
 function diskSignature(d: DiskConfig, access: AccessState): string {
   return JSON.stringify([d.backstore, d.pool, d.image, d.snapshot ?? '', d.path ?? '', d.size ?? 0, access]);
 }
 
 export class Reconciler {
   private readonly disks = new Map<string, OpenDisk>();
-  private readonly reservations = new Map<string, ReservationStore>();
+  /** One shared LU state (reservations, attentions, range locks) per disk, for every target. */
+  private readonly sharedLus: SharedLus;
   private readonly targets = new Map<string, RunningTarget>();
   private readonly servers = new Map<string, Server>();
   private applied = -1;
@@ -90,6 +103,7 @@ export class Reconciler {
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
+    this.sharedLus = new SharedLus(o.dataDir, o.gateway, o.log);
   }
 
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
@@ -243,7 +257,7 @@ export class Reconciler {
       if (wanted.has(id)) continue;
       this.disks.delete(id);
       await this.closeDevice(id, d.device);
-      this.reservations.delete(id);
+      await this.sharedLus.release(id);
     }
 
     // 5. Portals: listen on new addresses, stop listening on removed ones (sessions stay).
@@ -293,24 +307,17 @@ export class Reconciler {
     }
   }
 
-  private async reservationStore(id: string, wwn: string): Promise<ReservationStore> {
-    let r = this.reservations.get(id);
-    if (!r) {
-      // APTPL state is kept in the data dir under the disk's unit serial number.
-      r = await openAptplReservationStore(path.join(this.o.dataDir, 'pr'), wwn);
-      this.reservations.set(id, r);
-    }
-    return r;
-  }
-
   private async luConfig(lun: number, l: RunningLun): Promise<LogicalUnitConfig> {
+    // The same state object for every target mapping the disk; shared with the other gateways.
+    const shared = await this.sharedLus.get(l.disk, l.wwn);
     return {
       lun,
       device: l.device,
       wwn: l.wwn,
       name: l.disk,
       settings: l.controls,
-      reservations: await this.reservationStore(l.disk, l.wwn),
+      luState: shared.luState,
+      locks: shared.locks,
       standby: l.standby,
     };
   }
@@ -329,6 +336,7 @@ export class Reconciler {
       const luns: LogicalUnitConfig[] = [];
       for (const [lun, l] of desired) luns.push(await this.luConfig(lun, l));
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: this.o.log.child({ target: name }) });
+      scsi.setTargetPorts(targetPortDirectory(config, name));
       const node = new ConfiguredTarget(name, t, scsi, portals);
       rt = { scsi, node, luns: new Map(desired) };
       this.targets.set(name, rt);
@@ -338,6 +346,7 @@ export class Reconciler {
     }
     // Controls and ACL first (validated: a bad control leaves the running target as it was).
     rt.node.update(t, portals);
+    rt.scsi.setTargetPorts(targetPortDirectory(config, name));
     for (const [lun, l] of [...rt.luns]) {
       const want = desired.get(lun);
       if (!want) {
@@ -400,5 +409,6 @@ export class Reconciler {
     this.targets.clear();
     for (const [id, d] of this.disks) await this.closeDevice(id, d.device);
     this.disks.clear();
+    await this.sharedLus.close();
   }
 }

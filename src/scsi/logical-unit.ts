@@ -24,7 +24,8 @@ import { ModeParameters } from './mode-pages';
 import { RangeLock, RangeLocks } from './range-lock';
 import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
-import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
+import { Registration, matches, persistentConflict } from './reservations';
+import { LocalLuStateStore, LuState, LuStateStore, SharedAttention } from './lu-state';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
@@ -56,8 +57,10 @@ export interface LogicalUnitOptions {
   readonly settings: DiskSettings;
   /** Report a removable medium (RMB=1): START STOP UNIT can eject/load it. */
   readonly removable: boolean;
-  /** Persistent reservation state (shared by every gateway exporting the image in HA setups). */
-  readonly reservations?: ReservationStore;
+  /** Reservations and shared unit attentions (one per image, shared by every target and gateway exporting it). */
+  readonly luState?: LuStateStore;
+  /** Range locks of the image (one per image in this process: COMPARE AND WRITE serializes across targets). */
+  readonly locks?: RangeLocks;
   /** Target port in standby for this LU (see LogicalUnitConfig.standby). */
   readonly standby?: boolean;
 }
@@ -145,14 +148,13 @@ export class LogicalUnit {
   readonly atomicAlignmentBlocks: number;
   readonly commands: CommandTable;
   readonly taskSet = new TaskSet();
-  readonly locks = new RangeLocks();
+  readonly locks: RangeLocks;
   readonly defaultMode: ModeParameters;
   mode: ModeParameters;
   /** Removable medium state: false after START STOP UNIT ejected it. */
   mediumPresent = true;
-  readonly reservations: ReservationStore;
-  /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
-  spc2Holder?: string;
+  /** Reservations and unit attentions shared with every LU of the image (other targets, other gateways). */
+  readonly luState: LuStateStore;
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
   readonly copyResults = new CopyResults();
   activeCopies = 0;
@@ -173,6 +175,7 @@ export class LogicalUnit {
   private seq = 0;
   private closed = false;
   private readonly unsubscribeResize: () => void;
+  private readonly unsubscribeState: () => void;
   private lastCapacity: number;
 
   constructor(options: LogicalUnitOptions, readonly target: TargetContext, log: Logger) {
@@ -212,7 +215,9 @@ export class LogicalUnit {
       qam: options.settings.emulate_rest_reord === 1 ? 0 : 1,
     });
     this.mode = this.defaultMode;
-    this.reservations = options.reservations ?? new LocalReservationStore();
+    this.luState = options.luState ?? new LocalLuStateStore();
+    this.locks = options.locks ?? new RangeLocks();
+    this.unsubscribeState = this.luState.subscribe({ attention: (a) => this.sharedAttention(a) });
     this.commands = new CommandTable(diskCommands(this));
     this.lastCapacity = this.capacity();
     this.unsubscribeResize = this.device.onResize(() => this.resized());
@@ -270,6 +275,9 @@ export class LogicalUnit {
   private dispatch(task: Task, ns: LuNexus): Promise<ScsiResult> | ScsiResult {
     const cdb = task.command.cdb;
     const op = cdb.length > 0 ? cdb[0] : -1;
+    // First: the shared state as of now (delivers another gateway's attentions if this
+    // process may have missed a change), then the UA and reservation checks use it.
+    const shared = this.luState.current();
     if (ns.ua.pending && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       const asc = this.mode.uaIntlckCtrl === 0 ? ns.ua.take() : ns.ua.peek();
       if (this.mode.uaIntlckCtrl === 0 && asc === Asc.ReportedLunsDataHasChanged) this.target.reportedLunsDelivered(ns.nexus.key);
@@ -286,11 +294,11 @@ export class LogicalUnit {
       throw new SenseError(SenseKey.NotReady, Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
     }
     const d = this.commands.lookup(cdb);
-    if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
+    if (shared.spc2 !== undefined && shared.spc2.nexusKey !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
     if (!(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
-      && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
+      && this.persistentConflict(shared, ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
       throw new ReservationConflictError();
     }
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
@@ -337,14 +345,25 @@ export class LogicalUnit {
     if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
   }
 
-  private persistentConflict(nexus: ITNexus, readClass: boolean): boolean {
-    const pr = this.reservations.state;
+  private persistentConflict(shared: LuState, nexus: ITNexus, readClass: boolean): boolean {
+    const pr = shared.pr;
     return pr.reservation !== undefined && persistentConflict(pr, nexus, this.settings.enforce_pr_isids === 1, readClass);
   }
 
   /** Would a read (or write) by this nexus conflict with a reservation? (EXTENDED COPY targets.) */
   reservationConflict(nexus: ITNexus, readClass: boolean): boolean {
-    return (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key) || this.persistentConflict(nexus, readClass);
+    const shared = this.luState.current();
+    return (shared.spc2 !== undefined && shared.spc2.nexusKey !== nexus.key) || this.persistentConflict(shared, nexus, readClass);
+  }
+
+  /** Drop the SPC-2 reservation if this nexus holds it (nexus loss, I_T NEXUS RESET), everywhere. */
+  private async releaseSpc2(nexusKey?: string): Promise<void> {
+    const held = this.luState.state.spc2;
+    if (!held || (nexusKey !== undefined && held.nexusKey !== nexusKey)) return;
+    await this.luState.update((s) => {
+      if (!s.spc2 || (nexusKey !== undefined && s.spc2.nexusKey !== nexusKey)) return { state: s, result: undefined };
+      return { state: { pr: s.pr }, result: undefined };
+    }).catch((err: unknown) => this.log.error({ err }, 'cannot release the SPC-2 reservation in the shared state'));
   }
 
   checkWritable(): void {
@@ -475,11 +494,19 @@ export class LogicalUnit {
   }
 
   /** PREEMPT AND ABORT: end the tasks of the preempted registrations' I_T nexuses. */
-  async abortTasksOf(regs: readonly Registration[], issuer: ITNexus): Promise<void> {
+  async abortTasksOf(regs: readonly Registration[], issuerKey: string | undefined): Promise<void> {
     const enforce = this.settings.enforce_pr_isids === 1;
-    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuer.key
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuerKey
       && regs.some((r) => matches(r, t.command.nexus, enforce)));
-    await this.abortAll(tasks, issuer.key);
+    await this.abortAll(tasks, issuerKey);
+  }
+
+  /** An attention established by some nexus of this image (this or another target or gateway). */
+  private sharedAttention(a: SharedAttention): Promise<void> | void {
+    if (this.closed) return;
+    if (a.regs) this.establishUnitAttentionFor(a.regs, a.asc, a.except);
+    else this.establishUnitAttention(a.asc, a.except);
+    if (a.abort && a.regs) return this.abortTasksOf(a.regs, a.except);
   }
 
   clearUnitAttention(nexusKey: string, asc: Asc): void {
@@ -547,19 +574,19 @@ export class LogicalUnit {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
       && (!issuer || t.command.nexus.key !== issuer.key || !scope || scope(t.command.tag)));
     const wait = this.abortAll(tasks, issuer?.key);
-    this.spc2Holder = undefined;
+    const released = this.releaseSpc2();
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
       ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
-    await wait;
+    await Promise.all([wait, released]);
   }
 
   /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */
   async nexusReset(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
-    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    await this.releaseSpc2(nexus.key);
     const ns = this.nexuses.get(nexus.key);
     if (ns) {
       ns.prevent = false;
@@ -570,7 +597,7 @@ export class LogicalUnit {
   async nexusLost(nexus: ITNexus): Promise<void> {
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
     this.copyResults.forget(nexus.key);
-    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    await this.releaseSpc2(nexus.key);
     this.nexuses.delete(nexus.key);
   }
 
@@ -592,6 +619,7 @@ export class LogicalUnit {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeResize();
+    this.unsubscribeState();
     const tasks = [...this.taskSet.tasks];
     for (const t of tasks) t.abort({ reportStatus: false });
     await Promise.all(tasks.map((t) => t.whenEnded()));

@@ -17,7 +17,8 @@ import { inquiryNoLun } from './inquiry';
 import { requestSenseNoLun } from './request-sense';
 import { reportLunsData } from './report-luns';
 import { LogicalUnitRegistry, gatewayRegistry } from './lu-registry';
-import type { ReservationStore } from './reservations';
+import type { LuStateStore } from './lu-state';
+import type { RangeLocks } from './range-lock';
 
 export interface LogicalUnitConfig {
   /** 0..16383 */
@@ -32,10 +33,12 @@ export interface LogicalUnitConfig {
   /** Report a removable medium (RMB=1) that START STOP UNIT can eject and load. Default false. */
   readonly removable?: boolean;
   /**
-   * Persistent reservation state of the image. Default: in-process, not persisted. Give a
-   * store that persists APTPL state with the image, or one shared by all gateways (HA).
+   * Reservations and shared unit attentions of the image. Default: in-process, not
+   * persisted. The daemon gives one store per image, shared by every target and gateway.
    */
-  readonly reservations?: ReservationStore;
+  readonly luState?: LuStateStore;
+  /** Range locks of the image, shared by every LU of it in this process (COMPARE AND WRITE). */
+  readonly locks?: RangeLocks;
   /**
    * Target port in standby for this LU (another gateway owns the image): media access is
    * answered NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
@@ -72,6 +75,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   private readonly lost = new Set<string>();
   /** Target ports by RELATIVE TARGET PORT IDENTIFIER, learned from the nexuses created. */
   private readonly ports = new Map<number, string>();
+  /** Every target port of the target on every gateway (set by the daemon from its topology). */
+  private topology: ReadonlyMap<number, string> = new Map();
   private readonly log: Logger;
   private readonly registry: LogicalUnitRegistry;
   private closed = false;
@@ -126,7 +131,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const settings = validateDiskSettings(config.settings ?? {});
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
-      removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
+      removable: config.removable ?? settings.emulate_removable === 1, luState: config.luState, locks: config.locks,
       standby: config.standby,
     }, this, this.log);
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
@@ -226,7 +231,15 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   }
 
   targetPortName(relativeTargetPortId: number): string | undefined {
-    return this.ports.get(relativeTargetPortId);
+    return this.topology.get(relativeTargetPortId) ?? this.ports.get(relativeTargetPortId);
+  }
+
+  /**
+   * The target ports of every gateway exporting this target, by RELATIVE TARGET PORT
+   * IDENTIFIER (REGISTER AND MOVE may name a port of another gateway).
+   */
+  setTargetPorts(ports: ReadonlyMap<number, string>): void {
+    this.topology = new Map(ports);
   }
 
   reportedLunsDelivered(nexusKey: string): void {
