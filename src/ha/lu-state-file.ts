@@ -303,6 +303,7 @@ export class FileLuStateStore implements LuStateStore {
     if (this.closed) throw new LuStateFileError(this.file, 'closed');
     let result: T;
     let own: readonly SharedAttention[];
+    let origin: LuStateListener | undefined;
     let epoch: number;
     const lock = await FileLock.acquire(this.lockFile, 'exclusive', { timeoutMs: 10_000 });
     try {
@@ -315,6 +316,7 @@ export class FileLuStateStore implements LuStateStore {
       const out = change(before);
       result = out.result;
       own = out.attentions ?? [];
+      origin = out.origin;
       if (out.state === before && own.length === 0) return result;
       let state = out.state;
       if (state.spc2 && !state.spc2.holderInstance) state = { ...state, spc2: { ...state.spc2, holderInstance: this.o.instance } };
@@ -333,7 +335,7 @@ export class FileLuStateStore implements LuStateStore {
     } finally {
       lock.release();
     }
-    await deliverAttentions(this.listeners, own);
+    await deliverAttentions(this.listeners, own, origin);
     await this.waitForAcks(epoch);
     return result;
   }

@@ -25,7 +25,7 @@ import { RangeLock, RangeLocks } from './range-lock';
 import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
 import { Registration, matches, persistentConflict } from './reservations';
-import { LocalLuStateStore, LuState, LuStateStore, SharedAttention } from './lu-state';
+import { LocalLuStateStore, LuState, LuStateListener, LuStateStore, SharedAttention } from './lu-state';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
@@ -176,6 +176,8 @@ export class LogicalUnit {
   private closed = false;
   private readonly unsubscribeResize: () => void;
   private readonly unsubscribeState: () => void;
+  /** This LU as a listener of the shared state (it applies its own changes itself). */
+  private readonly stateListener: LuStateListener = { attention: (a) => this.sharedAttention(a) };
   private lastCapacity: number;
 
   constructor(options: LogicalUnitOptions, readonly target: TargetContext, log: Logger) {
@@ -214,10 +216,13 @@ export class LogicalUnit {
       uaIntlckCtrl: [0, 2, 3][options.settings.emulate_ua_intlck_ctrl],
       qam: options.settings.emulate_rest_reord === 1 ? 0 : 1,
     });
-    this.mode = this.defaultMode;
     this.luState = options.luState ?? new LocalLuStateStore();
     this.locks = options.locks ?? new RangeLocks();
-    this.unsubscribeState = this.luState.subscribe({ attention: (a) => this.sharedAttention(a) });
+    // What a MODE SELECT through another target or gateway set holds here too, unless the
+    // disk's controls (the defaults) changed since.
+    const shared = this.luState.state.mode;
+    this.mode = shared && sameMode(shared.defaults, this.defaultMode) ? shared.current : this.defaultMode;
+    this.unsubscribeState = this.luState.subscribe(this.stateListener);
     this.commands = new CommandTable(diskCommands(this));
     this.lastCapacity = this.capacity();
     this.unsubscribeResize = this.device.onResize(() => this.resized());
@@ -411,12 +416,26 @@ export class LogicalUnit {
    * UA is withdrawn: nothing has changed from that nexus's point of view, since every command
    * it sent in between would have been answered with the UA first.
    */
-  setMode(next: ModeParameters, from: LuNexus | undefined): void {
+  async setMode(next: ModeParameters, from: LuNexus | undefined): Promise<void> {
+    const except = from?.nexus.key;
+    if (!this.applyMode(next, except)) return;
+    const current = this.mode;
+    // Every other LU of the image (other targets, other gateways) takes the same parameters.
+    await this.luState.update((s) => ({
+      state: { ...s, mode: { defaults: this.defaultMode, current } },
+      result: undefined,
+      attentions: [{ asc: Asc.ModeParametersChanged, mode: current, except }],
+      origin: this.stateListener,
+    }));
+  }
+
+  /** Take new mode parameters here; false when nothing changed. */
+  private applyMode(next: ModeParameters, exceptKey: string | undefined): boolean {
     const prev = this.mode;
     this.mode = Object.freeze({ ...next });
-    if (sameMode(next, prev)) return;
+    if (sameMode(next, prev)) return false;
     for (const ns of this.nexuses.values()) {
-      if (ns === from) continue;
+      if (ns.nexus.key === exceptKey) continue;
       if (ns.modeKnown && ns.ua.has(Asc.ModeParametersChanged)) {
         if (sameMode(next, ns.modeKnown)) {
           ns.ua.clear(Asc.ModeParametersChanged);
@@ -427,6 +446,7 @@ export class LogicalUnit {
         ns.modeKnown = ns.ua.has(Asc.ModeParametersChanged) ? prev : undefined;
       }
     }
+    return true;
   }
 
   /** Medium removal is prevented by any I_T nexus. */
@@ -504,6 +524,13 @@ export class LogicalUnit {
   /** An attention established by some nexus of this image (this or another target or gateway). */
   private sharedAttention(a: SharedAttention): Promise<void> | void {
     if (this.closed) return;
+    if (a.reset) return this.resetHere(undefined, undefined, a.asc);
+    if (a.mode) {
+      // Not when this LU's defaults (disk controls) differ from those the MODE SELECT saw.
+      const shared = this.luState.state.mode;
+      if (!shared || sameMode(shared.defaults, this.defaultMode)) this.applyMode(a.mode, a.except);
+      return;
+    }
     if (a.regs) this.establishUnitAttentionFor(a.regs, a.asc, a.except);
     else this.establishUnitAttention(a.asc, a.except);
     if (a.abort && a.regs) return this.abortTasksOf(a.regs, a.except);
@@ -571,16 +598,29 @@ export class LogicalUnit {
    * libiscsi MultipathIO.Reset checks every path).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
+    const here = this.resetHere(issuer, scope, asc);
+    // The reset is the logical unit's: its LUs on other targets and gateways reset too, and
+    // the SPC-2 reservation and selected mode parameters are gone for all of them.
+    const shared = this.luState.update((s) => ({
+      state: s.spc2 || s.mode ? { pr: s.pr } : s,
+      result: undefined,
+      attentions: [{ asc, reset: true }],
+      origin: this.stateListener,
+    })).catch((err: unknown) => this.log.error({ err }, 'cannot share the logical unit reset'));
+    await Promise.all([here, shared]);
+  }
+
+  /** The reset of this LU object: tasks, PREVENT, unit attentions, mode parameters. */
+  private async resetHere(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
       && (!issuer || t.command.nexus.key !== issuer.key || !scope || scope(t.command.tag)));
     const wait = this.abortAll(tasks, issuer?.key);
-    const released = this.releaseSpc2();
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
       ns.ua.establish(asc);
     }
     this.mode = this.defaultMode;
-    await Promise.all([wait, released]);
+    await wait;
   }
 
   /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */

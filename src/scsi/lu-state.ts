@@ -14,6 +14,7 @@
  * the PERSISTENT RESERVE OUT that caused the conflict returned GOOD.
  */
 import { Asc } from './sense';
+import type { ModeParameters } from './mode-pages';
 import { EMPTY_PR_STATE, PrState, PrStateJson, Registration, prStateFromJson, prStateToJson } from './reservations';
 
 /** An SPC-2 RESERVE held by one I_T nexus (SPC-2 §7.21). */
@@ -24,9 +25,17 @@ export interface Spc2Reservation {
   readonly holderInstance?: string;
 }
 
+/** Mode parameters a MODE SELECT set, and the defaults (disk controls) they were set against. */
+export interface SharedMode {
+  readonly defaults: ModeParameters;
+  readonly current: ModeParameters;
+}
+
 export interface LuState {
   readonly pr: PrState;
   readonly spc2?: Spc2Reservation;
+  /** Undefined: every LU uses its defaults (nothing was selected since the last reset). */
+  readonly mode?: SharedMode;
 }
 
 export const EMPTY_LU_STATE: LuState = Object.freeze({ pr: EMPTY_PR_STATE });
@@ -41,12 +50,18 @@ export interface SharedAttention {
   readonly regs?: readonly Registration[];
   readonly except?: string;
   readonly abort?: boolean;
+  /** MODE SELECT: the new mode parameters (each LU establishes MODE PARAMETERS CHANGED itself). */
+  readonly mode?: ModeParameters;
+  /** LOGICAL UNIT RESET / target reset: every LU of the image resets (`asc` is the reset's UA). */
+  readonly reset?: boolean;
 }
 
 export interface LuStateChange<T> {
   readonly state: LuState;
   readonly result: T;
   readonly attentions?: readonly SharedAttention[];
+  /** The listener (LU) that made the change and applied its attentions itself. */
+  readonly origin?: LuStateListener;
 }
 
 /** A logical unit (on any target of this process) that shares the state. */
@@ -67,10 +82,13 @@ export interface LuStateStore {
 }
 
 /** Hand attentions to listeners; waits for them (PREEMPT AND ABORT ends tasks). */
-export async function deliverAttentions(listeners: Iterable<LuStateListener>, attentions: readonly SharedAttention[]): Promise<void> {
+export async function deliverAttentions(
+  listeners: Iterable<LuStateListener>, attentions: readonly SharedAttention[], origin?: LuStateListener,
+): Promise<void> {
   const waits: Promise<void>[] = [];
   for (const a of attentions) {
     for (const l of listeners) {
+      if (l === origin) continue;
       const r = l.attention(a);
       if (r) waits.push(r);
     }
@@ -114,14 +132,14 @@ export class LocalLuStateStore implements LuStateStore {
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
     const run = async (): Promise<T> => {
       const before = this.value;
-      const { state, result, attentions } = change(before);
+      const { state, result, attentions, origin } = change(before);
       if (state !== before) {
         if (this.options.persist && state.pr !== before.pr && (state.pr.aptpl || before.pr.aptpl)) {
           await this.options.persist(state.pr.aptpl ? state.pr : undefined);
         }
         this.value = state;
       }
-      if (attentions && attentions.length > 0) await deliverAttentions(this.listeners, attentions);
+      if (attentions && attentions.length > 0) await deliverAttentions(this.listeners, attentions, origin);
       return result;
     };
     const p = this.queue.then(run, run);
@@ -135,6 +153,7 @@ export class LocalLuStateStore implements LuStateStore {
 export interface LuStateJson {
   pr: PrStateJson;
   spc2?: { nexusKey: string; holderInstance?: string };
+  mode?: { defaults: ModeParameters; current: ModeParameters };
 }
 
 export interface SharedAttentionJson {
@@ -142,16 +161,34 @@ export interface SharedAttentionJson {
   regs?: PrStateJson['registrations'];
   except?: string;
   abort?: boolean;
+  mode?: ModeParameters;
+  reset?: boolean;
+}
+
+const MODE_KEYS: readonly (keyof ModeParameters)[] = ['wce', 'dSense', 'swp', 'tas', 'uaIntlckCtrl', 'qam'];
+
+function modeFromJson(j: unknown): ModeParameters | undefined {
+  if (!j || typeof j !== 'object') return undefined;
+  const o = j as Record<string, unknown>;
+  for (const k of MODE_KEYS) if (typeof o[k] !== (k === 'uaIntlckCtrl' || k === 'qam' ? 'number' : 'boolean')) return undefined;
+  return Object.freeze(Object.fromEntries(MODE_KEYS.map((k) => [k, o[k]])) as unknown as ModeParameters);
 }
 
 export function luStateToJson(s: LuState): LuStateJson {
-  return { pr: prStateToJson(s.pr), ...(s.spc2 ? { spc2: { ...s.spc2 } } : {}) };
+  return {
+    pr: prStateToJson(s.pr),
+    ...(s.spc2 ? { spc2: { ...s.spc2 } } : {}),
+    ...(s.mode ? { mode: { defaults: { ...s.mode.defaults }, current: { ...s.mode.current } } } : {}),
+  };
 }
 
 export function luStateFromJson(j: LuStateJson): LuState {
   if (!j || typeof j !== 'object' || !j.pr || !Array.isArray(j.pr.registrations)) throw new TypeError('no logical unit state');
   const spc2 = j.spc2 && typeof j.spc2.nexusKey === 'string' ? Object.freeze({ ...j.spc2 }) : undefined;
-  return Object.freeze({ pr: prStateFromJson(j.pr), ...(spc2 ? { spc2 } : {}) });
+  const defaults = modeFromJson(j.mode?.defaults);
+  const current = modeFromJson(j.mode?.current);
+  const mode = defaults && current ? Object.freeze({ defaults, current }) : undefined;
+  return Object.freeze({ pr: prStateFromJson(j.pr), ...(spc2 ? { spc2 } : {}), ...(mode ? { mode } : {}) });
 }
 
 export function attentionToJson(a: SharedAttention): SharedAttentionJson {
@@ -160,6 +197,8 @@ export function attentionToJson(a: SharedAttention): SharedAttentionJson {
     ...(a.regs ? { regs: a.regs.map((r) => ({ ...r, key: r.key.toString() })) } : {}),
     ...(a.except !== undefined ? { except: a.except } : {}),
     ...(a.abort ? { abort: true } : {}),
+    ...(a.mode ? { mode: { ...a.mode } } : {}),
+    ...(a.reset ? { reset: true } : {}),
   };
 }
 
@@ -169,5 +208,7 @@ export function attentionFromJson(j: SharedAttentionJson): SharedAttention {
     ...(j.regs ? { regs: j.regs.map((r) => Object.freeze({ ...r, key: BigInt(r.key) })) } : {}),
     ...(j.except !== undefined ? { except: j.except } : {}),
     ...(j.abort ? { abort: true } : {}),
+    ...(j.mode && modeFromJson(j.mode) ? { mode: modeFromJson(j.mode) } : {}),
+    ...(j.reset ? { reset: true } : {}),
   };
 }
