@@ -194,6 +194,7 @@ export class FileLuStateStore implements LuStateStore {
   private readonly listeners = new Set<LuStateListener>();
   private watcherFd = -1;
   private queue: Promise<unknown> = Promise.resolve();
+  private inflight = 0;
   private checking: Promise<void> | undefined;
   private recheck = false;
   private poller: NodeJS.Timeout | undefined;
@@ -294,9 +295,14 @@ export class FileLuStateStore implements LuStateStore {
 
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
     const run = () => this.commit(change);
-    const p = this.queue.then(run, run);
+    this.inflight++;
+    const p = this.queue.then(run, run).finally(() => this.inflight--);
     this.queue = p.catch(() => undefined);
     return p;
+  }
+
+  whenSettled(): Promise<void> | undefined {
+    return this.inflight > 0 ? this.queue.then(() => undefined) : undefined;
   }
 
   private async commit<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {

@@ -18,7 +18,7 @@ import { UnitAttentions } from './unit-attention';
 import {
   Asc, ReservationConflictError, SenseError, SenseInfo, SenseKey, encodeSense, lbaOutOfRange, mediumNotPresent, writeProtected,
 } from './sense';
-import { CommandFlag, CommandTable } from './command-table';
+import { CommandDescriptor, CommandFlag, CommandTable } from './command-table';
 import { diskCommands } from './commands';
 import { ModeParameters } from './mode-pages';
 import { RangeLock, RangeLocks } from './range-lock';
@@ -299,13 +299,27 @@ export class LogicalUnit {
       throw new SenseError(SenseKey.NotReady, Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
     }
     const d = this.commands.lookup(cdb);
-    if (shared.spc2 !== undefined && shared.spc2.nexusKey !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
-      throw new ReservationConflictError();
+    if (this.conflicts(shared, d, cdb, op, ns.nexus)) {
+      // A change of this image's state made here may still be on its way to the shared store
+      // (e.g. the SPC-2 release of a nexus that just logged out): decide once it has landed.
+      const settled = this.luState.whenSettled();
+      if (!settled) throw new ReservationConflictError();
+      return settled.then(() => {
+        if (this.conflicts(this.luState.current(), d, cdb, op, ns.nexus)) throw new ReservationConflictError();
+        return this.admitted(task, ns, d, op);
+      });
     }
-    if (!(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
-      && this.persistentConflict(shared, ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
-      throw new ReservationConflictError();
-    }
+    return this.admitted(task, ns, d, op);
+  }
+
+  /** SPC-2 and persistent reservation conflicts (SPC-2 §5.5.1, SPC-4 §5.13.1 table 47). */
+  private conflicts(shared: LuState, d: CommandDescriptor, cdb: Buffer, op: number, nexus: ITNexus): boolean {
+    if (shared.spc2 !== undefined && shared.spc2.nexusKey !== nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) return true;
+    return !(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
+      && this.persistentConflict(shared, nexus, (d.flags & CommandFlag.ReadClass) !== 0);
+  }
+
+  private admitted(task: Task, ns: LuNexus, d: CommandDescriptor, op: number): Promise<ScsiResult> | ScsiResult {
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
     if (this.sanitizeFailed && isMediumAccess(d.flags) && op !== Opcode.Sanitize) {
       throw new SenseError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
@@ -625,8 +639,10 @@ export class LogicalUnit {
 
   /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */
   async nexusReset(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<void> {
+    // Queued first: a command arriving meanwhile waits for the release (see dispatch).
+    const released = this.releaseSpc2(nexus.key);
     await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
-    await this.releaseSpc2(nexus.key);
+    await released;
     const ns = this.nexuses.get(nexus.key);
     if (ns) {
       ns.prevent = false;
@@ -635,9 +651,10 @@ export class LogicalUnit {
   }
 
   async nexusLost(nexus: ITNexus): Promise<void> {
+    const released = this.releaseSpc2(nexus.key);
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
     this.copyResults.forget(nexus.key);
-    await this.releaseSpc2(nexus.key);
+    await released;
     this.nexuses.delete(nexus.key);
   }
 

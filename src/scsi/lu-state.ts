@@ -79,6 +79,8 @@ export interface LuStateStore {
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T>;
   /** Attentions established by any nexus of any gateway reach every subscribed LU. */
   subscribe(listener: LuStateListener): () => void;
+  /** Resolves when the updates started in this process have landed; undefined when none is in flight. */
+  whenSettled(): Promise<void> | undefined;
 }
 
 /** Hand attentions to listeners; waits for them (PREEMPT AND ABORT ends tasks). */
@@ -110,6 +112,7 @@ export interface LocalLuStateStoreOptions {
 export class LocalLuStateStore implements LuStateStore {
   private value: LuState;
   private queue: Promise<unknown> = Promise.resolve();
+  private inflight = 0;
   private readonly listeners = new Set<LuStateListener>();
 
   constructor(private readonly options: LocalLuStateStoreOptions = {}) {
@@ -122,6 +125,10 @@ export class LocalLuStateStore implements LuStateStore {
 
   current(): LuState {
     return this.value;
+  }
+
+  whenSettled(): Promise<void> | undefined {
+    return this.inflight > 0 ? this.queue.then(() => undefined) : undefined;
   }
 
   subscribe(listener: LuStateListener): () => void {
@@ -142,7 +149,8 @@ export class LocalLuStateStore implements LuStateStore {
       if (attentions && attentions.length > 0) await deliverAttentions(this.listeners, attentions, origin);
       return result;
     };
-    const p = this.queue.then(run, run);
+    this.inflight++;
+    const p = this.queue.then(run, run).finally(() => this.inflight--);
     this.queue = p.catch(() => undefined);
     return p;
   }
