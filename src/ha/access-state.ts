@@ -263,6 +263,7 @@ export function moveOwner(draft: GatewayConfig, diskId: string, gateway: string)
 class ConfigLuAccess implements LuAccess {
   readonly mode: AluaMode;
   private states = new Map<number, AluaState>();
+  private base = new Map<number, AluaState>();
   private groupList: readonly TargetPortGroupInfo[] = [];
   private ownerGroup: number | undefined;
   private listeners = new Set<(c: AluaChange) => void>();
@@ -307,11 +308,13 @@ class ConfigLuAccess implements LuAccess {
     this.localGroup = topo.groupOf(this.control.gateway)?.id;
     const owner = config.disks[this.disk]?.owner;
     this.ownerGroup = owner === undefined ? undefined : topo.groupOf(owner)?.id;
-    const next = aluaStates(config, this.target, this.disk, this.mode, {
-      gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: this.transitioning,
-    });
-    const changed = next.size !== this.states.size || [...next].some(([id, s]) => this.states.get(id) !== s);
-    this.states = next;
+    const view = { gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: false };
+    // Listeners hear of settled changes only: the transitioning overlay of a transition in
+    // progress here is reported (RTPG, NOT READY) but raises no unit attention of its own.
+    const base = aluaStates(config, this.target, this.disk, this.mode, view);
+    const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s);
+    this.base = base;
+    this.states = this.transitioning ? aluaStates(config, this.target, this.disk, this.mode, { ...view, transitioning: true }) : base;
     if (changed) for (const l of [...this.listeners]) l({ reason });
   }
 

@@ -78,12 +78,13 @@ export function tpgsBits(mode: AluaMode): number {
   return mode === 'explicit' ? 0x3 : 0x1;
 }
 
-/** Supported-state bits of a target port group descriptor (T_SUP O_SUP ... AO_SUP, byte 1). */
+/** Supported-state bits of a target port group descriptor (T_SUP O_SUP LBD_SUP U_SUP S_SUP AN_SUP AO_SUP, byte 1). */
 export function supportedStates(mode: AluaMode): number {
   const T = 0x80, S = 0x04, AN = 0x02, AO = 0x01;
   switch (mode) {
     case 'implicit': return T | AN | AO;
-    case 'explicit': return T | S | AN | AO;
+    // Non-owner paths are standby: I/O there never moves the lock, only SET TARGET PORT GROUPS.
+    case 'explicit': return T | S | AO;
     case 'active/active': return AO;
   }
 }

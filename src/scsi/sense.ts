@@ -70,6 +70,7 @@ export const enum Asc {
   SavingParametersNotSupported = 0x3900,
   ReportedLunsDataHasChanged = 0x3f0e,
   InternalTargetFailure = 0x4400,
+  SetTargetPortGroupsCommandFailed = 0x670a,
   InvalidMessageError = 0x4900,
   DataPhaseError = 0x4b00,
   MediumRemovalPrevented = 0x5302,
