@@ -236,6 +236,7 @@ describe('logical unit state shared by two gateways', () => {
     assertGood(await out(a1, 1, WE, 0xd1n, 0n), 'A RESERVE');
     assert.equal((await b2.scsi(write10(0, 1), { write: BLOCK })).status, RESERVATION_CONFLICT);
     const rtpi = await relativeTargetPort(b2);
+    assert.notEqual(rtpi, await relativeTargetPort(a1), 'gateway 2\'s port is another target port');
     const move = registerAndMove(0xd1n, 0xd2n, rtpi, `${HOST_B},i,0x80000000002b`, true);
     assertGood(await a1.scsi(move.cdb, { write: move.data, immediate: move.data.length }), 'REGISTER AND MOVE to gateway 2\'s port');
     assert.deepEqual(await reservation(b2), { key: 0xd2n, type: WE });
