@@ -541,6 +541,22 @@ export class LogicalUnit {
     this.nexuses.set(nexus.key, ns);
   }
 
+  /**
+   * This LU replaces `old` at its LUN (new backstore, controls or access state of the same
+   * image): each nexus keeps the attentions it has not been told of yet (a PREEMPT of another
+   * gateway, say), ahead of the replacement's own, and its PREVENT.
+   */
+  inheritAttentions(old: LogicalUnit): void {
+    for (const [key, ns] of this.nexuses) {
+      const before = old.nexuses.get(key);
+      if (!before) continue;
+      const own = [...ns.ua.list()];
+      ns.ua.clearAll();
+      for (const asc of [...before.ua.list(), ...own]) ns.ua.establish(asc);
+      ns.prevent = before.prevent;
+    }
+  }
+
   /** Establish a unit attention for every I_T nexus (but `exceptKey`). */
   establishUnitAttention(asc: Asc, exceptKey?: string): void {
     for (const [key, ns] of this.nexuses) if (key !== exceptKey) ns.ua.establish(asc);

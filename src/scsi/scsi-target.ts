@@ -120,7 +120,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     if (!old) throw new Error(`LUN ${config.lun} does not exist`);
     this.units.delete(config.lun);
     try {
-      this.attach(config, unitAttention);
+      this.attach(config, unitAttention).inheritAttentions(old);
     } catch (e) {
       this.units.set(config.lun, old);
       throw e;
