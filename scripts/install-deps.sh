@@ -5,9 +5,14 @@
 # liburing-dev lets the native addon submit I/O through io_uring (without it: the thread-pool path);
 # python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py);
 # tmux: the gwcli test types the user's guide session into a real terminal.
+# Ceph (mon, osd, mgr, CLIs, librbd/librados headers), fio (rbd engine) and uuid-runtime: the throw-away
+# test clusters of scripts/ceph-cluster.sh and the librbd addon, which builds at `npm ci` (so run this first).
+# chromium: the web dashboard's browser tests (driven by playwright-core, never a downloaded browser).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux)
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux
+  ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev fio uuid-runtime
+  chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

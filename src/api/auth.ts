@@ -7,9 +7,11 @@
  */
 import * as crypto from 'node:crypto';
 import * as dns from 'node:dns/promises';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from '../config/schema';
 import type { ApiContext } from './context';
+import { apiSessionCheck, isWebPath } from '../web/pages';
+import type { WebState } from '../web/pages';
 
 /** The caller's address without IPv6 scope and IPv4-mapped prefix. */
 export function callerAddress(raw: string | undefined): string {
@@ -76,12 +78,16 @@ export function isDefaultCredentials(ctx: ApiContext): boolean {
   return ctx.settings.api_user === 'admin' && ctx.settings.api_password === 'admin';
 }
 
-/** The onRequest hook: answers 401/403 itself, or lets the request through. */
-export function authHook(ctx: ApiContext) {
+/**
+ * The onRequest hook: answers 401/403 itself, or lets the request through. With the web
+ * dashboard (`web`), pages outside /api are left to its guard once the caller is allowed, and an
+ * API request without Basic credentials may come with a dashboard session instead.
+ */
+export function authHook(ctx: ApiContext, web?: { app: FastifyInstance; state: WebState }) {
   const names = new NameCache();
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const path = req.url.split('?')[0].replace(/\/+$/, '');
-    if (path === '/api' || path === '') return;
+    if (path === '/api' || (path === '' && !web)) return;
     if (!path.startsWith('/api/sysinfo/')) {
       const caller = callerAddress(req.socket.remoteAddress);
       const allowed = await allowedAddresses(ctx, (await ctx.store.read()).config, names);
@@ -90,7 +96,16 @@ export function authHook(ctx: ApiContext) {
         return reply;
       }
     }
+    if (web && isWebPath(path || '/')) return;
     const creds = basicCredentials(req.headers.authorization);
+    if (!creds && web && req.headers.authorization === undefined) {
+      const use = apiSessionCheck(web.app, ctx, web.state, req);
+      if (use === 'ok') return;
+      if (use !== 'none') {
+        await reply.code(403).send({ message: use.refused });
+        return reply;
+      }
+    }
     if (!creds) {
       await reply.code(401).header('WWW-Authenticate', 'Basic realm="iscsi-gateway"').send({ message: 'Missing credentials' });
       return reply;

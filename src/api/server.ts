@@ -42,6 +42,10 @@ import { registerSysinfo } from './sysinfo';
 import { registerTargetAuth } from './targetauth';
 import { registerTargetLun } from './targetlun';
 import { registerTargets } from './targets';
+import { registerDashboard } from '../web/dashboard-api';
+import { StatsHistory } from '../web/history';
+import { WebState, defaultAssetsDir, registerWebPages } from '../web/pages';
+import { LoginLimiter, WebSessions } from '../web/sessions';
 
 export interface ApiServerOptions {
   readonly store: ConfigStore;
@@ -57,6 +61,8 @@ export interface ApiServerOptions {
   readonly secrets?: ChapSecrets;
   /** sha256 of the synced settings (default: over `settings`). */
   readonly checkconf?: () => string;
+  /** The gateways' data dir: the dashboard graphs its gateways' live counters (web/live.ts). */
+  readonly dataDir?: string;
 }
 
 export class ApiStartError extends Error {
@@ -80,8 +86,13 @@ function defaultCheckconf(settings: ApiSettings): () => string {
   return () => hash;
 }
 
-/** Build the fastify app with every route (not listening yet). */
-export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer }): FastifyInstance {
+/** The dashboard's state: sessions, login limiter, built assets, graphs when a data dir is known. */
+export function webState(dataDir?: string, assetsDir = defaultAssetsDir()): WebState {
+  return { sessions: new WebSessions(), limiter: new LoginLimiter(), assetsDir, ...(dataDir ? { dataDir, history: new StatsHistory(dataDir) } : {}) };
+}
+
+/** Build the fastify app with every route (not listening yet); `web` adds the dashboard. */
+export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer }, web?: WebState): FastifyInstance {
   const app = Fastify({
     logger: false,
     // IQNs are up to 223 bytes; two of them fit.
@@ -92,7 +103,8 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   void app.register(formbody);
   // Fields come as a form (or JSON); a text body would be silently ignored, so refuse it (415).
   app.removeContentTypeParser('text/plain');
-  app.addHook('onRequest', authHook(ctx));
+  app.addHook('onRequest', authHook(ctx, web ? { app, state: web } : undefined));
+  if (web) registerWebPages(app, ctx, web);
   // One line per change (and per refusal) for the administrator; never a body (it may carry CHAP secrets).
   app.addHook('onResponse', async (req, reply) => {
     if (req.method === 'GET' && reply.statusCode < 400) return;
@@ -124,6 +136,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   registerSysinfo(routes, ctx);
   registerConfig(routes, ctx);
   registerInternal(routes, ctx);
+  if (web) registerDashboard(routes, ctx, web);
 
   app.get('/api', async () => {
     const api = routes.docs
@@ -163,9 +176,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   if (isDefaultCredentials(ctx) && !ctx.loopbackOnly) {
     ctx.log.warn({ host: options.host }, 'the API listens beyond loopback with the default credentials admin/admin: they are refused until api_user/api_password are set');
   }
-  const app = buildApi(ctx, https);
+  const web = webState(options.dataDir);
+  const app = buildApi(ctx, https, web);
   try {
     await app.listen({ host: options.host, port: options.port });
+    web.history?.start();
   } catch (e) {
     throw new ApiStartError(`cannot listen on ${options.host}:${options.port}: ${(e as Error).message}`);
   }
@@ -180,7 +195,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     app,
     address: addr,
     url: `${https ? 'https' : 'http'}://${hostPart}:${a.port}`,
-    close: () => app.close(),
+    close: async () => {
+      web.history?.stop();
+      await app.close();
+    },
   };
 }
 
@@ -199,24 +217,29 @@ export interface DaemonApiOptions {
   /** sha256 input for sysinfo/checkconf (the synced settings). */
   readonly checkconfSubset: Record<string, unknown>;
   readonly log: Logger;
+  /** The image provider when it is not the data dir's embedded store (Ceph RBD); the caller closes it. */
+  readonly images?: ImageProvider;
 }
 
 /**
- * Start the API of a gateway daemon over the images of the data dir's embedded store.
+ * Start the API of a gateway daemon over the images of the data dir's embedded store, or of
+ * the provider given (Ceph RBD pools).
  */
 export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
-  const images = await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
+  const shared = o.images;
+  const images = shared ?? await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
+  const closeImages = () => (shared ? Promise.resolve() : images.close());
   const s = o.settings;
   const secrets = o.secrets;
   const hash = crypto.createHash('sha256').update(JSON.stringify(o.checkconfSubset)).digest('hex');
   try {
     const server = await startApiServer({
       store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
-      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash,
+      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, dataDir: o.dataDir,
     });
-    return { ...server, address: server.address, close: async () => { await server.close(); await images.close(); } };
+    return { ...server, address: server.address, close: async () => { await server.close(); await closeImages(); } };
   } catch (e) {
-    await images.close();
+    await closeImages();
     throw e;
   }
 }

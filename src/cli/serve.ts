@@ -22,7 +22,10 @@ import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '.
 import { rootLogger } from '../util/log';
 import { MetricsServer, startMetricsServer } from '../metrics/server';
 import { gatewayMetricsSource } from '../metrics/source';
+import { startLivePublisher } from '../web/live';
 import { installProcessGuard } from '../util/process-guard';
+import type { ImageProvider } from '../images/provider';
+import { cephFromSettingsFile, connectCephImages } from '../images/select';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -124,13 +127,27 @@ export function registerServeCommand(program: Command): void {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(2);
       }
+      // Images: Ceph RBD when the settings file names a cluster (an error if it cannot be
+      // reached: no silent fallback to the embedded store), else the embedded store.
+      let images: ImageProvider | undefined;
+      const ceph = cephFromSettingsFile(settings.file);
+      if (ceph) {
+        try {
+          images = await connectCephImages(ceph, { onError: (what, err) => log.warn({ err }, `ceph: ${what} failed`) });
+        } catch (e) {
+          process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+          process.exit(1);
+        }
+        log.info({ provider: 'ceph' }, 'images are RBD images of the Ceph cluster');
+      }
       let gateway: Gateway;
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted) });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), ...(images ? { images } : {}) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+        await images?.close().catch(() => undefined);
         process.exit(1);
       }
       // The REST API runs when asked for (--api) or configured (--config): without either,
@@ -140,7 +157,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ...(images ? { images } : {}) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
@@ -165,6 +182,8 @@ export function registerServeCommand(program: Command): void {
           log.warn({ metrics: formatAddress(at), err: e }, 'metrics endpoint not started');
         }
       }
+      // Live counters for the web dashboard (whichever gateway's API serves it graphs them all).
+      const live = startLivePublisher(dataDir, name, gatewayMetricsSource(gateway, name), gateway, log);
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
       let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
@@ -182,7 +201,8 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(
+        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined), live.stop().catch(() => undefined)]).then(() => gateway.stop())
+          .then(() => images?.close()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

@@ -18,6 +18,7 @@ import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
+import type { ImageProvider } from '../images/provider';
 import { Backstores } from './backstores';
 import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
@@ -48,6 +49,8 @@ export interface GatewayOptions {
   readonly loginThrottle?: LoginThrottleOptions;
   /** Decodes stored CHAP passwords (RSA-OAEP with the configured key pair); default: clear text only. */
   readonly passwordDecoder?: PasswordDecoder;
+  /** Where image disks live when not in the embedded store (Ceph RBD); the caller closes it. */
+  readonly images?: ImageProvider;
 }
 
 export class Gateway implements RunningState {
@@ -73,7 +76,7 @@ export class Gateway implements RunningState {
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
-    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
+    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -128,7 +131,8 @@ export class Gateway implements RunningState {
     const first = await this.configStore.read();
     if (first.epoch === 0 && Object.keys(first.config.targets).length === 0 && Object.keys(first.config.gateways).length === 0) {
       const loopbackOnly = listen.every((a) => isLoopback(parseListenEntry(a).host));
-      if (loopbackOnly) {
+      // The demo image belongs to the embedded store; on a Ceph cluster nothing is created unasked.
+      if (loopbackOnly && !this.options.images) {
         await createDemoImage(await this.backstores.imageStore());
         const demo = demoConfig();
         const r = await this.configStore.update((d) => {
