@@ -13,14 +13,14 @@
  * Passes are serialized; a burst of commits collapses into one pass over the newest document.
  */
 import type { Server } from 'node:net';
-import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { AccessState, accessState } from '../ha/ownership';
+import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import type { ConfigStore } from '../config/store';
 import { IscsiService } from '../iscsi/service';
-import { openAptplReservationStore } from '../scsi/aptpl-file';
-import type { ReservationStore } from '../scsi/reservations';
+import { SharedLus } from '../ha/lu-states';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { Asc } from '../scsi/sense';
 import { PortalAddress, formatAddress, listenPortal } from '../transport/portal';
@@ -42,6 +42,7 @@ interface RunningLun {
   readonly wwn: string;
   readonly controls: DiskConfig['controls'];
   readonly standby: boolean;
+  readonly alua: LuAccess;
 }
 
 interface RunningTarget {
@@ -59,6 +60,13 @@ export interface ReconcilerOptions {
   readonly log: Logger;
   /** Servers bound before the first pass (explicit --portal, port 0 resolved), by "ip:port". */
   readonly preBound?: Map<string, Server>;
+  /** ALUA (src/ha/access-state.ts): where ownership changes commit, the image provider, the default mode. */
+  readonly alua?: {
+    readonly store?: ConfigStore;
+    readonly provider?: ImageProviderKind;
+    readonly defaultMode?: 'implicit' | 'explicit';
+    readonly transitionTimeoutMs?: number;
+  };
 }
 
 export interface ApplyReport {
@@ -67,13 +75,27 @@ export interface ApplyReport {
   readonly problems: readonly string[];
 }
 
+/**
+ * Every target port of a target on every gateway, by RELATIVE TARGET PORT IDENTIFIER, as
+ * the iSCSI layer names them ("<iqn>,t,0x<TPGT>", the TPGT being the port's identifier):
+ * REGISTER AND MOVE may name a port of another gateway.
+ */
+export function targetPortDirectory(config: GatewayConfig, iqn: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const g of targetTopology(config, iqn).groups) {
+    for (const p of g.targetPorts) out.set(p.relativeTargetPortId, `${iqn},t,0x${p.relativeTargetPortId.toString(16).padStart(4, '0')}`);
+  }
+  return out;
+}
+
 function diskSignature(d: DiskConfig, access: AccessState): string {
   return JSON.stringify([d.backstore, d.pool, d.image, d.snapshot ?? '', d.path ?? '', d.size ?? 0, access]);
 }
 
 export class Reconciler {
   private readonly disks = new Map<string, OpenDisk>();
-  private readonly reservations = new Map<string, ReservationStore>();
+  /** One shared LU state (reservations, attentions, range locks) per disk, for every target. */
+  private readonly sharedLus: SharedLus;
   private readonly targets = new Map<string, RunningTarget>();
   private readonly servers = new Map<string, Server>();
   private applied = -1;
@@ -87,9 +109,23 @@ export class Reconciler {
   private targetFailures: Error[] = [];
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
+  /** ALUA states of every LU of this gateway (owner from the configuration). */
+  readonly access: ConfigAccessControl;
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
+    this.sharedLus = new SharedLus(o.dataDir, o.gateway, o.log);
+    this.access = new ConfigAccessControl({
+      gateway: o.gateway,
+      provider: o.alua?.provider ?? 'embedded',
+      defaultMode: o.alua?.defaultMode ?? 'implicit',
+      store: o.alua?.store,
+      transitionTimeoutMs: o.alua?.transitionTimeoutMs,
+      whenApplied: (epoch) => this.whenApplied(epoch),
+      holdsWriter: (disk) => this.disks.get(disk)?.access === 'active',
+      retry: () => this.retry(),
+      log: o.log,
+    });
   }
 
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
@@ -226,6 +262,9 @@ export class Reconciler {
       }
     }
 
+    // ALUA states follow the storage actually opened (an owner that cannot open it yet is transitioning).
+    this.access.update(config);
+
     // 3. Targets: create or update, LUNs by difference.
     for (const [name, t] of served) {
       try {
@@ -243,7 +282,7 @@ export class Reconciler {
       if (wanted.has(id)) continue;
       this.disks.delete(id);
       await this.closeDevice(id, d.device);
-      this.reservations.delete(id);
+      await this.sharedLus.release(id);
     }
 
     // 5. Portals: listen on new addresses, stop listening on removed ones (sessions stay).
@@ -287,31 +326,25 @@ export class Reconciler {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.ModeParametersChanged);
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.AsymmetricAccessStateChanged);
         rt.luns.set(lun, next);
       }
     }
   }
 
-  private async reservationStore(id: string, wwn: string): Promise<ReservationStore> {
-    let r = this.reservations.get(id);
-    if (!r) {
-      // APTPL state is kept in the data dir under the disk's unit serial number.
-      r = await openAptplReservationStore(path.join(this.o.dataDir, 'pr'), wwn);
-      this.reservations.set(id, r);
-    }
-    return r;
-  }
-
   private async luConfig(lun: number, l: RunningLun): Promise<LogicalUnitConfig> {
+    // The same state object for every target mapping the disk; shared with the other gateways.
+    const shared = await this.sharedLus.get(l.disk, l.wwn);
     return {
       lun,
       device: l.device,
       wwn: l.wwn,
       name: l.disk,
       settings: l.controls,
-      reservations: await this.reservationStore(l.disk, l.wwn),
+      luState: shared.luState,
+      locks: shared.locks,
       standby: l.standby,
+      alua: l.alua,
     };
   }
 
@@ -321,15 +354,20 @@ export class Reconciler {
       const disk = config.disks[id];
       const open = this.disks.get(id);
       if (!disk || !open) continue;
-      desired.set(lun_id, { disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access !== 'active' });
+      desired.set(lun_id, {
+        disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access !== 'active',
+        alua: this.access.access(config, name, id),
+      });
     }
     const portals = targetPortals(config, name);
+    const local = { gateway: this.o.gateway, topology: targetTopology(config, name) };
     let rt = this.targets.get(name);
     if (!rt) {
       const luns: LogicalUnitConfig[] = [];
       for (const [lun, l] of desired) luns.push(await this.luConfig(lun, l));
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: this.o.log.child({ target: name }) });
-      const node = new ConfiguredTarget(name, t, scsi, portals);
+      scsi.setTargetPorts(targetPortDirectory(config, name));
+      const node = new ConfiguredTarget(name, t, scsi, portals, local);
       rt = { scsi, node, luns: new Map(desired) };
       this.targets.set(name, rt);
       this.o.catalog.add(node);
@@ -337,7 +375,8 @@ export class Reconciler {
       return;
     }
     // Controls and ACL first (validated: a bad control leaves the running target as it was).
-    rt.node.update(t, portals);
+    rt.node.update(t, portals, local);
+    rt.scsi.setTargetPorts(targetPortDirectory(config, name));
     for (const [lun, l] of [...rt.luns]) {
       const want = desired.get(lun);
       if (!want) {
@@ -346,7 +385,7 @@ export class Reconciler {
         continue;
       }
       if (want.disk === l.disk && want.device === l.device && want.wwn === l.wwn && want.standby === l.standby
-        && isDeepStrictEqual(want.controls, l.controls)) continue;
+        && want.alua === l.alua && isDeepStrictEqual(want.controls, l.controls)) continue;
       if (want.disk !== l.disk || want.wwn !== l.wwn) {
         // A different disk behind the same LUN number: remove and add (REPORTED LUNS DATA HAS CHANGED).
         await rt.scsi.removeLogicalUnit(lun);
@@ -356,7 +395,8 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), Asc.ModeParametersChanged);
+      const ua = want.standby !== l.standby || want.alua !== l.alua ? Asc.AsymmetricAccessStateChanged : Asc.ModeParametersChanged;
+      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }
     for (const [lun, l] of desired) {
@@ -400,5 +440,6 @@ export class Reconciler {
     this.targets.clear();
     for (const [id, d] of this.disks) await this.closeDevice(id, d.device);
     this.disks.clear();
+    await this.sharedLus.close();
   }
 }

@@ -4,13 +4,15 @@
  * starts, rewritten atomically (temporary file, fsync, rename, fsync of the directory) on
  * every change while APTPL is set, removed when the last REGISTER turns APTPL off.
  *
- * The file is named after the unit serial number, which every gateway exporting the image
- * shares; a store all gateways see (HA) replaces this one behind ReservationStore.
+ * The file is named after the unit serial number. The gateway daemon keeps the state of each
+ * image in the shared LU state store (src/ha/lu-state-file.ts), which takes over such files
+ * (migration from DATA/pr); this single-process store remains for embedding the SCSI layer.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../sys/durable';
-import { LocalReservationStore, PrState, PrStateJson, prStateFromJson, prStateToJson } from './reservations';
+import { PrState, PrStateJson, prStateFromJson, prStateToJson } from './reservations';
+import { LocalLuStateStore } from './lu-state';
 
 const FORMAT = 'iscsi-gateway-aptpl-1';
 
@@ -71,8 +73,8 @@ export async function saveAptplState(file: string, wwn: string, state: PrState |
 }
 
 /** A reservation store for one logical unit whose APTPL state lives in `directory`. */
-export async function openAptplReservationStore(directory: string, wwn: string): Promise<LocalReservationStore> {
+export async function openAptplReservationStore(directory: string, wwn: string): Promise<LocalLuStateStore> {
   const file = aptplFile(directory, wwn);
   const initial = await loadAptplState(file, wwn);
-  return new LocalReservationStore({ initial, persist: (state) => saveAptplState(file, wwn, state) });
+  return new LocalLuStateStore({ initial, persist: (state) => saveAptplState(file, wwn, state) });
 }

@@ -18,17 +18,19 @@ import { UnitAttentions } from './unit-attention';
 import {
   Asc, ReservationConflictError, SenseError, SenseInfo, SenseKey, encodeSense, lbaOutOfRange, mediumNotPresent, writeProtected,
 } from './sense';
-import { CommandFlag, CommandTable } from './command-table';
+import { CommandDescriptor, CommandFlag, CommandTable } from './command-table';
 import { diskCommands } from './commands';
 import { ModeParameters } from './mode-pages';
 import { RangeLock, RangeLocks } from './range-lock';
 import { DiskSettings } from './disk-settings';
 import { deriveNaa } from './vpd';
-import { LocalReservationStore, Registration, ReservationStore, matches, persistentConflict } from './reservations';
+import { Registration, matches, persistentConflict } from './reservations';
+import { LocalLuStateStore, LuState, LuStateListener, LuStateStore, SharedAttention } from './lu-state';
 import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
 import { LuStats } from '../metrics/stats';
+import { AluaAccess, AluaState, aluaRefusal } from './alua';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -56,10 +58,14 @@ export interface LogicalUnitOptions {
   readonly settings: DiskSettings;
   /** Report a removable medium (RMB=1): START STOP UNIT can eject/load it. */
   readonly removable: boolean;
-  /** Persistent reservation state (shared by every gateway exporting the image in HA setups). */
-  readonly reservations?: ReservationStore;
+  /** Reservations and shared unit attentions (one per image, shared by every target and gateway exporting it). */
+  readonly luState?: LuStateStore;
+  /** Range locks of the image (one per image in this process: COMPARE AND WRITE serializes across targets). */
+  readonly locks?: RangeLocks;
   /** Target port in standby for this LU (see LogicalUnitConfig.standby). */
   readonly standby?: boolean;
+  /** ALUA: target port groups and their states (see LogicalUnitConfig.alua). */
+  readonly alua?: AluaAccess;
 }
 
 /** State of one I_T nexus in one logical unit. */
@@ -84,31 +90,6 @@ function sameMode(a: ModeParameters, b: ModeParameters): boolean {
 }
 
 /** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
-/** Opcodes a standby port group answers (SPC-4 §5.15.2.4.4, as LIO's core_alua_state_standby). */
-const STANDBY_ALLOWED = new Set([
-  // TEST UNIT READY too ("may support", SPC-4): the port is reachable, and discovery tools
-  // (iscsi-ls -s) list the LUN on every path; media access is what standby refuses.
-  0x00,
-  0x25, // READ CAPACITY (10): the size is known on every path, like READ CAPACITY (16)
-  0x12, // INQUIRY
-  0x4c, // LOG SELECT
-  0x4d, // LOG SENSE
-  0x15, 0x55, // MODE SELECT (6/10)
-  0x1a, 0x5a, // MODE SENSE (6/10)
-  0x03, // REQUEST SENSE
-  0x5e, 0x5f, // PERSISTENT RESERVE IN/OUT
-  0x3c, 0x3b, // READ/WRITE BUFFER
-  0xa3, 0xa4, // MAINTENANCE IN/OUT (REPORT/SET TARGET PORT GROUPS, REPORT SUPPORTED OPCODES)
-  0xa0, // REPORT LUNS
-  0x1c, 0x1d, // RECEIVE/SEND DIAGNOSTIC
-]);
-
-function standbyAllowed(cdb: Buffer): boolean {
-  // SERVICE ACTION IN (16) / READ CAPACITY (16): the size is known on every path.
-  if (cdb[0] === 0x9e) return cdb.length > 1 && (cdb[1] & 0x1f) === 0x10;
-  return STANDBY_ALLOWED.has(cdb[0]);
-}
-
 function isMediumAccess(flags: CommandFlag): boolean {
   return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
@@ -119,8 +100,16 @@ export class LogicalUnit {
   readonly name: string;
   readonly settings: DiskSettings;
   readonly removable: boolean;
-  /** Another gateway owns the image: only the commands of STANDBY_ALLOWED run here. */
+  /**
+   * This gateway does not hold the storage (another gateway owns the image): only what a
+   * standby port group processes runs here (alua.ts), whatever state the port reports.
+   */
   readonly standby: boolean;
+  /** ALUA view of the LU (undefined: no ALUA, TPGS 00b; `standby` alone decides). */
+  readonly alua?: AluaAccess;
+  /** Transitions STPG asked for, run by the target device once the command left the task set. */
+  private readonly deferred = new WeakMap<ScsiCommand, () => Promise<void>>();
+  private readonly unsubscribeAlua: () => void;
   /** The backstore behind its guard (cmd_time_out, abort, write-back error memory). */
   readonly device: GuardedDevice;
   readonly blockSize: number;
@@ -145,14 +134,13 @@ export class LogicalUnit {
   readonly atomicAlignmentBlocks: number;
   readonly commands: CommandTable;
   readonly taskSet = new TaskSet();
-  readonly locks = new RangeLocks();
+  readonly locks: RangeLocks;
   readonly defaultMode: ModeParameters;
   mode: ModeParameters;
   /** Removable medium state: false after START STOP UNIT ejected it. */
   mediumPresent = true;
-  readonly reservations: ReservationStore;
-  /** I_T nexus holding an SPC-2 RESERVE (local to this gateway). */
-  spc2Holder?: string;
+  /** Reservations and unit attentions shared with every LU of the image (other targets, other gateways). */
+  readonly luState: LuStateStore;
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS. */
   readonly copyResults = new CopyResults();
   activeCopies = 0;
@@ -173,6 +161,9 @@ export class LogicalUnit {
   private seq = 0;
   private closed = false;
   private readonly unsubscribeResize: () => void;
+  private readonly unsubscribeState: () => void;
+  /** This LU as a listener of the shared state (it applies its own changes itself). */
+  private readonly stateListener: LuStateListener = { attention: (a) => this.sharedAttention(a) };
   private lastCapacity: number;
 
   constructor(options: LogicalUnitOptions, readonly target: TargetContext, log: Logger) {
@@ -187,6 +178,9 @@ export class LogicalUnit {
     this.settings = options.settings;
     this.removable = options.removable;
     this.standby = options.standby ?? false;
+    this.alua = options.alua;
+    // SPC-4 §5.15.2: any change of a port group's state is reported on every I_T nexus.
+    this.unsubscribeAlua = this.alua?.onChange(() => this.establishUnitAttention(Asc.AsymmetricAccessStateChanged)) ?? (() => undefined);
     this.blockSize = options.settings.block_size;
     this.blockShift = Math.log2(this.blockSize);
     this.physicalBlockExponent = physicalBlockExponent(options.device.capabilities.physicalBlockBytes ?? PAGE_SIZE, this.blockSize);
@@ -211,8 +205,13 @@ export class LogicalUnit {
       uaIntlckCtrl: [0, 2, 3][options.settings.emulate_ua_intlck_ctrl],
       qam: options.settings.emulate_rest_reord === 1 ? 0 : 1,
     });
-    this.mode = this.defaultMode;
-    this.reservations = options.reservations ?? new LocalReservationStore();
+    this.luState = options.luState ?? new LocalLuStateStore();
+    this.locks = options.locks ?? new RangeLocks();
+    // What a MODE SELECT through another target or gateway set holds here too, unless the
+    // disk's controls (the defaults) changed since.
+    const shared = this.luState.state.mode;
+    this.mode = shared && sameMode(shared.defaults, this.defaultMode) ? shared.current : this.defaultMode;
+    this.unsubscribeState = this.luState.subscribe(this.stateListener);
     this.commands = new CommandTable(diskCommands(this));
     this.lastCapacity = this.capacity();
     this.unsubscribeResize = this.device.onResize(() => this.resized());
@@ -270,6 +269,9 @@ export class LogicalUnit {
   private dispatch(task: Task, ns: LuNexus): Promise<ScsiResult> | ScsiResult {
     const cdb = task.command.cdb;
     const op = cdb.length > 0 ? cdb[0] : -1;
+    // First: the shared state as of now (delivers another gateway's attentions if this
+    // process may have missed a change), then the UA and reservation checks use it.
+    const shared = this.luState.current();
     if (ns.ua.pending && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       const asc = this.mode.uaIntlckCtrl === 0 ? ns.ua.take() : ns.ua.peek();
       if (this.mode.uaIntlckCtrl === 0 && asc === Asc.ReportedLunsDataHasChanged) this.target.reportedLunsDelivered(ns.nexus.key);
@@ -281,18 +283,35 @@ export class LogicalUnit {
     if (this.sanitizing && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
     }
-    // SPC-4 §5.15.2.4.4 (standby state): what LIO lets through; the rest is NOT READY.
-    if (this.standby && !standbyAllowed(cdb)) {
-      throw new SenseError(SenseKey.NotReady, Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
+    // SPC-4 §5.15.2.4: what the port group's asymmetric access state lets through (alua.ts);
+    // an active port of a gateway that does not hold the storage yet is still transitioning.
+    let refusal = aluaRefusal(this.aluaState(ns.nexus), cdb);
+    if (refusal === undefined && this.standby && aluaRefusal('standby', cdb) !== undefined) {
+      refusal = this.alua ? Asc.LogicalUnitNotAccessibleAsymmetricAccessStateTransition : Asc.LogicalUnitNotAccessibleTargetPortInStandbyState;
     }
+    if (refusal !== undefined) throw new SenseError(SenseKey.NotReady, refusal);
     const d = this.commands.lookup(cdb);
-    if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
-      throw new ReservationConflictError();
+    if (this.conflicts(shared, d, cdb, op, ns.nexus)) {
+      // A change of this image's state made here may still be on its way to the shared store
+      // (e.g. the SPC-2 release of a nexus that just logged out): decide once it has landed.
+      const settled = this.luState.whenSettled();
+      if (!settled) throw new ReservationConflictError();
+      return settled.then(() => {
+        if (this.conflicts(this.luState.current(), d, cdb, op, ns.nexus)) throw new ReservationConflictError();
+        return this.admitted(task, ns, d, op);
+      });
     }
-    if (!(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
-      && this.persistentConflict(ns.nexus, (d.flags & CommandFlag.ReadClass) !== 0)) {
-      throw new ReservationConflictError();
-    }
+    return this.admitted(task, ns, d, op);
+  }
+
+  /** SPC-2 and persistent reservation conflicts (SPC-2 §5.5.1, SPC-4 §5.13.1 table 47). */
+  private conflicts(shared: LuState, d: CommandDescriptor, cdb: Buffer, op: number, nexus: ITNexus): boolean {
+    if (shared.spc2 !== undefined && shared.spc2.nexusKey !== nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) return true;
+    return !(d.flags & CommandFlag.ReservationAllowed) && !d.reservationAllowed?.(cdb)
+      && this.persistentConflict(shared, nexus, (d.flags & CommandFlag.ReadClass) !== 0);
+  }
+
+  private admitted(task: Task, ns: LuNexus, d: CommandDescriptor, op: number): Promise<ScsiResult> | ScsiResult {
     if (d.flags & CommandFlag.NeedsMedium && !this.mediumPresent) throw mediumNotPresent();
     if (this.sanitizeFailed && isMediumAccess(d.flags) && op !== Opcode.Sanitize) {
       throw new SenseError(SenseKey.MediumError, Asc.SanitizeCommandFailed);
@@ -306,6 +325,42 @@ export class LogicalUnit {
       status: ScsiStatus.TaskAborted, aborted: { reportStatus: report }, dataOutTransferLength: task.dataOutTransferLength,
       retainBuffers: task.buffersHeld || undefined,
     };
+  }
+
+  /** The asymmetric access state of the port group this nexus reaches the LU through. */
+  aluaState(nexus: ITNexus): AluaState {
+    if (this.alua) return this.alua.state(nexus.targetPortGroup);
+    return this.standby ? 'standby' : 'active/optimized';
+  }
+
+  /**
+   * Implicit ALUA: would this command, at an active/non-optimized port of a gateway that does
+   * not hold the storage, need this gateway to become the owner first? Only a valid command
+   * that needs the storage, with no unit attention to report first.
+   */
+  needsActivation(cmd: ScsiCommand): boolean {
+    if (!this.alua || this.alua.mode !== 'implicit' || !this.standby || this.closed || this.sanitizing) return false;
+    if (cmd.cdb.length === 0 || this.nexuses.get(cmd.nexus.key)?.ua.pending) return false;
+    const state = this.alua.state(cmd.nexus.targetPortGroup);
+    if (state !== 'active/non-optimized' && state !== 'transitioning') return false;
+    if (aluaRefusal('standby', cmd.cdb) === undefined) return false;
+    try {
+      this.commands.lookup(cmd.cdb);
+    } catch {
+      return false;
+    }
+    return true;
+  }
+
+  /** STPG: run `transition` after the command (it replaces this LU, so never inside its task set). */
+  deferAluaTransition(cmd: ScsiCommand, transition: () => Promise<void>): void {
+    this.deferred.set(cmd, transition);
+  }
+
+  takeDeferredTransition(cmd: ScsiCommand): (() => Promise<void>) | undefined {
+    const t = this.deferred.get(cmd);
+    this.deferred.delete(cmd);
+    return t;
   }
 
   /** CHECK CONDITION with sense data in the format the control mode page selects. */
@@ -337,14 +392,25 @@ export class LogicalUnit {
     if (lba >= cap || lba + blocks > cap) throw lbaOutOfRange();
   }
 
-  private persistentConflict(nexus: ITNexus, readClass: boolean): boolean {
-    const pr = this.reservations.state;
+  private persistentConflict(shared: LuState, nexus: ITNexus, readClass: boolean): boolean {
+    const pr = shared.pr;
     return pr.reservation !== undefined && persistentConflict(pr, nexus, this.settings.enforce_pr_isids === 1, readClass);
   }
 
   /** Would a read (or write) by this nexus conflict with a reservation? (EXTENDED COPY targets.) */
   reservationConflict(nexus: ITNexus, readClass: boolean): boolean {
-    return (this.spc2Holder !== undefined && this.spc2Holder !== nexus.key) || this.persistentConflict(nexus, readClass);
+    const shared = this.luState.current();
+    return (shared.spc2 !== undefined && shared.spc2.nexusKey !== nexus.key) || this.persistentConflict(shared, nexus, readClass);
+  }
+
+  /** Drop the SPC-2 reservation if this nexus holds it (nexus loss, I_T NEXUS RESET), everywhere. */
+  private async releaseSpc2(nexusKey?: string): Promise<void> {
+    const held = this.luState.state.spc2;
+    if (!held || (nexusKey !== undefined && held.nexusKey !== nexusKey)) return;
+    await this.luState.update((s) => {
+      if (!s.spc2 || (nexusKey !== undefined && s.spc2.nexusKey !== nexusKey)) return { state: s, result: undefined };
+      return { state: { pr: s.pr }, result: undefined };
+    }).catch((err: unknown) => this.log.error({ err }, 'cannot release the SPC-2 reservation in the shared state'));
   }
 
   checkWritable(): void {
@@ -392,12 +458,26 @@ export class LogicalUnit {
    * UA is withdrawn: nothing has changed from that nexus's point of view, since every command
    * it sent in between would have been answered with the UA first.
    */
-  setMode(next: ModeParameters, from: LuNexus | undefined): void {
+  async setMode(next: ModeParameters, from: LuNexus | undefined): Promise<void> {
+    const except = from?.nexus.key;
+    if (!this.applyMode(next, except)) return;
+    const current = this.mode;
+    // Every other LU of the image (other targets, other gateways) takes the same parameters.
+    await this.luState.update((s) => ({
+      state: { ...s, mode: { defaults: this.defaultMode, current } },
+      result: undefined,
+      attentions: [{ asc: Asc.ModeParametersChanged, mode: current, except }],
+      origin: this.stateListener,
+    }));
+  }
+
+  /** Take new mode parameters here; false when nothing changed. */
+  private applyMode(next: ModeParameters, exceptKey: string | undefined): boolean {
     const prev = this.mode;
     this.mode = Object.freeze({ ...next });
-    if (sameMode(next, prev)) return;
+    if (sameMode(next, prev)) return false;
     for (const ns of this.nexuses.values()) {
-      if (ns === from) continue;
+      if (ns.nexus.key === exceptKey) continue;
       if (ns.modeKnown && ns.ua.has(Asc.ModeParametersChanged)) {
         if (sameMode(next, ns.modeKnown)) {
           ns.ua.clear(Asc.ModeParametersChanged);
@@ -408,6 +488,7 @@ export class LogicalUnit {
         ns.modeKnown = ns.ua.has(Asc.ModeParametersChanged) ? prev : undefined;
       }
     }
+    return true;
   }
 
   /** Medium removal is prevented by any I_T nexus. */
@@ -460,6 +541,22 @@ export class LogicalUnit {
     this.nexuses.set(nexus.key, ns);
   }
 
+  /**
+   * This LU replaces `old` at its LUN (new backstore, controls or access state of the same
+   * image): each nexus keeps the attentions it has not been told of yet (a PREEMPT of another
+   * gateway, say), ahead of the replacement's own, and its PREVENT.
+   */
+  inheritAttentions(old: LogicalUnit): void {
+    for (const [key, ns] of this.nexuses) {
+      const before = old.nexuses.get(key);
+      if (!before) continue;
+      const own = [...ns.ua.list()];
+      ns.ua.clearAll();
+      for (const asc of [...before.ua.list(), ...own]) ns.ua.establish(asc);
+      ns.prevent = before.prevent;
+    }
+  }
+
   /** Establish a unit attention for every I_T nexus (but `exceptKey`). */
   establishUnitAttention(asc: Asc, exceptKey?: string): void {
     for (const [key, ns] of this.nexuses) if (key !== exceptKey) ns.ua.establish(asc);
@@ -475,11 +572,26 @@ export class LogicalUnit {
   }
 
   /** PREEMPT AND ABORT: end the tasks of the preempted registrations' I_T nexuses. */
-  async abortTasksOf(regs: readonly Registration[], issuer: ITNexus): Promise<void> {
+  async abortTasksOf(regs: readonly Registration[], issuerKey: string | undefined): Promise<void> {
     const enforce = this.settings.enforce_pr_isids === 1;
-    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuer.key
+    const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended && t.command.nexus.key !== issuerKey
       && regs.some((r) => matches(r, t.command.nexus, enforce)));
-    await this.abortAll(tasks, issuer.key);
+    await this.abortAll(tasks, issuerKey);
+  }
+
+  /** An attention established by some nexus of this image (this or another target or gateway). */
+  private sharedAttention(a: SharedAttention): Promise<void> | void {
+    if (this.closed) return;
+    if (a.reset) return this.resetHere(undefined, undefined, a.asc);
+    if (a.mode) {
+      // Not when this LU's defaults (disk controls) differ from those the MODE SELECT saw.
+      const shared = this.luState.state.mode;
+      if (!shared || sameMode(shared.defaults, this.defaultMode)) this.applyMode(a.mode, a.except);
+      return;
+    }
+    if (a.regs) this.establishUnitAttentionFor(a.regs, a.asc, a.except);
+    else this.establishUnitAttention(a.asc, a.except);
+    if (a.abort && a.regs) return this.abortTasksOf(a.regs, a.except);
   }
 
   clearUnitAttention(nexusKey: string, asc: Asc): void {
@@ -544,10 +656,23 @@ export class LogicalUnit {
    * libiscsi MultipathIO.Reset checks every path).
    */
   async reset(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
+    const here = this.resetHere(issuer, scope, asc);
+    // The reset is the logical unit's: its LUs on other targets and gateways reset too, and
+    // the SPC-2 reservation and selected mode parameters are gone for all of them.
+    const shared = this.luState.update((s) => ({
+      state: s.spc2 || s.mode ? { pr: s.pr } : s,
+      result: undefined,
+      attentions: [{ asc, reset: true }],
+      origin: this.stateListener,
+    })).catch((err: unknown) => this.log.error({ err }, 'cannot share the logical unit reset'));
+    await Promise.all([here, shared]);
+  }
+
+  /** The reset of this LU object: tasks, PREVENT, unit attentions, mode parameters. */
+  private async resetHere(issuer: ITNexus | undefined, scope: ((tag: number) => boolean) | undefined, asc: Asc): Promise<void> {
     const tasks = [...this.taskSet.tasks].filter((t) => t.state !== TaskState.Ended
       && (!issuer || t.command.nexus.key !== issuer.key || !scope || scope(t.command.tag)));
     const wait = this.abortAll(tasks, issuer?.key);
-    this.spc2Holder = undefined;
     for (const ns of this.nexuses.values()) {
       ns.prevent = false;
       ns.ua.establish(asc);
@@ -558,8 +683,10 @@ export class LogicalUnit {
 
   /** I_T NEXUS RESET or I_T nexus loss: abort that nexus's tasks, forget its PREVENT. */
   async nexusReset(nexus: ITNexus, scope?: (tag: number) => boolean): Promise<void> {
+    // Queued first: a command arriving meanwhile waits for the release (see dispatch).
+    const released = this.releaseSpc2(nexus.key);
     await this.abortAll(this.tasksOf(nexus.key, scope), nexus.key);
-    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    await released;
     const ns = this.nexuses.get(nexus.key);
     if (ns) {
       ns.prevent = false;
@@ -568,9 +695,10 @@ export class LogicalUnit {
   }
 
   async nexusLost(nexus: ITNexus): Promise<void> {
+    const released = this.releaseSpc2(nexus.key);
     await this.abortAll(this.tasksOf(nexus.key), nexus.key);
     this.copyResults.forget(nexus.key);
-    if (this.spc2Holder === nexus.key) this.spc2Holder = undefined;
+    await released;
     this.nexuses.delete(nexus.key);
   }
 
@@ -592,6 +720,8 @@ export class LogicalUnit {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeResize();
+    this.unsubscribeState();
+    this.unsubscribeAlua();
     const tasks = [...this.taskSet.tasks];
     for (const t of tasks) t.abort({ reportStatus: false });
     await Promise.all(tasks.map((t) => t.whenEnded()));

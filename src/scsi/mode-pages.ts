@@ -212,7 +212,7 @@ function modeSelect(ten: boolean) {
       next = page.apply(incoming, next, at);
       at += page.length + 2;
     }
-    lu.setMode(next, nexus);
+    await lu.setMode(next, nexus);
     return { status: ScsiStatus.Good, dataOutTransferLength: length };
   };
 }

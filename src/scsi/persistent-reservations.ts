@@ -18,6 +18,7 @@ import {
 import {
   PR_TYPES, PrState, Registration, Reservation, holds, initiatorId, isAllRegistrants, isRegistrantsOnly, registrationOf,
 } from './reservations';
+import type { LuStateChange, SharedAttention } from './lu-state';
 
 const GOOD: ScsiResult = Object.freeze({ status: ScsiStatus.Good });
 
@@ -102,7 +103,7 @@ function specifiedInitiators(p: Buffer, enforceIsids: boolean): NamedInitiator[]
 function persistentReserveIn(lu: LogicalUnit, task: Task): ScsiResult {
   const cdb = task.command.cdb;
   const alloc = u16(cdb, 7);
-  const pr = lu.reservations.state;
+  const pr = lu.luState.current().pr;
   let data: Buffer;
   switch (cdb[1] & 0x1f) {
     case PrIn.ReadKeys: {
@@ -343,7 +344,14 @@ async function persistentReserveOut(lu: LogicalUnit, task: Task, ns: LuNexus): P
     aptpl = (p[20] & 0x01) !== 0 || lu.settings.force_pr_aptpl === 1;
   }
 
-  const effects = await lu.reservations.update((pr): { state: PrState; result: Effects } => {
+  await lu.luState.update((shared): LuStateChange<undefined> => {
+    const out = prOut(shared.pr);
+    if (out.state === shared.pr && out.result.ua.length === 0) return { state: shared, result: undefined };
+    return { state: out.state === shared.pr ? shared : { ...shared, pr: out.state }, result: undefined, attentions: attentionsOf(out.result, nexus.key) };
+  });
+  return { status: ScsiStatus.Good, dataOutTransferLength: length };
+
+  function prOut(pr: PrState): { state: PrState; result: Effects } {
     if (sa === PrOut.Register || sa === PrOut.RegisterAndIgnore) {
       return register(lu, pr, ns, rk, sark, allTgPt, aptpl, sa === PrOut.RegisterAndIgnore, specified);
     }
@@ -379,26 +387,44 @@ async function persistentReserveOut(lu: LogicalUnit, task: Task, ns: LuNexus): P
       default:
         throw invalidFieldInCdb(1, 4);
     }
-  });
-  for (const { regs, asc } of effects.ua) lu.establishUnitAttentionFor(regs, asc, nexus.key);
-  if (effects.abort.length > 0) await lu.abortTasksOf(effects.abort, nexus);
-  return { status: ScsiStatus.Good, dataOutTransferLength: length };
+  }
 }
 
-/** SPC-2 RESERVE (6)/(10): the whole logical unit for this I_T nexus. */
-function reserve(lu: LogicalUnit, _task: Task, ns: LuNexus): ScsiResult {
-  const pr = lu.reservations.state;
-  if (pr.registrations.length > 0 || pr.reservation) conflict();
-  if (lu.spc2Holder !== undefined && lu.spc2Holder !== ns.nexus.key) conflict();
-  lu.spc2Holder = ns.nexus.key;
+/**
+ * The unit attentions of a PERSISTENT RESERVE OUT for every nexus of the LU on every target
+ * and gateway (not the issuer's); PREEMPT AND ABORT also ends the preempted nexuses' tasks.
+ */
+function attentionsOf(effects: Effects, issuerKey: string): SharedAttention[] {
+  const out: SharedAttention[] = [];
+  let aborting = effects.abort.length > 0;
+  for (const { regs, asc } of effects.ua) {
+    if (regs.length === 0) continue;
+    const abort = aborting && regs === effects.abort;
+    if (abort) aborting = false;
+    out.push({ asc, regs, except: issuerKey, ...(abort ? { abort: true } : {}) });
+  }
+  if (aborting) out.push({ asc: Asc.RegistrationsPreempted, regs: effects.abort, except: issuerKey, abort: true });
+  return out;
+}
+
+/** SPC-2 RESERVE (6)/(10): the whole logical unit for this I_T nexus (on every target and gateway). */
+async function reserve(lu: LogicalUnit, _task: Task, ns: LuNexus): Promise<ScsiResult> {
+  const key = ns.nexus.key;
+  await lu.luState.update((s): LuStateChange<undefined> => {
+    if (s.pr.registrations.length > 0 || s.pr.reservation) conflict();
+    if (s.spc2 !== undefined && s.spc2.nexusKey !== key) conflict();
+    return { state: s.spc2 ? s : { ...s, spc2: { nexusKey: key } }, result: undefined };
+  });
   return GOOD;
 }
 
 /** SPC-2 RELEASE (6)/(10): releases only the caller's own reservation; otherwise a no-op. */
-function release(lu: LogicalUnit, _task: Task, ns: LuNexus): ScsiResult {
-  const pr = lu.reservations.state;
-  if (pr.registrations.length > 0 || pr.reservation) conflict();
-  if (lu.spc2Holder === ns.nexus.key) lu.spc2Holder = undefined;
+async function release(lu: LogicalUnit, _task: Task, ns: LuNexus): Promise<ScsiResult> {
+  const key = ns.nexus.key;
+  await lu.luState.update((s): LuStateChange<undefined> => {
+    if (s.pr.registrations.length > 0 || s.pr.reservation) conflict();
+    return { state: s.spc2?.nexusKey === key ? { pr: s.pr } : s, result: undefined };
+  });
   return GOOD;
 }
 

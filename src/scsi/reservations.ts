@@ -1,11 +1,10 @@
 /**
  * SCSI-3 persistent reservation state (SPC-4 §5.13) and the reservation-state interface.
  *
- * The state of one logical unit lives behind a ReservationStore: today an in-process store
- * (optionally persisting APTPL state through a callback, e.g. with the image); in the HA
- * milestone a store shared by every gateway exporting the image. The data path only reads
- * the store's current snapshot (conflict checks are synchronous); PERSISTENT RESERVE OUT
- * goes through update(), an atomic read-modify-write.
+ * The state of one logical unit lives in its LuStateStore (lu-state.ts), shared by every
+ * target and gateway exporting the image. The data path only reads the store's cached
+ * snapshot (conflict checks are synchronous); PERSISTENT RESERVE OUT goes through update(),
+ * an atomic read-modify-write.
  */
 import type { ITNexus } from './sam';
 
@@ -71,57 +70,6 @@ export interface PrState {
 }
 
 export const EMPTY_PR_STATE: PrState = Object.freeze({ generation: 0, registrations: [], aptpl: false });
-
-/** The reservation-state interface (one per logical unit / image). */
-export interface ReservationStore {
-  /** The current state; read on every command, so it must be a local snapshot. */
-  readonly state: PrState;
-  /**
-   * Atomically apply a change to the latest state. `change` may throw (e.g. a SCSI error)
-   * to leave the state untouched. Returns the change's result once the new state is durable
-   * where it has to be (APTPL) and visible to every gateway sharing it.
-   */
-  update<T>(change: (current: PrState) => { readonly state: PrState; readonly result: T }): Promise<T>;
-}
-
-export interface LocalReservationStoreOptions {
-  /** State restored at start (an APTPL state persisted with the image). */
-  readonly initial?: PrState;
-  /**
-   * Persist the state: called after each change while APTPL is (or was just) active, with
-   * `undefined` when APTPL was turned off so that the persisted copy is removed.
-   */
-  readonly persist?: (state: PrState | undefined) => Promise<void>;
-}
-
-/** In-process ReservationStore; updates are applied one at a time. */
-export class LocalReservationStore implements ReservationStore {
-  private current: PrState;
-  private queue: Promise<unknown> = Promise.resolve();
-
-  constructor(private readonly options: LocalReservationStoreOptions = {}) {
-    this.current = options.initial ?? EMPTY_PR_STATE;
-  }
-
-  get state(): PrState {
-    return this.current;
-  }
-
-  update<T>(change: (current: PrState) => { readonly state: PrState; readonly result: T }): Promise<T> {
-    const run = async (): Promise<T> => {
-      const before = this.current;
-      const { state, result } = change(before);
-      if (state !== before) {
-        if (this.options.persist && (state.aptpl || before.aptpl)) await this.options.persist(state.aptpl ? state : undefined);
-        this.current = state;
-      }
-      return result;
-    };
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => undefined);
-    return p;
-  }
-}
 
 /** The initiator identity of a nexus (SPC-4 I_T nexus; ISID dropped when not enforced). */
 export function initiatorId(nexus: ITNexus, enforceIsids: boolean): string {

@@ -17,7 +17,9 @@ import { inquiryNoLun } from './inquiry';
 import { requestSenseNoLun } from './request-sense';
 import { reportLunsData } from './report-luns';
 import { LogicalUnitRegistry, gatewayRegistry } from './lu-registry';
-import type { ReservationStore } from './reservations';
+import type { LuStateStore } from './lu-state';
+import type { RangeLocks } from './range-lock';
+import type { AluaAccess } from './alua';
 
 export interface LogicalUnitConfig {
   /** 0..16383 */
@@ -32,15 +34,24 @@ export interface LogicalUnitConfig {
   /** Report a removable medium (RMB=1) that START STOP UNIT can eject and load. Default false. */
   readonly removable?: boolean;
   /**
-   * Persistent reservation state of the image. Default: in-process, not persisted. Give a
-   * store that persists APTPL state with the image, or one shared by all gateways (HA).
+   * Reservations and shared unit attentions of the image. Default: in-process, not
+   * persisted. The daemon gives one store per image, shared by every target and gateway.
    */
-  readonly reservations?: ReservationStore;
+  readonly luState?: LuStateStore;
+  /** Range locks of the image, shared by every LU of it in this process (COMPARE AND WRITE). */
+  readonly locks?: RangeLocks;
   /**
    * Target port in standby for this LU (another gateway owns the image): media access is
    * answered NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
    */
   readonly standby?: boolean;
+  /**
+   * ALUA (SPC-4 §5.15): the target port groups of every gateway and their states. With it the
+   * LU reports TPGS, answers REPORT (and in explicit mode SET) TARGET PORT GROUPS, refuses
+   * commands by its port group's state and, in implicit mode, asks for ownership on I/O at a
+   * non-owner port.
+   */
+  readonly alua?: AluaAccess;
 }
 
 export interface ScsiTargetOptions {
@@ -72,6 +83,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   private readonly lost = new Set<string>();
   /** Target ports by RELATIVE TARGET PORT IDENTIFIER, learned from the nexuses created. */
   private readonly ports = new Map<number, string>();
+  /** Every target port of the target on every gateway (set by the daemon from its topology). */
+  private topology: ReadonlyMap<number, string> = new Map();
   private readonly log: Logger;
   private readonly registry: LogicalUnitRegistry;
   private closed = false;
@@ -107,7 +120,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     if (!old) throw new Error(`LUN ${config.lun} does not exist`);
     this.units.delete(config.lun);
     try {
-      this.attach(config, unitAttention);
+      this.attach(config, unitAttention).inheritAttentions(old);
     } catch (e) {
       this.units.set(config.lun, old);
       throw e;
@@ -126,8 +139,8 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const settings = validateDiskSettings(config.settings ?? {});
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
-      removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
-      standby: config.standby,
+      removable: config.removable ?? settings.emulate_removable === 1, luState: config.luState, locks: config.locks,
+      standby: config.standby, alua: config.alua,
     }, this, this.log);
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
     this.units.set(config.lun, lu);
@@ -226,7 +239,15 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   }
 
   targetPortName(relativeTargetPortId: number): string | undefined {
-    return this.ports.get(relativeTargetPortId);
+    return this.topology.get(relativeTargetPortId) ?? this.ports.get(relativeTargetPortId);
+  }
+
+  /**
+   * The target ports of every gateway exporting this target, by RELATIVE TARGET PORT
+   * IDENTIFIER (REGISTER AND MOVE may name a port of another gateway).
+   */
+  setTargetPorts(ports: ReadonlyMap<number, string>): void {
+    this.topology = new Map(ports);
   }
 
   reportedLunsDelivered(nexusKey: string): void {
@@ -238,8 +259,45 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   execute(command: ScsiCommand): Promise<ScsiResult> {
     const lun = this.targetLun(command.nexus.initiatorName, command.lun);
     const lu = lun === undefined ? undefined : this.units.get(lun);
-    if (lu) return lu.execute(command);
-    return Promise.resolve(this.noLogicalUnit(command));
+    if (!lu) return Promise.resolve(this.noLogicalUnit(command));
+    if (lu.needsActivation(command)) return this.executeAfterTransition(lu, command, 'implicit');
+    if (command.cdb[0] !== 0xa4) return lu.execute(command);
+    // MAINTENANCE OUT: SET TARGET PORT GROUPS may have asked for a transition.
+    return lu.execute(command).then((result) => {
+      const transition = lu.takeDeferredTransition(command);
+      return transition ? this.finishExplicitTransition(lu, command, result, transition) : result;
+    });
+  }
+
+  /**
+   * Implicit ALUA transition (SPC-4 §5.15.2.2): I/O at an active/non-optimized port makes this
+   * gateway the owner. The command waits (bounded by the access control) outside the task set,
+   * since the transition replaces the logical unit, then runs on the LU now at that LUN; a
+   * failed transition leaves it to the LU (NOT READY, ASYMMETRIC ACCESS STATE TRANSITION).
+   */
+  private async executeAfterTransition(lu: LogicalUnit, command: ScsiCommand, reason: 'implicit'): Promise<ScsiResult> {
+    try {
+      await lu.alua!.activate(reason);
+    } catch (err) {
+      this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
+    }
+    const now = this.units.get(lu.lun) ?? lu;
+    // The nexus that caused the transition is not told of it (SPC-4 §5.15.2.2).
+    now.clearUnitAttention(command.nexus.key, Asc.AsymmetricAccessStateChanged);
+    return now.execute(command);
+  }
+
+  /** SET TARGET PORT GROUPS asked for a transition: run it now that the command left the LU. */
+  private async finishExplicitTransition(lu: LogicalUnit, command: ScsiCommand, result: ScsiResult, transition: () => Promise<void>): Promise<ScsiResult> {
+    if (result.status !== ScsiStatus.Good) return result;
+    try {
+      await transition();
+    } catch (err) {
+      this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'SET TARGET PORT GROUPS failed');
+      return { ...result, status: ScsiStatus.CheckCondition, sense: encodeSense({ key: SenseKey.HardwareError, asc: Asc.SetTargetPortGroupsCommandFailed }, lu.mode.dSense) };
+    }
+    (this.units.get(lu.lun) ?? lu).clearUnitAttention(command.nexus.key, Asc.AsymmetricAccessStateChanged);
+    return result;
   }
 
   /** A LUN without a logical unit: INQUIRY, REQUEST SENSE and REPORT LUNS work, the rest fails. */

@@ -21,7 +21,7 @@ describe('APTPL state file', () => {
   it('survives a restart of the logical unit; turning APTPL off removes the file', async () => {
     const dir = path.join(tmp(), 'pr');
     const file = aptplFile(dir, WWN);
-    const f1 = await fixture({ reservations: await openAptplReservationStore(dir, WWN) });
+    const f1 = await fixture({ luState: await openAptplReservationStore(dir, WWN) });
     const r = register(0x1234n, false);
     assertGood(await f1.run(r.cdb, { dataOut: r.data }));
     assert.equal(fs.existsSync(file), false, 'nothing is written without APTPL');
@@ -36,7 +36,7 @@ describe('APTPL state file', () => {
     res.writeBigUInt64BE(0x5678n, 0);
     assertGood(await f1.run([0x5f, 0x01, 0x01, 0, 0, 0, 0, 0, 24, 0], { dataOut: res }));
 
-    const f2 = await fixture({ reservations: await openAptplReservationStore(dir, WWN) });
+    const f2 = await fixture({ luState: await openAptplReservationStore(dir, WWN) });
     const keys = (await f2.run([0x5e, 0x00, 0, 0, 0, 0, 0, 0, 64, 0])).data!;
     assert.equal(keys.readUInt32BE(4), 8);
     assert.equal(keys.readBigUInt64BE(8), 0x5678n);
@@ -59,8 +59,8 @@ describe('APTPL state file', () => {
     fs.writeFileSync(file, '{"format": "iscsi-gateway-aptpl-1", "wwn": ');
     await assert.rejects(loadAptplState(file, WWN), AptplFileError);
     const store = await openAptplReservationStore(tmp(), WWN);
-    await store.update((s) => ({ state: { ...s, aptpl: true, generation: 5 }, result: 0 }));
-    await saveAptplState(file, 'other-unit', store.state);
+    await store.update((s) => ({ state: { pr: { ...s.pr, aptpl: true, generation: 5 } }, result: 0 }));
+    await saveAptplState(file, 'other-unit', store.state.pr);
     await assert.rejects(loadAptplState(file, WWN), /belongs to unit serial other-unit/);
     assert.throws(() => aptplFile(dir, '../etc/passwd'), AptplFileError);
   });

@@ -9,7 +9,7 @@ import { MemoryBackstore } from '../../../src/block/memory-backstore';
 import { DecodedSense, decodeSense } from '../../../src/scsi/sense';
 import { LogicalUnitRegistry } from '../../../src/scsi/lu-registry';
 import type { DiskSettings } from '../../../src/scsi/disk-settings';
-import type { ReservationStore } from '../../../src/scsi/reservations';
+import type { LuStateStore } from '../../../src/scsi/lu-state';
 
 export const TARGET = 'iqn.2024-01.test:target';
 export const WWN = '5f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b';
@@ -85,7 +85,7 @@ export interface FixtureOptions {
   readonly keepUnitAttention?: boolean;
   readonly device?: MemoryBackstore;
   readonly extraUnits?: LogicalUnitConfig[];
-  readonly reservations?: ReservationStore;
+  readonly luState?: LuStateStore;
 }
 
 /** A target with one LU over a MemoryBackstore and one logged-in nexus, UA already cleared. */
@@ -96,7 +96,7 @@ export async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
   const target = new ScsiTarget({
     targetName: TARGET,
     registry: new LogicalUnitRegistry(),
-    logicalUnits: [{ lun: o.lun ?? 0, device, wwn: WWN, name: 'rbd/disk_1', settings, removable: o.removable, reservations: o.reservations }, ...(o.extraUnits ?? [])],
+    logicalUnits: [{ lun: o.lun ?? 0, device, wwn: WWN, name: 'rbd/disk_1', settings, removable: o.removable, luState: o.luState }, ...(o.extraUnits ?? [])],
   });
   const n = nexus(1);
   target.nexusCreated(n);

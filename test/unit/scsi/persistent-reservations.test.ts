@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ITNexus, ScsiStatus, TaskManagementFunction as Fn } from '../../../src/scsi/sam';
-import { LocalReservationStore, PrState, prStateFromJson, prStateToJson } from '../../../src/scsi/reservations';
+import { PrState, prStateFromJson, prStateToJson } from '../../../src/scsi/reservations';
+import { LocalLuStateStore } from '../../../src/scsi/lu-state';
 import { assertGood, assertSense, cdb10, command, deferred, fixture, Fixture, nexus, tick } from './helpers';
 
 const RESERVATION_CONFLICT = ScsiStatus.ReservationConflict;
@@ -301,8 +302,8 @@ describe('PERSISTENT RESERVE OUT: reservations', () => {
 describe('reservation store', () => {
   it('persists while APTPL is set, and drops the copy when APTPL is cleared', async () => {
     const saved: (PrState | undefined)[] = [];
-    const store = new LocalReservationStore({ persist: async (s) => { saved.push(s); } });
-    const f = await fixture({ reservations: store });
+    const store = new LocalLuStateStore({ persist: async (s) => { saved.push(s); } });
+    const f = await fixture({ luState: store });
     assertGood(await out(f, f.nexus, 0, 0n, 7n, 0, 0x01));
     assertGood(await out(f, f.nexus, 1, 7n, 0n, EA));
     assertGood(await out(f, f.nexus, 0, 7n, 8n, 0, 0x00));
@@ -321,10 +322,10 @@ describe('reservation store', () => {
   });
 
   it('a failing persist leaves the state unchanged and fails the command', async () => {
-    const store = new LocalReservationStore({ persist: async () => { throw new Error('disk full'); } });
-    await assert.rejects(store.update((s) => ({ state: { ...s, aptpl: true, generation: 1 }, result: 1 })), /disk full/);
-    assert.equal(store.state.generation, 0);
-    assert.equal(await store.update((s) => ({ state: { ...s, generation: 2 }, result: 2 })), 2);
+    const store = new LocalLuStateStore({ persist: async () => { throw new Error('disk full'); } });
+    await assert.rejects(store.update((s) => ({ state: { pr: { ...s.pr, aptpl: true, generation: 1 } }, result: 1 })), /disk full/);
+    assert.equal(store.state.pr.generation, 0);
+    assert.equal(await store.update((s) => ({ state: { pr: { ...s.pr, generation: 2 } }, result: 2 })), 2);
   });
 });
 
