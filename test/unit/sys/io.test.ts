@@ -153,8 +153,9 @@ test('the addon builds without liburing and then reports io_uring as unavailable
   const native = path.join(work, 'native');
   fs.mkdirSync(path.join(native, 'src'), { recursive: true });
   for (const f of ['binding.gyp', 'build.mjs']) fs.copyFileSync(path.join(REPO, 'native', f), path.join(native, f));
-  for (const f of fs.readdirSync(path.join(REPO, 'native', 'src'))) fs.copyFileSync(path.join(REPO, 'native', 'src', f), path.join(native, 'src', f));
-  const build = spawnSync(process.execPath, [path.join(native, 'build.mjs')], { env: { ...process.env, ISCSI_GATEWAY_NO_URING: '1' }, encoding: 'utf8', timeout: 230_000 });
+  fs.cpSync(path.join(REPO, 'native', 'src'), path.join(native, 'src'), { recursive: true });
+  // Only the system addon is under test here; the Ceph addon is covered by its own tests.
+  const build = spawnSync(process.execPath, [path.join(native, 'build.mjs')], { env: { ...process.env, ISCSI_GATEWAY_NO_URING: '1', ISCSI_GATEWAY_NO_CEPH: '1' }, encoding: 'utf8', timeout: 230_000 });
   assert.equal(build.status, 0, `build failed:\n${build.stdout}\n${build.stderr}`);
   const addon = path.join(native, 'build', 'Release', 'iscsi_gateway_sys.node');
   const check = `
