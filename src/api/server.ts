@@ -25,7 +25,9 @@ import type { ImageProvider } from '../images/provider';
 import { isLoopback } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { authHook, isDefaultCredentials } from './auth';
+import type { CephSettings } from '../ceph/settings';
 import { registerClientAuth } from './clientauth';
+import { registerCluster } from './cluster';
 import { registerClientLun } from './clientlun';
 import { registerClients } from './clients';
 import { registerConfig } from './config';
@@ -57,6 +59,8 @@ export interface ApiServerOptions {
   readonly secrets?: ChapSecrets;
   /** sha256 of the synced settings (default: over `settings`). */
   readonly checkconf?: () => string;
+  /** The Ceph cluster when configured (GET /api/cluster). */
+  readonly ceph?: CephSettings;
 }
 
 export class ApiStartError extends Error {
@@ -113,6 +117,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   registerDisks(routes, ctx);
   registerDiskSnap(routes, ctx);
   registerPools(routes, ctx);
+  registerCluster(routes, ctx);
   registerTargetLun(routes, ctx);
   registerClients(routes, ctx);
   registerClientAuth(routes, ctx);
@@ -151,6 +156,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     log: options.log.child({ component: 'api' }),
     checkconf: options.checkconf ?? defaultCheckconf(options.settings),
     loopbackOnly: isLoopback(options.host),
+    ceph: options.ceph,
   };
   let https: { cert: Buffer; key: Buffer } | undefined;
   if (options.settings.api_secure) {
@@ -199,6 +205,8 @@ export interface DaemonApiOptions {
   /** sha256 input for sysinfo/checkconf (the synced settings). */
   readonly checkconfSubset: Record<string, unknown>;
   readonly log: Logger;
+  /** The Ceph cluster when configured (GET /api/cluster). */
+  readonly ceph?: CephSettings;
 }
 
 /**
@@ -212,7 +220,7 @@ export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
   try {
     const server = await startApiServer({
       store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
-      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash,
+      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, ceph: o.ceph,
     });
     return { ...server, address: server.address, close: async () => { await server.close(); await images.close(); } };
   } catch (e) {

@@ -16,7 +16,9 @@ import { defaultDataDir } from '../config/paths';
 import { ChapSecrets } from '../config/secrets';
 import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaultSettings, loadSettings } from '../config/settings';
 import { ApiServer, startDaemonApi } from '../api/server';
-import { Gateway } from '../daemon/gateway';
+import { Gateway, SharedConfigStore } from '../daemon/gateway';
+import { RadosConfigStore } from '../config/rados-store';
+import { cephSettings, closeCeph } from '../ceph/settings';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
 import { rootLogger } from '../util/log';
@@ -124,13 +126,28 @@ export function registerServeCommand(program: Command): void {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(2);
       }
+      // With Ceph configured the shared configuration is the RADOS object (pool/gateway_conf).
+      const ceph = cephSettings(settings);
+      let configStore: SharedConfigStore | undefined;
+      if (ceph) {
+        try {
+          configStore = await RadosConfigStore.open(ceph, {
+            onWatch: (event, detail) => (event === 'lost' ? log.warn({ detail }, 'configuration watch lost; re-watching') : log.info({ detail }, 'configuration watch restored')),
+          });
+        } catch (e) {
+          process.stderr.write(`iscsi-gateway: Ceph cluster of ${ceph.conf}: ${(e as Error).message}\n`);
+          await closeCeph();
+          process.exit(1);
+        }
+      }
       let gateway: Gateway;
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted) });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+        await closeCeph();
         process.exit(1);
       }
       // The REST API runs when asked for (--api) or configured (--config): without either,
@@ -140,7 +157,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
@@ -167,7 +184,8 @@ export function registerServeCommand(program: Command): void {
       }
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
-      let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
+      const where = configStore ? `; configuration in ${configStore.location}` : '';
+      let banner = `iscsi-gateway ${name}: data in ${dataDir}${where}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
       if (api) banner += `REST API on ${api.url}\n`;
       if (metrics) banner += `metrics on http://${formatAddress(metrics.address())}/metrics\n`;
       if (gateway.createdDemo && bound.length > 0) {
@@ -182,7 +200,7 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(
+        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(() => closeCeph()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

@@ -1,0 +1,145 @@
+/**
+ * The ConfigStore in RADOS on a real (memstore) Ceph cluster: the same contract as the file
+ * store (test/helpers/config-contract.ts: two processes' interleaved updates lose nothing, a
+ * SIGKILLed lock holder blocks at most its lease, an expired lease cannot commit, invalid
+ * documents are refused, another process's commit reaches a watcher, v1 migrates), with the
+ * safety re-read set to a minute so that watch/notify alone must deliver. Plus what only RADOS
+ * has: the lock is a real cls lock (`rados lock info` shows it, with its expiry), the epoch
+ * xattr mirrors the document, a notify reaches another process's watcher in milliseconds, and
+ * a watcher whose watch the OSD dropped (process paused past osd_client_watch_timeout) learns it
+ * from librados, watches again and hears the next commit.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { RadosObject } from '../../src/ceph/rados-object';
+import { CephSettings, cephPool, cephSettings, closeCeph } from '../../src/ceph/settings';
+import { RadosConfigStore } from '../../src/config/rados-store';
+import { emptyAuth } from '../../src/config/schema';
+import { defaultSettings } from '../../src/config/settings';
+import { run } from '../helpers/daemon';
+import { startCephCluster, TestCephCluster } from '../helpers/ceph';
+import { configStoreContract, runWriter } from '../helpers/config-contract';
+
+const NO_POLL = { resyncMs: 60_000 };
+
+describe('RadosConfigStore on a real cluster', () => {
+  let cluster: TestCephCluster;
+  let ceph: CephSettings;
+  let seq = 0;
+
+  before(async () => {
+    // A short watch timeout: the paused-watcher test waits for the OSD to drop the watch.
+    cluster = await startCephCluster({ watchTimeout: 3 });
+    // The children (config-writer) inherit it, as the daemons do.
+    process.env.CEPH_CONF = cluster.cephConf;
+    const s = cephSettings({ settings: defaultSettings(), warnings: [] });
+    assert.ok(s, 'CEPH_CONF selects Ceph');
+    ceph = s;
+  });
+  after(async () => {
+    await closeCeph();
+    await cluster?.stop();
+    delete process.env.CEPH_CONF;
+  });
+
+  const object = async (oid: string) => new RadosObject(await cephPool(ceph, 'rbd'), 'rbd', oid);
+  const text = async (oid: string) => {
+    const c = await (await object(oid)).read();
+    return c && c.data.length > 0 ? c.data.toString('utf8') : undefined;
+  };
+
+  configStoreContract(
+    async () => {
+      const oid = `gateway.conf.contract${++seq}`;
+      return {
+        open: () => RadosConfigStore.at(ceph, 'rbd', oid, NO_POLL),
+        childSpec: `rados:rbd/${oid}`,
+        raw: () => text(oid),
+        writeRaw: async (t) => (await object(oid)).writeFull(Buffer.from(t, 'utf8')),
+        backup: (version) => text(`${oid}.v${version}.bak`),
+      };
+    },
+    { updates: 50 },
+  );
+
+  it('the lock is a cls lock on the object (rados lock info shows owner and expiry); the epoch xattr mirrors the document', async () => {
+    const oid = 'gateway.conf.cls';
+    const store = await RadosConfigStore.at(ceph, 'rbd', oid, NO_POLL);
+    const lock = await store.lock({ owner: 'gateway gw1 (pid 42)', ttlMs: 20_000 });
+    const info = await run('rados', ['-p', 'rbd', 'lock', 'info', oid, 'lock', '--format=json'], { env: cluster.env, timeoutMs: 30_000 });
+    assert.equal(info.code, 0, info.stderr);
+    const parsed = JSON.parse(info.stdout) as { name: string; type: string; lockers: Array<{ cookie: string; description: string; expiration: string }> };
+    assert.equal(parsed.name, 'lock');
+    assert.equal(parsed.type, 'exclusive');
+    assert.equal(parsed.lockers.length, 1);
+    assert.equal(parsed.lockers[0].description, 'gateway gw1 (pid 42)');
+    assert.notEqual(parsed.lockers[0].expiration, '0.000000', 'the lease expires');
+    const r = await store.update((d) => {
+      d.targets['iqn.2003-01.com.example:x'] = { acl_enabled: true, auth: emptyAuth(), controls: {}, ip_list: [], portals: {}, disks: {}, clients: {}, groups: {} };
+    }, { lock });
+    await lock.release();
+    const after = await run('rados', ['-p', 'rbd', 'lock', 'info', oid, 'lock', '--format=json'], { env: cluster.env, timeoutMs: 30_000 });
+    assert.deepEqual((JSON.parse(after.stdout) as { lockers: unknown[] }).lockers, [], 'released');
+    const xattr = await run('rados', ['-p', 'rbd', 'getxattr', oid, 'epoch'], { env: cluster.env, timeoutMs: 30_000 });
+    assert.equal(xattr.stdout.trim(), String(r.epoch));
+    const doc = JSON.parse((await text(oid)) ?? '{}') as { epoch: number; version: number };
+    assert.deepEqual([doc.version, doc.epoch], [11, r.epoch]);
+    await store.close();
+  });
+
+  it("another process's commit reaches a watcher by notify, not by the (1 min) re-read", async () => {
+    const oid = 'gateway.conf.notify';
+    const store = await RadosConfigStore.at(ceph, 'rbd', oid, NO_POLL);
+    await store.update((d) => {
+      d.targets.t1 = { acl_enabled: true, auth: emptyAuth(), controls: {}, ip_list: [], portals: {}, disks: {}, clients: {}, groups: {} };
+    });
+    const seen = new Map<number, number>();
+    const stop = store.watch((s) => {
+      if (!seen.has(s.epoch)) seen.set(s.epoch, Date.now());
+    });
+    for (let i = 0; i < 100 && !seen.has(1); i++) await new Promise((r) => setTimeout(r, 10));
+    const latencies: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const w = runWriter(`rados:rbd/${oid}`, ['updates', `r${round}`, '1']);
+      const res = await w.done;
+      const doneAt = Date.now();
+      assert.equal(res.code, 0, res.err);
+      const epoch = 2 + round;
+      for (let i = 0; i < 200 && !seen.has(epoch); i++) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(seen.has(epoch), `epoch ${epoch} not seen within 1 s (saw ${[...seen.keys()].join(',')})`);
+      // The writer exits after its commit; the watcher saw it at most a few ms later (or before).
+      latencies.push(Math.max(0, (seen.get(epoch) ?? 0) - doneAt));
+    }
+    stop();
+    await store.close();
+    process.stdout.write(`# watch/notify: another process's commit seen after at most ${Math.max(...latencies)} ms (${latencies.join(', ')} ms after the writer exited)\n`);
+  });
+
+  it('a watcher paused past the watch timeout is told, watches again, and hears the next commit', async () => {
+    const oid = 'gateway.conf.rewatch';
+    const store = await RadosConfigStore.at(ceph, 'rbd', oid, NO_POLL);
+    await store.update((d) => {
+      d.targets.t1 = { acl_enabled: true, auth: emptyAuth(), controls: {}, ip_list: [], portals: {}, disks: {}, clients: {}, groups: {} };
+    });
+    const w = runWriter(`rados:rbd/${oid}`, ['watch']);
+    try {
+      const waitFor = async (what: string, ms: number) => {
+        for (let i = 0; i < ms / 20 && !w.out().includes(what); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(w.out().includes(what), `watcher did not print "${what}" within ${ms} ms:\n${w.out()}`);
+      };
+      await waitFor('epoch 1', 10_000);
+      process.kill(w.pid, 'SIGSTOP');
+      // osd_client_watch_timeout is 3 s in this cluster: the OSD drops the silent watcher.
+      await new Promise((r) => setTimeout(r, 5000));
+      process.kill(w.pid, 'SIGCONT');
+      await waitFor('watch lost', 20_000);
+      await waitFor('watch restored', 20_000);
+      await store.update((d) => void (d.targets.t1.acl_enabled = false));
+      await waitFor('epoch 2', 1000);
+    } finally {
+      w.kill();
+      await w.done;
+      await store.close();
+    }
+  });
+});
