@@ -1,7 +1,8 @@
 /**
  * Test child for the config store contract (test/helpers/config-contract.ts).
  *   node config-writer.js <store> updates <tag> <n>   n read-modify-write updates, each adding
- *                                                      one client "<tag>-<i>" to target t1; prints "done <n>"
+ *                                                      one client "<tag>-<i>" to target t1; prints
+ *                                                      "commit <epoch> <ms since 1970>" per update, "done <n>"
  *   node config-writer.js <store> lock <owner> <ttlMs> take the store lock, print "locked", then hang
  *   node config-writer.js <store> watch                 print "epoch <n>" for every document seen, and
  *                                                      "watch lost|restored" (RADOS store), until killed
@@ -29,11 +30,12 @@ async function main(): Promise<void> {
   if (mode === 'updates') {
     const n = Number(arg);
     for (let i = 0; i < n; i++) {
-      await store.update((d) => {
+      const r = await store.update((d) => {
         const t = d.targets.t1;
         if (!t) throw new Error('target t1 missing');
         t.clients[`${tag}-${i}`] = { auth: t.auth, luns: {}, group_name: '' };
       }, { retries: 1000 });
+      process.stdout.write(`commit ${r.epoch} ${Date.now()}\n`);
     }
     process.stdout.write(`done ${n}\n`);
     await store.close();
