@@ -11,7 +11,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RadosObject } from '../../src/ceph/rados-object';
+import { RadosError, RadosObject } from '../../src/ceph/rados-object';
 import { CephSettings, cephPool, cephSettings, closeCeph } from '../../src/ceph/settings';
 import { RadosConfigStore } from '../../src/config/rados-store';
 import { emptyAuth } from '../../src/config/schema';
@@ -143,5 +143,63 @@ describe('RadosConfigStore on a real cluster', () => {
       await w.done;
       await store.close();
     }
+  });
+
+  it('RadosObject primitives: write/read/stat, xattrs, omap, compare-and-swap steps, locks, remove', async () => {
+    const o = await object('primitives');
+    const errno = (code: string) => (e: unknown) => e instanceof RadosError && e.code === code;
+    assert.equal(await o.read(), undefined);
+    assert.equal(await o.stat(), undefined);
+    await o.operate([{ op: 'create', exclusive: true }, { op: 'writeFull', data: Buffer.from('hello') }, { op: 'setxattr', name: 'epoch', value: Buffer.from('1') }]);
+    await assert.rejects(o.operate([{ op: 'create', exclusive: true }]), errno('EEXIST'));
+    const c = await o.read();
+    assert.ok(c);
+    assert.equal(c.data.toString(), 'hello');
+    assert.equal(c.xattrs.get('epoch')?.toString(), '1');
+    assert.equal((await o.stat())?.size, 5);
+    assert.equal((await o.getXattr('epoch'))?.toString(), '1');
+    assert.equal(await o.getXattr('nope'), undefined);
+    // cmpxattr: a mismatch cancels the whole compound write.
+    await assert.rejects(o.operate([{ op: 'cmpxattr', name: 'epoch', comparison: 'eq', value: Buffer.from('2') }, { op: 'writeFull', data: Buffer.from('lost') }]), errno('ECANCELED'));
+    assert.equal((await o.read())?.data.toString(), 'hello');
+    await o.operate([{ op: 'cmpxattr', name: 'epoch', comparison: 'eq', value: Buffer.from('1') }, { op: 'writeFull', data: Buffer.from('won') }]);
+    assert.equal((await o.read())?.data.toString(), 'won');
+    // assert_version: the version read is the version written.
+    const v = (await o.read())?.version ?? 0n;
+    await assert.rejects(o.operate([{ op: 'assertVersion', version: v + 5n }, { op: 'writeFull', data: Buffer.from('x') }]), (e: unknown) => e instanceof RadosError && (e.code === 'EOVERFLOW' || e.code === 'ERANGE'));
+    await o.operate([{ op: 'assertVersion', version: v }, { op: 'writeFull', data: Buffer.from('v') }]);
+    // omap, paged internally.
+    const entries = new Map<string, Buffer>();
+    for (let i = 0; i < 2500; i++) entries.set(`k${String(i).padStart(5, '0')}`, Buffer.from(String(i)));
+    await o.omapSet(entries);
+    const got = await o.omapGet();
+    assert.equal(got.size, 2500);
+    assert.equal(got.get('k02499')?.toString(), '2499');
+    await o.omapRemove(['k00000', 'k00001']);
+    const after = await o.omapGet('k00000', 3);
+    assert.deepEqual([...after.keys()], ['k00002', 'k00003', 'k00004']);
+    await o.setXattr('other', Buffer.from('y'));
+    await o.operate([{ op: 'rmxattr', name: 'other' }]);
+    assert.equal(await o.getXattr('other'), undefined);
+    // Locks: held, listed, refused to others, broken, expired.
+    await o.lockExclusive({ name: 'l', cookie: 'c1', description: 'd1', durationMs: 60_000 });
+    await assert.rejects(o.lockExclusive({ name: 'l', cookie: 'c2', description: 'd2', durationMs: 60_000 }), errno('EBUSY'));
+    const info = await o.lockers('l');
+    assert.equal(info.exclusive, true);
+    assert.equal(info.lockers.length, 1);
+    assert.equal(info.lockers[0].cookie, 'c1');
+    assert.match(info.lockers[0].client, /^client\.\d+$/);
+    await o.breakLock('l', info.lockers[0].client, 'c1');
+    assert.deepEqual((await o.lockers('l')).lockers, []);
+    await assert.rejects(o.unlock('l', 'c1'), errno('ENOENT'));
+    await o.lockExclusive({ name: 'l', cookie: 'c3', description: 'short', durationMs: 300 });
+    await new Promise((r) => setTimeout(r, 500));
+    await assert.rejects(o.lockExclusive({ name: 'l', cookie: 'c3', description: 'short', durationMs: 300, renew: 'must' }), errno('ENOENT'));
+    await o.lockExclusive({ name: 'l', cookie: 'c4', description: 'next', durationMs: 1000 });
+    await o.lockExclusive({ name: 'l', cookie: 'c4', description: 'next', durationMs: 1000, renew: 'must' });
+    await o.unlock('l', 'c4');
+    await o.remove();
+    assert.equal(await o.read(), undefined);
+    await assert.rejects(o.remove(), errno('ENOENT'));
   });
 });
