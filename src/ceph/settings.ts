@@ -1,16 +1,19 @@
 /**
  * Whether this process talks to a Ceph cluster, and its one connection.
  *
- * Ceph is configured when CEPH_CONF is set (tests, scripts) or the settings file's [config]
- * names the cluster: `cluster_name` or `gateway_keyring` set, or `ceph_config_dir` set to a
- * directory that holds `<cluster_name>.conf` (a ceph_config_dir that only holds the CHAP key
- * pair does not switch to Ceph). Otherwise everything stays embedded (the default).
+ * The rule (the same as the image provider's, src/images/select.ts of branch ceph-provider):
+ * without a settings file everything is embedded. With one, as ceph-iscsi's iscsi-gateway.cfg,
+ * Ceph when `[config]` sets `cluster_name` or `gateway_keyring` (a missing conf file is then an
+ * error at start), or when the cluster's conf file exists (CEPH_CONF, else
+ * `<ceph_config_dir>/<cluster_name>.conf`). `ceph_config_dir` alone does not choose Ceph: it is
+ * also where the CHAP key pair lives.
  *
- * Both the configuration store (RADOS object) and the image provider (RBD) follow this one
- * rule and share one connection per process (librados adds ~17 threads per connection).
+ * The configuration store (RADOS object) and the image provider (RBD) share one connection per
+ * process (librados adds ~17 threads per connection).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { defaultSettings } from '../config/settings';
 import type { ParsedSettings } from '../config/settings';
 import type { NativeIoCtx } from './binding';
 import { CephCluster } from './cluster';
@@ -33,12 +36,13 @@ export interface CephSettings {
 
 /** The Ceph settings when Ceph is configured (see the file comment), else undefined. */
 export function cephSettings(parsed: ParsedSettings, env: NodeJS.ProcessEnv = process.env): CephSettings | undefined {
+  if (parsed.file === undefined) return undefined;
   const s = parsed.settings;
   const explicit = new Set(parsed.explicit ?? []);
+  const set = (k: 'cluster_name' | 'gateway_keyring') => explicit.has(k) && s[k].trim() !== '';
   const fromEnv = env.CEPH_CONF !== undefined && env.CEPH_CONF !== '';
   const conf = fromEnv ? path.resolve(env.CEPH_CONF as string) : path.resolve(s.ceph_config_dir, `${s.cluster_name}.conf`);
-  const configured = fromEnv || explicit.has('cluster_name') || explicit.has('gateway_keyring') || (explicit.has('ceph_config_dir') && fs.existsSync(conf));
-  if (!configured) return undefined;
+  if (!set('cluster_name') && !set('gateway_keyring') && !fs.existsSync(conf)) return undefined;
   return {
     conf,
     keyring: s.gateway_keyring ? path.resolve(s.ceph_config_dir, s.gateway_keyring) : undefined,
@@ -46,10 +50,16 @@ export function cephSettings(parsed: ParsedSettings, env: NodeJS.ProcessEnv = pr
     clusterName: s.cluster_name,
     pool: s.pool,
     configObject: s.gateway_conf,
-    // tcmu-runner's osd_op_timeout default; ceph-iscsi's mon calls time out after 30 s as well.
+    // tcmu-runner's osd_op_timeout default; the mons get as long as the image provider gives them.
     osdOpTimeout: 30,
-    monOpTimeout: 30,
+    monOpTimeout: 15,
   };
+}
+
+/** Settings for tools and tests that have no settings file: the cluster of CEPH_CONF, ceph-iscsi's defaults. */
+export function cephSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): CephSettings | undefined {
+  if (!env.CEPH_CONF) return undefined;
+  return cephSettings({ settings: defaultSettings(), warnings: [], file: '(environment)', explicit: [] }, env);
 }
 
 interface Connection {

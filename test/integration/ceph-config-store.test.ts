@@ -12,10 +12,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RadosError, RadosObject } from '../../src/ceph/rados-object';
-import { CephSettings, cephPool, cephSettings, closeCeph } from '../../src/ceph/settings';
+import { CephSettings, cephPool, cephSettingsFromEnv, closeCeph } from '../../src/ceph/settings';
 import { RadosConfigStore } from '../../src/config/rados-store';
 import { emptyAuth } from '../../src/config/schema';
-import { defaultSettings } from '../../src/config/settings';
 import { run } from '../helpers/daemon';
 import { startCephCluster, TestCephCluster } from '../helpers/ceph';
 import { configStoreContract, runWriter } from '../helpers/config-contract';
@@ -32,7 +31,7 @@ describe('RadosConfigStore on a real cluster', () => {
     cluster = await startCephCluster({ watchTimeout: 3 });
     // The children (config-writer) inherit it, as the daemons do.
     process.env.CEPH_CONF = cluster.cephConf;
-    const s = cephSettings({ settings: defaultSettings(), warnings: [] });
+    const s = cephSettingsFromEnv();
     assert.ok(s, 'CEPH_CONF selects Ceph');
     ceph = s;
   });

@@ -11,14 +11,13 @@
  */
 import { FileConfigStore } from '../../../../src/config/file-store';
 import { RadosConfigStore } from '../../../../src/config/rados-store';
-import { cephSettings } from '../../../../src/ceph/settings';
-import { defaultSettings } from '../../../../src/config/settings';
+import { cephSettingsFromEnv } from '../../../../src/ceph/settings';
 import type { ConfigStore } from '../../../../src/config/store';
 
 async function open(spec: string): Promise<ConfigStore> {
   const m = /^rados:([^/]+)\/(.+)$/.exec(spec);
   if (!m) return new FileConfigStore(spec);
-  const ceph = cephSettings({ settings: defaultSettings(), warnings: [] });
+  const ceph = cephSettingsFromEnv();
   if (!ceph) throw new Error('rados store: CEPH_CONF is not set');
   // Only the notify may deliver (the safety re-read is a minute away).
   return RadosConfigStore.at(ceph, m[1], m[2], { resyncMs: 60_000, onWatch: (event) => process.stdout.write(`watch ${event}\n`) });
