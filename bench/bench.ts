@@ -29,9 +29,10 @@ import { formatAuthBench, runAuthBench } from './auth';
 import { formatHostileBench, runHostileBench } from './hostile';
 import { formatScaleBench, runScaleBench } from './scale';
 import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
+import { formatRbdBench, runRbdBench } from './rbd';
 
 /** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
-const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile', 'scale'] as const;
+const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile', 'scale', 'rbd'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
@@ -289,6 +290,20 @@ async function main(): Promise<number> {
       failures++;
       output.store = { failure: (e as Error).message };
       log(`FAILURE (store section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('rbd')) {
+    log('');
+    log('== Ceph RBD: the gateway against QEMU\'s own rbd driver on the same image ==');
+    try {
+      const rbd = await runRbdBench({ seconds: quick ? 3 : 8, rounds: quick ? 1 : 3, dir: o.dir, cli, log });
+      log(formatRbdBench(rbd));
+      output.rbd = rbd;
+    } catch (e) {
+      failures++;
+      output.rbd = { failure: (e as Error).message };
+      log(`FAILURE (rbd section): ${(e as Error).message}`);
     }
   }
 

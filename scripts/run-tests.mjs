@@ -23,7 +23,8 @@ const kinds = args.length === 0 ? ['unit', 'integration'] : args;
 let failed = false;
 for (const kind of ['unit', 'integration']) {
   const all = find(join(root, 'dist', 'test', kind));
-  const files = kinds.includes(kind) ? all : all.filter((f) => kinds.some((k) => f.includes(k)));
+  // Match fragments against the path below dist/test, not the checkout's own directory name.
+  const files = kinds.includes(kind) ? all : all.filter((f) => kinds.some((k) => f.slice(root.length).includes(k)));
   if (files.length === 0) continue;
   const concurrency = kind === 'unit' ? '2' : '1';
   console.log(`# ${kind}: ${files.length} files`);

@@ -12,6 +12,7 @@ import {
 } from '../config/validation';
 import { DISK_SETTING_SPECS } from '../scsi/disk-settings';
 import { ImageError } from '../images/provider';
+import { ImageBackstore, exportProblem } from '../images/disk-rules';
 import { ApiContext, ApiError, Routes, commit, current, fail, field, getForm, imageFailure, ok, params, refuseIfDisruptive } from './context';
 import { humanSize } from '../util/format';
 import { newWwn, recountActiveLuns } from './model';
@@ -151,6 +152,9 @@ async function createDisks(ctx: ApiContext, req: import('fastify').FastifyReques
           const info = await ctx.images.info(pool, n);
           if (info.size < size) await ctx.images.resize(pool, n, size);
         }
+        // An image made outside (rbd create/clone/import) must suit the backstore (§6.1).
+        const problem = exportProblem(backstore as ImageBackstore, await ctx.images.info(pool, n));
+        if (problem) fail(400, problem);
       }
       await ctx.store.update((c) => {
         check(c);

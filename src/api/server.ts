@@ -207,13 +207,18 @@ export interface DaemonApiOptions {
   readonly log: Logger;
   /** The Ceph cluster when configured (GET /api/cluster). */
   readonly ceph?: CephSettings;
+  /** The image provider when it is not the data dir's embedded store (Ceph RBD); the caller closes it. */
+  readonly images?: ImageProvider;
 }
 
 /**
- * Start the API of a gateway daemon over the images of the data dir's embedded store.
+ * Start the API of a gateway daemon over the images of the data dir's embedded store, or of
+ * the provider given (Ceph RBD pools).
  */
 export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
-  const images = await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
+  const shared = o.images;
+  const images = shared ?? await EmbeddedImageProvider.open(storeRoot(o.dataDir), `iscsi-gateway-api@${o.gatewayName}`);
+  const closeImages = () => (shared ? Promise.resolve() : images.close());
   const s = o.settings;
   const secrets = o.secrets;
   const hash = crypto.createHash('sha256').update(JSON.stringify(o.checkconfSubset)).digest('hex');
@@ -222,9 +227,9 @@ export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
       store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
       host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, ceph: o.ceph,
     });
-    return { ...server, address: server.address, close: async () => { await server.close(); await images.close(); } };
+    return { ...server, address: server.address, close: async () => { await server.close(); await closeImages(); } };
   } catch (e) {
-    await images.close();
+    await closeImages();
     throw e;
   }
 }

@@ -105,6 +105,15 @@ export interface BlockDevice {
    */
   writeSame(offset: number, length: number, pattern: Buffer, options?: WriteSameOptions): Promise<void>;
 
+  /**
+   * Optional COMPARE AND WRITE offload: atomically, where the data lives (an RBD image: at the
+   * OSD, so across gateways), compare `compare` with the medium at `offset` and, if equal,
+   * write `data` (same length). Resolves -1 when written, else the offset from `offset` of
+   * the first differing byte. Rejects 'unsupported' for a range it cannot do; the SCSI layer
+   * then compares and writes itself under its range lock.
+   */
+  compareAndWrite?(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number>;
+
   /** Allocation extents covering [offset, offset+length), in order, without gaps. */
   mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]>;
 

@@ -156,6 +156,14 @@ export class GuardedDevice implements BlockDevice {
       () => this.inner.writeSame(offset, length, pattern, options), options?.fua === true);
   }
 
+  /** The backstore's COMPARE AND WRITE offload, when it has one ('unsupported' otherwise). */
+  compareAndWrite(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number> {
+    const inner = this.inner;
+    if (!inner.compareAndWrite) return Promise.reject(new BlockDeviceError(`${this.name} has no compare and write offload`, 'unsupported'));
+    return this.run('compare and write', offset, data.length, true, options?.signal,
+      () => inner.compareAndWrite!(offset, compare, data, options), options?.fua === true);
+  }
+
   mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
     return this.run('map status', offset, length, false, options?.signal, () => this.inner.mapStatus(offset, length, options));
   }

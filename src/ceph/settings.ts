@@ -66,6 +66,8 @@ interface Connection {
   readonly key: string;
   readonly cluster: Promise<CephCluster>;
   readonly pools: Map<string, Promise<NativeIoCtx>>;
+  /** Someone else's connection (adoptCeph): closeCeph closes our pools but does not shut it down. */
+  readonly adopted?: boolean;
 }
 
 let connection: Connection | undefined;
@@ -98,6 +100,15 @@ export function connectCeph(s: CephSettings): Promise<CephCluster> {
   return connection.cluster;
 }
 
+/**
+ * Make `cluster` (already connected, e.g. the image provider's) the process's connection for
+ * `s`, so that the configuration store uses it too. The caller keeps shutting it down.
+ */
+export function adoptCeph(s: CephSettings, cluster: CephCluster): void {
+  if (connection) throw new Error('this process already has its Ceph connection');
+  connection = { key: keyOf(s), cluster: Promise.resolve(cluster), pools: new Map(), adopted: true };
+}
+
 /** An open pool of the process's connection (one IoCtx per pool, shared). */
 export function cephPool(s: CephSettings, pool: string): Promise<NativeIoCtx> {
   const conn = connectCeph(s);
@@ -120,6 +131,6 @@ export async function closeCeph(): Promise<void> {
   const cluster = await c.cluster.catch(() => undefined);
   for (const io of c.pools.values()) await io.then((i) => i.close()).catch(() => undefined);
   // EBUSY while an image or an operation still uses it: the process is exiting anyway.
-  await cluster?.shutdown().catch(() => undefined);
+  if (!c.adopted) await cluster?.shutdown().catch(() => undefined);
 }
 

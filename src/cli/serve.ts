@@ -18,13 +18,17 @@ import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaul
 import { ApiServer, startDaemonApi } from '../api/server';
 import { Gateway, SharedConfigStore } from '../daemon/gateway';
 import { RadosConfigStore } from '../config/rados-store';
-import { cephSettings, closeCeph } from '../ceph/settings';
+import { adoptCeph, cephSettings, closeCeph } from '../ceph/settings';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
 import { rootLogger } from '../util/log';
 import { MetricsServer, startMetricsServer } from '../metrics/server';
 import { gatewayMetricsSource } from '../metrics/source';
 import { installProcessGuard } from '../util/process-guard';
+import type { ImageProvider } from '../images/provider';
+import { cephFromSettingsFile, connectCephImages } from '../images/select';
+import { CephImageProvider } from '../images/ceph';
+import { CephRbdClient } from '../images/ceph-client';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -126,10 +130,25 @@ export function registerServeCommand(program: Command): void {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         process.exit(2);
       }
-      // With Ceph configured the shared configuration is the RADOS object (pool/gateway_conf).
+      // Images: Ceph RBD when the settings file names a cluster (an error if it cannot be
+      // reached: no silent fallback to the embedded store), else the embedded store.
+      let images: ImageProvider | undefined;
+      const cephImages = cephFromSettingsFile(settings.file);
+      if (cephImages) {
+        try {
+          images = await connectCephImages(cephImages, { onError: (what, err) => log.warn({ err }, `ceph: ${what} failed`) });
+        } catch (e) {
+          process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+          process.exit(1);
+        }
+        log.info({ provider: 'ceph' }, 'images are RBD images of the Ceph cluster');
+      }
+      // With Ceph configured the shared configuration is the RADOS object (pool/gateway_conf),
+      // over the image provider's connection (one librados client per process).
       const ceph = cephSettings(settings);
       let configStore: SharedConfigStore | undefined;
       if (ceph) {
+        if (images instanceof CephImageProvider && images.client instanceof CephRbdClient) adoptCeph(ceph, images.client.cluster);
         try {
           configStore = await RadosConfigStore.open(ceph, {
             onWatch: (event, detail) => (event === 'lost' ? log.warn({ detail }, 'configuration watch lost; re-watching') : log.info({ detail }, 'configuration watch restored')),
@@ -137,6 +156,7 @@ export function registerServeCommand(program: Command): void {
         } catch (e) {
           process.stderr.write(`iscsi-gateway: Ceph cluster of ${ceph.conf}: ${(e as Error).message}\n`);
           await closeCeph();
+          await images?.close().catch(() => undefined);
           process.exit(1);
         }
       }
@@ -144,10 +164,11 @@ export function registerServeCommand(program: Command): void {
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         await closeCeph();
+        await images?.close().catch(() => undefined);
         process.exit(1);
       }
       // The REST API runs when asked for (--api) or configured (--config): without either,
@@ -157,7 +178,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph, ...(images ? { images } : {}) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
@@ -200,7 +221,8 @@ export function registerServeCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
-        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop()).then(() => closeCeph()).then(
+        Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined)]).then(() => gateway.stop())
+          .then(() => closeCeph()).then(() => images?.close()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

@@ -15,7 +15,9 @@ import { storeRoot } from '../config/paths';
 import { DiskConfig, isImageBackstore } from '../config/schema';
 import { AccessState } from '../ha/ownership';
 import { StandbyDevice } from '../ha/standby-device';
-import { ImageStore } from '../store';
+import { exportProblem } from '../images/disk-rules';
+import type { ImageProvider } from '../images/provider';
+import { ImageStore, featureMask } from '../store';
 import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
 
@@ -50,6 +52,8 @@ export class Backstores {
     private readonly dataDir: string,
     private readonly client: string,
     private readonly log: Logger,
+    /** Images from another provider than the embedded store (Ceph RBD, when configured). */
+    private readonly provider?: ImageProvider,
   ) {}
 
   /** The embedded image store of this data dir (opened on first use). */
@@ -68,9 +72,20 @@ export class Backstores {
   }
 
   async open(id: string, disk: DiskConfig, access: AccessState): Promise<BlockDevice> {
+    if (isImageBackstore(disk.backstore) && this.provider) {
+      const { pool, image } = disk as { pool: string; image: string };
+      const problem = exportProblem(disk.backstore, await this.provider.info(pool, image));
+      if (problem) throw new BlockDeviceError(problem, 'unsupported');
+      if (disk.snapshot) return this.provider.open(pool, image, { snapshot: disk.snapshot });
+      if (access === 'active') return this.provider.open(pool, image);
+      return new StandbyDevice(id, await this.provider.open(pool, image, { readOnly: true }));
+    }
     if (isImageBackstore(disk.backstore)) {
       const store = await this.imageStore();
       const spec = `${disk.pool}/${disk.image}`;
+      const info = await store.imageInfo(spec);
+      const problem = exportProblem(disk.backstore, { pool: info.pool, image: info.name, featureMask: featureMask(info.features), stripeUnit: info.stripeUnit, stripeCount: info.stripeCount });
+      if (problem) throw new BlockDeviceError(problem, 'unsupported');
       // A snapshot is read-only: every gateway may serve it.
       if (disk.snapshot) return store.openImage(spec, { snapshot: disk.snapshot });
       if (access === 'active') return store.openImage(spec);

@@ -18,6 +18,7 @@ import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
+import type { ImageProvider } from '../images/provider';
 import { Backstores } from './backstores';
 import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
@@ -53,6 +54,8 @@ export interface GatewayOptions {
    * Ceph is configured, src/ceph/settings.ts). Closed by stop().
    */
   readonly configStore?: SharedConfigStore;
+  /** Where image disks live when not in the embedded store (Ceph RBD); the caller closes it. */
+  readonly images?: ImageProvider;
 }
 
 /** A ConfigStore that can bring an older document to the current schema in place. */
@@ -81,7 +84,7 @@ export class Gateway implements RunningState {
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = options.configStore ?? this.fileStore;
-    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
+    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -137,7 +140,8 @@ export class Gateway implements RunningState {
     const first = await this.configStore.read();
     if (this.configStore === this.fileStore && first.epoch === 0 && Object.keys(first.config.targets).length === 0 && Object.keys(first.config.gateways).length === 0) {
       const loopbackOnly = listen.every((a) => isLoopback(parseListenEntry(a).host));
-      if (loopbackOnly) {
+      // The demo image belongs to the embedded store; on a Ceph cluster nothing is created unasked.
+      if (loopbackOnly && !this.options.images) {
         await createDemoImage(await this.backstores.imageStore());
         const demo = demoConfig();
         const r = await this.configStore.update((d) => {

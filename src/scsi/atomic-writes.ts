@@ -15,6 +15,7 @@ import { u16, u32, u64 } from './cdb';
 import { Asc, SenseError, SenseKey, invalidFieldInCdb } from './sense';
 import { firstDifference } from './read-write';
 import { stopIfAborted } from './task-set';
+import { BlockDeviceError } from '../block/block-device';
 
 async function locked<T>(lu: LogicalUnit, lba: number, blocks: number, task: Task, run: () => Promise<T>): Promise<T> {
   const lock = lu.locks.acquire(lba, blocks, true);
@@ -51,6 +52,16 @@ async function compareAndWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult>
     if (lock.ready) await lock.ready;
     stopIfAborted(task);
     const half = blocks * bs;
+    // Offloaded where the backstore can (RBD: atomic at the OSD, across gateways).
+    const offloaded = await lu.device.compareAndWrite(lba * bs, data.subarray(0, half), data.subarray(half), { fua: lu.writeFua(fua), signal: task.signal })
+      .catch((e: unknown) => {
+        if (e instanceof BlockDeviceError && e.kind === 'unsupported') return undefined;
+        throw e;
+      });
+    if (offloaded !== undefined) {
+      if (offloaded >= 0) throw new SenseError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, offloaded);
+      return { status: ScsiStatus.Good, dataOutTransferLength: bytes };
+    }
     const current = await lu.device.read(lba * bs, half, Buffer.allocUnsafe(half), { signal: task.signal });
     const at = firstDifference(data.subarray(0, half), current);
     if (at >= 0) throw new SenseError(SenseKey.Miscompare, Asc.MiscompareDuringVerify, at);

@@ -2,12 +2,14 @@
  * A throw-away Ceph cluster for one test file (scripts/ceph-cluster.sh): its own CEPH_DIR under
  * the temp dir and two free mon ports, so several clusters run side by side. Default: memstore,
  * 1 OSD, no mgr (usable in ~2 s). Always stop it: `after(() => cluster.stop())`, or use
- * useCephCluster() which registers the hooks; a process exit kills it as a last resort.
+ * useCephCluster() which registers the hooks; a process exit kills it as a last resort, and a
+ * cluster whose test process died without either (a crash, SIGKILL) is reaped by the next start.
  */
 import { after, before } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import { ROOT, freePort, run, tempDir } from './daemon';
 
 export const CEPH_SCRIPT = path.join(ROOT, 'scripts', 'ceph-cluster.sh');
@@ -43,6 +45,50 @@ process.on('exit', () => {
   for (const c of live) spawnSync('bash', [CEPH_SCRIPT, 'kill'], { env: { ...process.env, CEPH_DIR: c.dir }, stdio: 'ignore' });
 });
 
+const PREFIX = 'igw-ceph-';
+/** `<dir>.owner` holds the test process's pid (beside the directory: `start` wipes the directory). */
+const OWNER_SUFFIX = '.owner';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Kill the clusters of test processes that died without stopping them (a crashed test file
+ * cannot run `after` or exit handlers): each cluster directory names its owner's pid.
+ */
+export async function reapOrphanClusters(): Promise<number> {
+  let reaped = 0;
+  let names: string[];
+  try {
+    names = fs.readdirSync(os.tmpdir());
+  } catch {
+    return 0;
+  }
+  for (const n of names) {
+    if (!n.startsWith(PREFIX) || !n.endsWith(OWNER_SUFFIX)) continue;
+    const ownerFile = path.join(os.tmpdir(), n);
+    const dir = ownerFile.slice(0, -OWNER_SUFFIX.length);
+    let owner: number;
+    try {
+      owner = Number(fs.readFileSync(ownerFile, 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(owner) || owner <= 0 || alive(owner)) continue;
+    await run('bash', [CEPH_SCRIPT, 'kill'], { env: { ...process.env, CEPH_DIR: dir }, timeoutMs: 30_000 });
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(ownerFile, { force: true });
+    reaped++;
+  }
+  return reaped;
+}
+
 /** Distinct free ports (freePort may hand out the same one twice in a row). */
 async function twoPorts(): Promise<[number, number]> {
   const a = await freePort();
@@ -57,7 +103,9 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
   if (spawnSync('sh', ['-c', 'command -v ceph-mon && command -v ceph-osd && command -v rbd'], { stdio: 'ignore' }).status !== 0) {
     throw new Error('Ceph is not installed (ceph-mon, ceph-osd, rbd): run scripts/install-deps.sh');
   }
-  const dir = tempDir('igw-ceph-');
+  await reapOrphanClusters();
+  const dir = tempDir(PREFIX);
+  fs.writeFileSync(dir + OWNER_SUFFIX, `${process.pid}\n`);
   const pool = options.pool ?? 'rbd';
   const [v2, v1] = await twoPorts();
   const scriptEnv: NodeJS.ProcessEnv = {
@@ -85,6 +133,7 @@ export async function startCephCluster(options: CephClusterOptions = {}): Promis
       await run('bash', [CEPH_SCRIPT, 'kill'], { env: scriptEnv, timeoutMs: 30_000 });
       live.delete(cluster);
       fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir + OWNER_SUFFIX, { force: true });
     },
     osdPids() {
       const out: number[] = [];

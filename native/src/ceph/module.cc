@@ -22,6 +22,8 @@ Napi::Value Versions(const Napi::CallbackInfo &info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
   ceph::InitCluster(env, exports);
+  ceph::InitRbdImage(env, exports);
+  ceph::InitRbdAdmin(env, exports);
   // Hook for branch rados-config (object.cc): present only when that file is compiled in.
   if (&ceph::InitObject != nullptr) ceph::InitObject(env, exports);
   return exports;

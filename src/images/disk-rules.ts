@@ -1,0 +1,97 @@
+/**
+ * Which images a backstore may export (reference §6.1, the user's guide §6.4.2): the same
+ * rules for every image provider, checked when a disk is created or attached through the API
+ * and again whenever a gateway opens the image (an image changed with `rbd feature enable`
+ * after it was attached is refused there, not exported half-right).
+ *
+ *  - `user:rbd` requires exclusive-lock (mask 4): only the lock holder writes, which is what
+ *    makes active/passive paths through independent gateways safe.
+ *  - journaling (mask 64) is refused on both backstores: this gateway writes through librbd's
+ *    plain data path and does not append to the image journal in lock step, so a journal
+ *    consumer (rbd-mirror) would replay a history that misses writes.
+ *  - a stripe unit below 4096 bytes is refused: every SCSI write of one 4 KiB physical block
+ *    would be split over several objects (several OSD round trips, no longer atomic per
+ *    block), and the guide forbids it.
+ */
+import type { ImageDetails } from './provider';
+
+/** librbd's feature bits (rbd/features.h). */
+export const RBD_FEATURE_BITS: Readonly<Record<string, number>> = {
+  layering: 1,
+  striping: 2,
+  'exclusive-lock': 4,
+  'object-map': 8,
+  'fast-diff': 16,
+  'deep-flatten': 32,
+  journaling: 64,
+  'data-pool': 128,
+  operations: 256,
+  migrating: 512,
+  'non-primary': 1024,
+};
+
+/** Features of the images ceph-iscsi creates (RBDDev.create): layering, exclusive-lock, object-map, fast-diff, deep-flatten. */
+export const CEPH_ISCSI_DEFAULT_FEATURES: readonly string[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten'];
+
+/** Smallest stripe unit an exported image may have (the guide: "Stripe-Einheit von weniger als 4096 Byte"). */
+export const MIN_STRIPE_UNIT = 4096;
+
+export type ImageBackstore = 'user:rbd' | 'rbd';
+
+const EXCLUSIVE_LOCK = RBD_FEATURE_BITS['exclusive-lock'];
+const JOURNALING = RBD_FEATURE_BITS.journaling;
+
+/** Feature mask an image must have to be exported with `backstore` (/api/settings required_rbd_features). */
+export function requiredFeatures(backstore: ImageBackstore): number {
+  return backstore === 'user:rbd' ? EXCLUSIVE_LOCK : 0;
+}
+
+/** Feature mask an image must not have (/api/settings unsupported_rbd_features). */
+export function unsupportedFeatures(_backstore: ImageBackstore): number {
+  return JOURNALING;
+}
+
+/** Names of the bits set in `mask`, in bit order. */
+export function featureNames(mask: number): string[] {
+  return Object.entries(RBD_FEATURE_BITS).filter(([, bit]) => (mask & bit) !== 0).map(([name]) => name);
+}
+
+/** Mask of feature names (unknown names are an error: the caller passed something unchecked). */
+export function featureMaskOf(names: readonly string[]): number {
+  let mask = 0;
+  for (const n of names) {
+    const bit = RBD_FEATURE_BITS[n];
+    if (bit === undefined) throw new RangeError(`unknown RBD feature '${n}'`);
+    mask |= bit;
+  }
+  return mask;
+}
+
+/** What of an image a backstore rule looks at. */
+export type RuleInput = Pick<ImageDetails, 'pool' | 'image' | 'featureMask' | 'stripeUnit' | 'stripeCount'>;
+
+/**
+ * Why `image` cannot be exported with `backstore`, in ceph-iscsi's words ("(LUN.allocate) rbd
+ * 'x' is not compatible with LIO", then the reason), or undefined when it can.
+ */
+export function exportProblem(backstore: ImageBackstore, image: RuleInput): string | undefined {
+  const reasons: string[] = [];
+  const unsupported = image.featureMask & unsupportedFeatures(backstore);
+  if (unsupported) {
+    reasons.push(`Image features ${featureNames(unsupported).join(',')} are not supported`
+      + ' (this gateway does not write the RBD journal, so rbd-mirror would replay an incomplete history;'
+      + ` disable it with 'rbd feature disable ${image.pool}/${image.image} journaling')`);
+  }
+  const missing = requiredFeatures(backstore) & ~image.featureMask;
+  if (missing) {
+    reasons.push(`Image features ${featureNames(missing).join(',')} are required by the ${backstore} backstore`
+      + ` (only the exclusive-lock holder may write; enable it with 'rbd feature enable ${image.pool}/${image.image} exclusive-lock')`);
+  }
+  // Without the striping feature the stripe unit is the object size, at least 4 KiB by librbd's rules.
+  if (image.stripeUnit > 0 && image.stripeUnit < MIN_STRIPE_UNIT) {
+    reasons.push(`Images with a stripe unit of less than ${MIN_STRIPE_UNIT} bytes cannot be exported (stripe unit ${image.stripeUnit} bytes:`
+      + ' one 4 KiB block would be split over several objects)');
+  }
+  if (reasons.length === 0) return undefined;
+  return `(LUN.allocate) rbd '${image.image}' is not compatible with LIO\n${reasons.join('\n')}`;
+}
