@@ -208,6 +208,9 @@ export async function runRbdBench(
       targets: { [GATEWAY_IQN]: { portal_group_tag: 1, acl_enabled: false, controls: {}, disks: { 'rbd/bench': { lun_id: 0 } }, clients: {} } },
     };
     fs.writeFileSync(path.join(dataDir, 'gateway.json'), JSON.stringify(config, null, 2) + '\n');
+    // With Ceph configured the gateway's configuration is the RADOS object rbd/gateway.conf.
+    const seeded = await runTool('rados', ['-p', 'rbd', 'put', 'gateway.conf', path.join(dataDir, 'gateway.json')], { timeoutMs: 60_000, env: { CEPH_CONF: conf } });
+    if (seeded.code !== 0) throw new Error(`rados put rbd/gateway.conf failed: ${seeded.stderr.trim()}`);
     const port = await freePort();
     gw = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`, '--config', cfg], { ISCSI_GATEWAY_LOG: 'warn', CEPH_CONF: conf });
     await gatewayListening(gw);

@@ -5,6 +5,7 @@
  * helpers every resource file uses: typed HTTP errors, form fields, commits.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CephSettings } from '../ceph/settings';
 import { ChapSecrets } from '../config/secrets';
 import type { GatewayConfig, TargetConfig } from '../config/schema';
 import { ConfigStoreError } from '../config/store';
@@ -40,6 +41,8 @@ export interface ApiContext {
   readonly checkconf: () => string;
   /** True while the API listens on a loopback address only (default credentials allowed). */
   readonly loopbackOnly: boolean;
+  /** The Ceph cluster when configured (src/ceph/settings.ts); GET /api/cluster reports on it. */
+  readonly ceph?: CephSettings;
 }
 
 /** A refusal with its HTTP status; the body is {"message": message}. */

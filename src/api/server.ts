@@ -25,7 +25,9 @@ import type { ImageProvider } from '../images/provider';
 import { isLoopback } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { authHook, isDefaultCredentials } from './auth';
+import type { CephSettings } from '../ceph/settings';
 import { registerClientAuth } from './clientauth';
+import { registerCluster } from './cluster';
 import { registerClientLun } from './clientlun';
 import { registerClients } from './clients';
 import { registerConfig } from './config';
@@ -63,6 +65,8 @@ export interface ApiServerOptions {
   readonly checkconf?: () => string;
   /** The gateways' data dir: the dashboard graphs its gateways' live counters (web/live.ts). */
   readonly dataDir?: string;
+  /** The Ceph cluster when configured (GET /api/cluster). */
+  readonly ceph?: CephSettings;
 }
 
 export class ApiStartError extends Error {
@@ -125,6 +129,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer },
   registerDisks(routes, ctx);
   registerDiskSnap(routes, ctx);
   registerPools(routes, ctx);
+  registerCluster(routes, ctx);
   registerTargetLun(routes, ctx);
   registerClients(routes, ctx);
   registerClientAuth(routes, ctx);
@@ -164,6 +169,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     log: options.log.child({ component: 'api' }),
     checkconf: options.checkconf ?? defaultCheckconf(options.settings),
     loopbackOnly: isLoopback(options.host),
+    ceph: options.ceph,
   };
   let https: { cert: Buffer; key: Buffer } | undefined;
   if (options.settings.api_secure) {
@@ -217,6 +223,8 @@ export interface DaemonApiOptions {
   /** sha256 input for sysinfo/checkconf (the synced settings). */
   readonly checkconfSubset: Record<string, unknown>;
   readonly log: Logger;
+  /** The Ceph cluster when configured (GET /api/cluster). */
+  readonly ceph?: CephSettings;
   /** The image provider when it is not the data dir's embedded store (Ceph RBD); the caller closes it. */
   readonly images?: ImageProvider;
 }
@@ -235,7 +243,7 @@ export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
   try {
     const server = await startApiServer({
       store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
-      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, dataDir: o.dataDir,
+      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, dataDir: o.dataDir, ceph: o.ceph,
     });
     return { ...server, address: server.address, close: async () => { await server.close(); await closeImages(); } };
   } catch (e) {

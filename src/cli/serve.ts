@@ -16,7 +16,9 @@ import { defaultDataDir } from '../config/paths';
 import { ChapSecrets } from '../config/secrets';
 import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaultSettings, loadSettings } from '../config/settings';
 import { ApiServer, startDaemonApi } from '../api/server';
-import { Gateway } from '../daemon/gateway';
+import { Gateway, SharedConfigStore } from '../daemon/gateway';
+import { RadosConfigStore } from '../config/rados-store';
+import { adoptCeph, cephSettings, closeCeph } from '../ceph/settings';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
 import { rootLogger } from '../util/log';
@@ -26,6 +28,8 @@ import { startLivePublisher } from '../web/live';
 import { installProcessGuard } from '../util/process-guard';
 import type { ImageProvider } from '../images/provider';
 import { cephFromSettingsFile, connectCephImages } from '../images/select';
+import { CephImageProvider } from '../images/ceph';
+import { CephRbdClient } from '../images/ceph-client';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
   try {
@@ -130,23 +134,41 @@ export function registerServeCommand(program: Command): void {
       // Images: Ceph RBD when the settings file names a cluster (an error if it cannot be
       // reached: no silent fallback to the embedded store), else the embedded store.
       let images: ImageProvider | undefined;
-      const ceph = cephFromSettingsFile(settings.file);
-      if (ceph) {
+      const cephImages = cephFromSettingsFile(settings.file);
+      if (cephImages) {
         try {
-          images = await connectCephImages(ceph, { onError: (what, err) => log.warn({ err }, `ceph: ${what} failed`) });
+          images = await connectCephImages(cephImages, { onError: (what, err) => log.warn({ err }, `ceph: ${what} failed`) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
           process.exit(1);
         }
         log.info({ provider: 'ceph' }, 'images are RBD images of the Ceph cluster');
       }
+      // With Ceph configured the shared configuration is the RADOS object (pool/gateway_conf),
+      // over the image provider's connection (one librados client per process).
+      const ceph = cephSettings(settings);
+      let configStore: SharedConfigStore | undefined;
+      if (ceph) {
+        if (images instanceof CephImageProvider && images.client instanceof CephRbdClient) adoptCeph(ceph, images.client.cluster);
+        try {
+          configStore = await RadosConfigStore.open(ceph, {
+            onWatch: (event, detail) => (event === 'lost' ? log.warn({ detail }, 'configuration watch lost; re-watching') : log.info({ detail }, 'configuration watch restored')),
+          });
+        } catch (e) {
+          process.stderr.write(`iscsi-gateway: Ceph cluster of ${ceph.conf}: ${(e as Error).message}\n`);
+          await closeCeph();
+          await images?.close().catch(() => undefined);
+          process.exit(1);
+        }
+      }
       let gateway: Gateway;
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), ...(images ? { images } : {}) });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
+        await closeCeph();
         await images?.close().catch(() => undefined);
         process.exit(1);
       }
@@ -157,7 +179,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ...(images ? { images } : {}) });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph, ...(images ? { images } : {}) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
@@ -186,7 +208,8 @@ export function registerServeCommand(program: Command): void {
       const live = startLivePublisher(dataDir, name, gatewayMetricsSource(gateway, name), gateway, log);
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
-      let banner = `iscsi-gateway ${name}: data in ${dataDir}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
+      const where = configStore ? `; configuration in ${configStore.location}` : '';
+      let banner = `iscsi-gateway ${name}: data in ${dataDir}${where}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
       if (api) banner += `REST API on ${api.url}\n`;
       if (metrics) banner += `metrics on http://${formatAddress(metrics.address())}/metrics\n`;
       if (gateway.createdDemo && bound.length > 0) {
@@ -202,7 +225,7 @@ export function registerServeCommand(program: Command): void {
         stopping = true;
         log.info({ signal }, 'shutting down');
         Promise.all([api?.close().catch(() => undefined), metrics?.close().catch(() => undefined), live.stop().catch(() => undefined)]).then(() => gateway.stop())
-          .then(() => images?.close()).then(
+          .then(() => closeCeph()).then(() => images?.close()).then(
           () => process.exit(0),
           (e: unknown) => {
             log.error({ err: e }, 'shutdown failed');

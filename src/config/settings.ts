@@ -13,6 +13,8 @@ export interface GatewaySettings {
   readonly gateway_conf: string;
   readonly cluster_client_name: string;
   readonly ceph_config_dir: string;
+  /** Keyring file of cluster_client_name, relative to ceph_config_dir ("": the one ceph.conf names). */
+  readonly gateway_keyring: string;
   readonly time_out: number;
   readonly loop_delay: number;
   readonly api_host: string;
@@ -48,6 +50,7 @@ export const SYS_SETTINGS: { readonly [K in keyof GatewaySettings]: Def } = {
   gateway_conf: { kind: 'str', default: 'gateway.conf' },
   cluster_client_name: { kind: 'str', default: 'client.admin' },
   ceph_config_dir: { kind: 'str', default: '/etc/ceph' },
+  gateway_keyring: { kind: 'str', default: '' },
   time_out: { kind: 'int', min: 1, max: 600, default: 30 },
   loop_delay: { kind: 'int', min: 1, max: 60, default: 2 },
   api_host: { kind: 'str', default: '::' },
@@ -82,6 +85,8 @@ export interface ParsedSettings {
   readonly warnings: readonly string[];
   /** The file they came from, when any. */
   readonly file?: string;
+  /** Keys the file sets with an accepted value (e.g. whether Ceph is configured, src/ceph/settings.ts). */
+  readonly explicit?: readonly string[];
 }
 
 export function defaultSettings(): GatewaySettings {
@@ -121,6 +126,7 @@ export function parseSettings(text: string, file?: string): ParsedSettings {
   const section = doc.config;
   const out: Record<string, unknown> = { ...defaultSettings() };
   const warnings: string[] = [];
+  const explicit: string[] = [];
   if (section !== undefined && (typeof section !== 'object' || section === null)) {
     throw new SettingsError(`${file ?? 'settings'}: [config] is not a section`);
   }
@@ -136,9 +142,12 @@ export function parseSettings(text: string, file?: string): ParsedSettings {
     }
     const { value, problem } = convert(key, def, raw);
     if (problem) warnings.push(`${problem} (default kept)`);
-    else out[key] = value;
+    else {
+      out[key] = value;
+      explicit.push(key);
+    }
   }
-  return { settings: out as unknown as GatewaySettings, warnings, file };
+  return { settings: out as unknown as GatewaySettings, warnings, file, explicit };
 }
 
 /** Read and parse a settings file; a missing or unreadable file is an error (it was asked for). */

@@ -11,6 +11,7 @@ import { FileConfigStore } from '../config/file-store';
 import { configPath } from '../config/paths';
 import { GatewayConfig, timestamp } from '../config/schema';
 import { GatewaySettings, defaultSettings } from '../config/settings';
+import type { MigratingGateway } from '../config/migrate';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
 import { assignTopologyIds } from '../ha/access-state';
@@ -49,15 +50,23 @@ export interface GatewayOptions {
   readonly loginThrottle?: LoginThrottleOptions;
   /** Decodes stored CHAP passwords (RSA-OAEP with the configured key pair); default: clear text only. */
   readonly passwordDecoder?: PasswordDecoder;
+  /**
+   * The shared configuration when it is not the data dir's gateway.json (the RADOS object when
+   * Ceph is configured, src/ceph/settings.ts). Closed by stop().
+   */
+  readonly configStore?: SharedConfigStore;
   /** Where image disks live when not in the embedded store (Ceph RBD); the caller closes it. */
   readonly images?: ImageProvider;
 }
+
+/** A ConfigStore that can bring an older document to the current schema in place. */
+export type SharedConfigStore = ConfigStore & { migrate(gateway: MigratingGateway): Promise<boolean> };
 
 export class Gateway implements RunningState {
   private readonly catalog = new ConfiguredCatalog();
   private readonly backstores: Backstores;
   readonly service: IscsiService;
-  readonly configStore: ConfigStore;
+  readonly configStore: SharedConfigStore;
   private readonly fileStore: FileConfigStore;
   private reconciler: Reconciler | undefined;
   private unwatch: (() => void) | undefined;
@@ -75,7 +84,7 @@ export class Gateway implements RunningState {
     if (options.passwordDecoder) this.catalog.decode = options.passwordDecoder;
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
-    this.configStore = this.fileStore;
+    this.configStore = options.configStore ?? this.fileStore;
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images);
   }
 
@@ -123,13 +132,14 @@ export class Gateway implements RunningState {
     const ownAddresses = preBound.size > 0 ? [...preBound.keys()] : undefined;
 
     const listen = ownAddresses ?? [DEFAULT_PORTAL];
-    if (await this.fileStore.migrate({ name, portals: listen })) {
-      log.info({ file: this.fileStore.location }, 'configuration migrated to schema version 11 (the old file is kept beside it)');
+    if (await this.configStore.migrate({ name, portals: listen })) {
+      log.info({ file: this.configStore.location }, 'configuration migrated to schema version 11 (the old document is kept beside it)');
     }
 
-    // First start: the demo target as ordinary configuration (loopback only).
+    // First start: the demo target as ordinary configuration (loopback only, embedded store only:
+    // a shared configuration in Ceph is never seeded with a demo).
     const first = await this.configStore.read();
-    if (first.epoch === 0 && Object.keys(first.config.targets).length === 0 && Object.keys(first.config.gateways).length === 0) {
+    if (this.configStore === this.fileStore && first.epoch === 0 && Object.keys(first.config.targets).length === 0 && Object.keys(first.config.gateways).length === 0) {
       const loopbackOnly = listen.every((a) => isLoopback(parseListenEntry(a).host));
       // The demo image belongs to the embedded store; on a Ceph cluster nothing is created unasked.
       if (loopbackOnly && !this.options.images) {

@@ -17,11 +17,14 @@ export class GatewayProcess {
     this.exited = new Promise((r) => proc.on('exit', (c) => r(c)));
   }
 
-  /** `serve --name name --portal portal [--api api]`; resolves once it listens (and serves its API). */
-  static async start(dataDir: string, name: string, portal: string, api?: string): Promise<GatewayProcess> {
-    const args = [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', portal, ...(api ? ['--api', api] : [])];
+  /**
+   * `serve --name name --portal portal [--api api]`; resolves once it listens (and serves its API).
+   * `extra`: more arguments (e.g. --config) and environment (e.g. CEPH_CONF).
+   */
+  static async start(dataDir: string, name: string, portal: string, api?: string, extra: { readonly args?: readonly string[]; readonly env?: NodeJS.ProcessEnv } = {}): Promise<GatewayProcess> {
+    const args = [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', portal, ...(api ? ['--api', api] : []), ...(extra.args ?? [])];
     const proc = spawn(process.execPath, args, {
-      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'warn' },
+      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'warn', ...extra.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const g = new GatewayProcess(proc);

@@ -15,6 +15,8 @@ import { Daemon, freePort, run, tempDir } from '../helpers/daemon';
 import { Verdict, runSuite } from '../helpers/conformance';
 import { lunUrl, writeGatewayConfig } from '../helpers/store';
 import { TestCephCluster, startCephCluster } from '../helpers/ceph';
+import { seedRadosConfig } from '../helpers/ceph-config';
+import { configPath } from '../../src/config/paths';
 
 /** The embedded store's FAILs on the same suites (store-conformance.test.ts KNOWN_SCSI_FAILURES). */
 const EMBEDDED_STORE_FAILURES = new Set(['Reserve6.LUNReset', 'GetLBAStatus.UnmapSingle']);
@@ -61,6 +63,8 @@ describe('iscsi-test-cu on an RBD LUN (Ceph provider)', { timeout: 600_000 }, ()
     const cfg = path.join(dataDir, 'iscsi-gateway.cfg');
     fs.writeFileSync(cfg, `[config]\ncluster_name = ceph\nceph_config_dir = ${cluster.dir}\napi_secure = false\nprometheus_exporter = false\n`);
     await writeGatewayConfig(dataDir, { rbd: [{ disk: `rbd/${image}` }] });
+    // With Ceph configured the daemon's configuration is the RADOS object (branch rados-config).
+    await seedRadosConfig(cluster.cephConf, fs.readFileSync(configPath(dataDir), 'utf8'));
     // --config without an API address would start the API on 5000: give it a free port.
     daemon = await Daemon.start({ dataDir, extraArgs: ['--config', cfg, '--api', `127.0.0.1:${await freePort()}`] });
   });

@@ -24,6 +24,7 @@ import { CHECK_CONDITION, GOOD, assertGood, assertSense, compareAndWrite, decode
 import { TestCephCluster, startCephCluster } from '../helpers/ceph';
 import { writeFileAtomic } from '../../src/sys/durable';
 import { configPath } from '../../src/config/paths';
+import { seedRadosConfig } from '../helpers/ceph-config';
 
 const MiB = 1024 * 1024;
 const uniq = randomUUID().slice(0, 8);
@@ -96,6 +97,8 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
       stall: [{ disk: `rbd/${names.stall}`, controls: { cmd_time_out: 3 } }],
     });
     await writeFileAtomic(configPath(dataDir), JSON.stringify(config));
+    // With Ceph configured the daemon's configuration is the RADOS object (branch rados-config).
+    await seedRadosConfig(cluster.cephConf, JSON.stringify(config));
     daemon = await Daemon.start({ dataDir, extraArgs: ['--config', cfg] });
   });
 

@@ -250,7 +250,7 @@ describe('gwcli batch mode and scripts', () => {
     const delOk = await env.gwcli([`${TP}/gateways`, 'delete', 'iscsi9', 'confirm=true']);
     assert.equal(delOk.code, 0, delOk.stderr);
     const cluster = await env.gwcli(['ls', '/cluster']);
-    assert.match(cluster.stdout, /o- ceph \.+ \[embedded store\]/);
+    assert.match(cluster.stdout, /o- ceph \.+ \[no Ceph cluster \(embedded store\)\]/);
     assert.match(cluster.stdout, /o- iscsi-images \.+ \[Images: 1, Provisioned: 64M, Commit: 64M\]/);
     const dup = await env.gwcli([`${TP}/host-groups/grp2`, 'host', 'add', 'iqn.1994-05.com.redhat:rh7-client']);
     assert.equal(dup.code, 1);

@@ -3,6 +3,7 @@
  * pools, and live state (gateway pings, disk state and size, logged-in hosts), fetched together on
  * every refresh so the tree shows the truth after each command.
  */
+import type { ClusterStatus } from '../../ceph/cluster-status';
 import type { GatewayConfig } from '../../config/schema';
 import { ApiClient, ApiUnreachableError, seg } from './api-client';
 
@@ -40,6 +41,10 @@ export class Model {
   limits: ApiLimits = { backstores: [], targetDefaults: {}, targetLimits: {}, diskDefaults: {}, diskLimits: {} };
   pools: PoolInfo[] = [];
   backend = '';
+  /** The Ceph cluster (GET /api/cluster); undefined without Ceph or when it did not answer. */
+  cluster: ClusterStatus | undefined;
+  /** Why the Ceph cluster could not be shown (its API answer), '' when fine or absent. */
+  clusterError = '';
   gatewayStates = new Map<string, GatewayState>();
   disks = new Map<string, DiskLive>();
   /** "<target>|<client>" → gateways the client is logged in to. */
@@ -57,10 +62,15 @@ export class Model {
       throw new ApiUnreachableError(`${m} (HTTP ${r.status})`);
     }
     this.config = r.body as unknown as GatewayConfig;
-    const [settings, pools] = await Promise.all([
+    const [settings, pools, cluster] = await Promise.all([
       Object.keys(this.limits.targetLimits).length ? undefined : this.api.request('GET', '/api/settings'),
       this.api.request('GET', '/api/pools'),
+      this.api.request('GET', '/api/cluster'),
     ]);
+    this.cluster = undefined;
+    this.clusterError = '';
+    if (cluster.status === 200 && cluster.body.ceph === true) this.cluster = cluster.body as unknown as ClusterStatus;
+    else if (cluster.status !== 200 && cluster.status !== 404) this.clusterError = typeof cluster.body.message === 'string' ? cluster.body.message : `HTTP ${cluster.status}`;
     if (settings?.status === 200) {
       const b = settings.body;
       const pick = (o: unknown, key: string): Record<string, unknown> => {
