@@ -18,13 +18,15 @@ import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { AccessState, accessState } from '../ha/ownership';
-import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology, transitionCause } from '../ha/access-state';
 import type { ConfigStore } from '../config/store';
+import { StandbyDevice } from '../ha/standby-device';
 import { IscsiService } from '../iscsi/service';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
 import type { ReservationStore } from '../scsi/reservations';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { Asc } from '../scsi/sense';
+import { aluaChangeAnnounced } from '../scsi/alua';
 import { PortalAddress, formatAddress, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
@@ -77,6 +79,11 @@ export interface ApplyReport {
   readonly problems: readonly string[];
 }
 
+/** The unit attention of an access change: none for an implicit transition an initiator caused (scsi/alua.ts). */
+function aluaUnitAttention(cause: string | undefined): Asc | 'none' {
+  return aluaChangeAnnounced(cause ? { reason: 'implicit', initiator: cause } : { reason: 'config' }) ? Asc.AsymmetricAccessStateChanged : 'none';
+}
+
 function diskSignature(d: DiskConfig, access: AccessState): string {
   return JSON.stringify([d.backstore, d.pool, d.image, d.snapshot ?? '', d.path ?? '', d.size ?? 0, access]);
 }
@@ -111,6 +118,9 @@ export class Reconciler {
       whenApplied: (epoch) => this.whenApplied(epoch),
       holdsWriter: (disk) => this.disks.get(disk)?.access === 'active',
       retry: () => this.retry(),
+      settled: async () => {
+        while (this.running) await this.running;
+      },
       log: o.log,
     });
   }
@@ -225,7 +235,7 @@ export class Reconciler {
           // Giving up ownership: every LUN of the disk moves to a standby view, then the
           // writer closes (flushes, releases the image lock) for the new owner to take it.
           const view = await this.o.backstores.open(id, disk, 'standby');
-          await this.swapDevice(id, view, true);
+          await this.swapDevice(id, view, true, transitionCause(config, id));
           this.disks.set(id, { signature: sig, device: view, access });
           await this.closeDevice(id, cur.device);
           continue;
@@ -308,12 +318,12 @@ export class Reconciler {
   }
 
   /** Point every LUN of a disk at a new device (used when ownership moves away). */
-  private async swapDevice(id: string, device: BlockDevice, standby: boolean): Promise<void> {
+  private async swapDevice(id: string, device: BlockDevice, standby: boolean, cause: string | undefined): Promise<void> {
     for (const rt of this.targets.values()) {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.AsymmetricAccessStateChanged);
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), aluaUnitAttention(cause));
         rt.luns.set(lun, next);
       }
     }
@@ -339,6 +349,7 @@ export class Reconciler {
       reservations: await this.reservationStore(l.disk, l.wwn),
       standby: l.standby,
       alua: l.alua,
+      standbyReads: l.standby && l.device instanceof StandbyDevice && l.device.servesReads,
     };
   }
 
@@ -387,7 +398,7 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      const ua = want.standby !== l.standby || want.alua !== l.alua ? Asc.AsymmetricAccessStateChanged : Asc.ModeParametersChanged;
+      const ua = want.standby !== l.standby || want.alua !== l.alua ? aluaUnitAttention(transitionCause(config, want.disk)) : Asc.ModeParametersChanged;
       await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }
