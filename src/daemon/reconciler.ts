@@ -235,7 +235,7 @@ export class Reconciler {
           // Giving up ownership: every LUN of the disk moves to a standby view, then the
           // writer closes (flushes, releases the image lock) for the new owner to take it.
           const view = await this.o.backstores.open(id, disk, 'standby');
-          await this.swapDevice(id, view, true, transitionCause(config, id));
+          await this.swapDevice(id, view, true);
           this.disks.set(id, { signature: sig, device: view, access });
           await this.closeDevice(id, cur.device);
           continue;
@@ -318,12 +318,13 @@ export class Reconciler {
   }
 
   /** Point every LUN of a disk at a new device (used when ownership moves away). */
-  private async swapDevice(id: string, device: BlockDevice, standby: boolean, cause: string | undefined): Promise<void> {
+  private async swapDevice(id: string, device: BlockDevice, standby: boolean): Promise<void> {
     for (const rt of this.targets.values()) {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), aluaUnitAttention(cause));
+        // The state change itself was announced by the LU's ALUA listener (and is carried over).
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), 'none');
         rt.luns.set(lun, next);
       }
     }
@@ -398,7 +399,9 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      const ua = want.standby !== l.standby || want.alua !== l.alua ? aluaUnitAttention(transitionCause(config, want.disk)) : Asc.ModeParametersChanged;
+      // A new ALUA mode is a state change of its own; a new device for the same states was
+      // announced by the LU's ALUA listener already (its pending UAs carry over).
+      const ua = want.alua !== l.alua ? aluaUnitAttention(transitionCause(config, want.disk)) : want.standby !== l.standby ? 'none' : Asc.ModeParametersChanged;
       await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }

@@ -328,13 +328,14 @@ class ConfigLuAccess implements LuAccess {
     this.localGroup = topo.groupOf(this.control.gateway)?.id;
     const owner = config.disks[this.disk]?.owner;
     this.ownerGroup = owner === undefined ? undefined : topo.groupOf(owner)?.id;
-    const view = { gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: false };
-    // Listeners hear of settled changes only: the transitioning overlay of a transition in
-    // progress here is reported (RTPG, NOT READY) but raises no unit attention of its own.
-    const base = aluaStates(config, this.target, this.disk, this.mode, view);
+    const view = { gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: this.transitioning };
+    // Listeners hear of settled changes only (the owner moved): while this gateway takes over
+    // (activate, storage not open yet) it reports transitioning (RTPG, NOT READY) but that
+    // raises no unit attention of its own.
+    const base = aluaStates(config, this.target, this.disk, this.mode);
     const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s);
     this.base = base;
-    this.states = this.transitioning ? aluaStates(config, this.target, this.disk, this.mode, { ...view, transitioning: true }) : base;
+    this.states = aluaStates(config, this.target, this.disk, this.mode, view);
     if (!changed) return;
     const initiator = transitionCause(config, this.disk);
     const change: AluaChange = initiator ? { reason: 'implicit', initiator } : { reason };
