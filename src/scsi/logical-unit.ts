@@ -310,6 +310,8 @@ export class LogicalUnit {
   /** Can this command run while this gateway does not hold the storage? */
   private servedInStandby(cdb: Buffer, flags: CommandFlag): boolean {
     if (aluaRefusal('standby', cdb) === undefined) return true;
+    // A FUA read may flush the write cache first: only the owner can (READ 10/12/16 FUA bit).
+    if ((cdb[0] === 0x28 || cdb[0] === 0xa8 || cdb[0] === 0x88) && (cdb[1] & 0x08) !== 0) return false;
     return this.standbyReads && (flags & CommandFlag.ReadClass) !== 0 && (flags & CommandFlag.NeedsMedium) !== 0 && (flags & CommandFlag.MediumWrite) === 0;
   }
 
