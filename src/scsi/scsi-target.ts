@@ -278,8 +278,9 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
       try {
         await now.alua!.activate(reason, undefined, command.nexus.initiatorName);
       } catch (err) {
-        this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
-        break;
+        // Another path took the LU on meanwhile (lock ping-pong): try again until the deadline.
+        this.log.debug({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
       now = this.units.get(lu.lun) ?? now;
     }
