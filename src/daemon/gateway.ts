@@ -27,7 +27,7 @@ import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
 import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
-import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
+import { AluaDiskView, DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
 
 export const DEFAULT_PORTAL = '127.0.0.1:3260';
@@ -333,6 +333,10 @@ export class Gateway implements RunningState {
       if (Date.now() > deadline) throw new Error(`gateways ${behind.join(', ')} have not applied epoch ${epoch} yet`);
       await new Promise((res) => setTimeout(res, 50));
     }
+  }
+
+  aluaOf(disk: string): AluaDiskView[] {
+    return (this.reconciler?.access.snapshot() ?? []).filter((a) => a.disk === disk).map(({ target, mode, groups }) => ({ target, mode, groups }));
   }
 
   // ------------------------------------------------------------------ shutdown

@@ -79,4 +79,16 @@ export interface RunningState {
    * `epoch`; rejects after timeoutMs naming the gateways that have not.
    */
   waitApplied(epoch: number, options?: { readonly allUp?: boolean; readonly timeoutMs?: number }): Promise<void>;
+  /**
+   * ALUA of a disk as this gateway reports it (REPORT TARGET PORT GROUPS): per target, the
+   * mode and each target port group's gateway and state. Empty when no target here maps it.
+   */
+  aluaOf?(disk: string): AluaDiskView[];
+}
+
+/** One disk in one target, as GET /api/disk `status.alua` shows it. */
+export interface AluaDiskView {
+  readonly target: string;
+  readonly mode: string;
+  readonly groups: readonly { readonly id: number; readonly gateway: string; readonly state: string; readonly preferred: boolean }[];
 }
