@@ -12,6 +12,9 @@ import { configPath } from '../config/paths';
 import { GatewayConfig, timestamp } from '../config/schema';
 import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
+import { HaManager } from '../ha/manager';
+import { sendMessage } from '../ha/inbox';
+import { LeaseLocks } from '../ha/lease-lock';
 import { reassignOwners } from '../ha/ownership';
 import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
@@ -52,6 +55,8 @@ export interface GatewayOptions {
 export class Gateway implements RunningState {
   private readonly catalog = new ConfiguredCatalog();
   private readonly backstores: Backstores;
+  /** Run-time ownership of the disks (lock, hand-over, fencing, failback, drain). */
+  readonly ha: HaManager;
   readonly service: IscsiService;
   readonly configStore: ConfigStore;
   private readonly fileStore: FileConfigStore;
@@ -73,6 +78,20 @@ export class Gateway implements RunningState {
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
+    const s = this.settings;
+    const haLog = options.log.child({ component: 'ha' });
+    this.ha = new HaManager({
+      gateway: options.name,
+      dataDir: options.dataDir,
+      locks: new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog }),
+      log: haLog,
+      minHoldMs: s.ha_min_hold_ms,
+      maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
+      failbackMs: s.ha_failback_secs * 1000,
+      peers: async () => (await readStatuses(options.dataDir))
+        .filter((g) => g.up && !g.draining && g.name !== options.name)
+        .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] })),
+    });
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -150,6 +169,7 @@ export class Gateway implements RunningState {
     // owner of every mapped disk.
     await this.configStore.update((d) => registerGateway(d, name, ownAddresses, listen));
 
+    await this.ha.start();
     this.reconciler = new Reconciler({
       gateway: name,
       dataDir,
@@ -158,7 +178,10 @@ export class Gateway implements RunningState {
       backstores: this.backstores,
       log,
       preBound,
+      ha: this.ha,
     });
+    // Ownership changes show in the published status at once (peers pick takers from it).
+    this.ha.onChange(() => void this.publish());
     const snap = await this.configStore.read();
     await this.reconciler.submit(snap.config);
     // At start, an image this gateway owns but cannot open for writing means another process
@@ -199,6 +222,9 @@ export class Gateway implements RunningState {
         sessions: this.localSessions(),
         activeDisks: r.activeDisks(),
         error: r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+        servedDisks: r.servedDisks(),
+        draining: this.ha.isDraining,
+        ha: this.ha.status(),
       });
     } catch (e) {
       this.options.log.warn({ err: e }, 'cannot publish the gateway status');
@@ -247,6 +273,9 @@ export class Gateway implements RunningState {
       sessions: this.localSessions(),
       activeDisks: r?.activeDisks() ?? [],
       error: r && r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+      servedDisks: r?.servedDisks() ?? [],
+      draining: this.ha.isDraining,
+      ha: this.ha.status(),
     };
     return [me, ...others];
   }
@@ -307,18 +336,50 @@ export class Gateway implements RunningState {
     }
   }
 
+  async requestDrain(gateway: string, drain: boolean): Promise<void> {
+    const msg = { kind: drain ? 'drain' as const : 'resume' as const, from: this.gatewayName, at: Date.now() };
+    await sendMessage(this.options.dataDir, gateway, msg);
+  }
+
+  /**
+   * Maintenance: hand every disk this gateway owns to another live gateway serving it; take
+   * none until resume() or a restart. Returns what was handed over and what was kept.
+   */
+  async drain(): Promise<{ handed: string[]; kept: string[] }> {
+    const r = await this.ha.drain();
+    await this.publish();
+    return r;
+  }
+
+  async resume(): Promise<void> {
+    this.ha.resume();
+    await this.publish();
+  }
+
   // ------------------------------------------------------------------ shutdown
 
-  /** Clean shutdown: stop accepting, log initiators out, flush and close backstores. */
+  /**
+   * Clean shutdown: drain (hand the disks to other gateways, ha_drain_on_stop), stop accepting,
+   * log initiators out (Async Message), flush and close backstores, release the locks.
+   */
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
+        if (this.reconciler && this.settings.ha_drain_on_stop && this.ha.ownedDisks().length > 0) {
+          try {
+            const r = await this.ha.drain();
+            this.options.log.info({ handed: r.handed.length, kept: r.kept.length }, 'drained before stopping');
+          } catch (e) {
+            this.options.log.warn({ err: e }, 'drain before stopping failed');
+          }
+        }
         this.unwatch?.();
         if (this.heartbeat) clearInterval(this.heartbeat);
         if (this.retryTimer) clearInterval(this.retryTimer);
         this.reconciler?.closePortals();
         await this.service.shutdown((this.options.shutdownGrace ?? 3) * 1000);
         await this.reconciler?.shutdown();
+        await this.ha.close();
         await this.publish(true);
         await this.backstores.close();
         await this.configStore.close();
