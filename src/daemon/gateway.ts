@@ -27,6 +27,7 @@ import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
 import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
+import type { HaSample } from '../metrics/source';
 import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
 
@@ -64,6 +65,7 @@ export class Gateway implements RunningState {
   private unwatch: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private peers: HaSample['peers'] = [];
   /** Set when this start created the demo target. */
   createdDemo = false;
   private stopping: Promise<void> | undefined;
@@ -207,9 +209,28 @@ export class Gateway implements RunningState {
     this.retryTimer.unref();
   }
 
+  /** What metrics show of HA (sync: peers as of the last heartbeat). */
+  haSample(): HaSample {
+    const st = this.ha.status();
+    return {
+      draining: this.ha.isDraining,
+      disks: Object.entries(st).map(([disk, d]) => ({
+        disk, owned: d.owned, failovers: d.failovers, lockLost: d.lock_lost_cnt, fenced: d.fenced, bounces: d.bounces,
+        ...(d.last_takeover_ms !== undefined ? { lastTakeoverSeconds: d.last_takeover_ms / 1000 } : {}),
+      })),
+      peers: this.peers,
+    };
+  }
+
   private async publish(stopped = false): Promise<void> {
     const r = this.reconciler;
     if (!r) return;
+    try {
+      this.peers = (await readStatuses(this.options.dataDir)).filter((g) => g.name !== this.gatewayName)
+        .map((g) => ({ name: g.name, up: g.up, draining: g.draining ?? false }));
+    } catch {
+      // keep the last view
+    }
     try {
       await writeStatus(this.options.dataDir, {
         name: this.gatewayName,
