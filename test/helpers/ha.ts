@@ -95,7 +95,7 @@ export class HaGateway {
       ...(method === 'GET' ? {} : { body }),
     });
     const text = await res.text();
-    let parsed: Record<string, unknown> = {};
+    let parsed: Record<string, unknown>;
     try {
       parsed = JSON.parse(text) as Record<string, unknown>;
     } catch {
