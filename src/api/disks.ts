@@ -97,7 +97,7 @@ export async function diskStatus(ctx: ApiContext, d: DiskConfig): Promise<Record
   // Gateways running the HA manager publish the lock holder and counters (src/ha/disk-status.ts).
   if (ctx.running) {
     const id = d.snapshot ? undefined : diskKey(d.pool, d.image);
-    const report = id ? haTracker.report(id, await ctx.running.gateways()) : undefined;
+    const report = id ? haTracker.report(id, await ctx.running.gateways(), await ctx.running.lockOwner?.(id)) : undefined;
     if (report) return { ...report };
   }
   if (d.backstore !== 'user:rbd' && d.backstore !== 'rbd') return { state: 'Online', lock_owner: d.owner ?? '', gateways: {} };

@@ -40,16 +40,15 @@ export function registerDrain(r: Routes, ctx: ApiContext): void {
     for (;;) {
       const now = (await ctx.running!.gateways()).find((s) => s.name === name);
       if (!now || !now.up) fail(503, `gateway ${name} stopped before the ${drain ? 'drain' : 'resume'} completed`);
-      const done = drain ? now.draining === true && now.activeDisks.length === 0 : now.draining === false;
-      // A drain that leaves disks behind (no other gateway serves them) settles with them kept.
-      const settled = drain && now.draining === true && Date.now() - (now.heartbeat ?? 0) < 1000;
+      const done = drain ? now.draining === true && now.drainKept !== undefined : now.draining === false;
       if (done) {
+        // A disk no other running gateway serves stays where it is: say which.
+        if (drain && now.activeDisks.length > 0) {
+          fail(409, `gateway ${name} is draining but still owns ${now.activeDisks.join(', ')} (no other running gateway serves ${now.activeDisks.length === 1 ? 'it' : 'them'})`);
+        }
         return reply.code(200).send({ message: drain ? `gateway ${name} drained: it owns no disk and takes none` : `gateway ${name} resumed`, ...describe(now) });
       }
-      if (Date.now() > deadline) {
-        if (settled) fail(409, `gateway ${name} is draining but still owns ${now.activeDisks.join(', ')} (no other running gateway serves them)`);
-        fail(504, `gateway ${name} did not ${drain ? 'drain' : 'resume'} within ${WAIT_S} s`);
-      }
+      if (Date.now() > deadline) fail(504, `gateway ${name} did not ${drain ? 'drain' : 'resume'} within ${WAIT_S} s`);
       await sleep(100);
     }
   });

@@ -183,7 +183,7 @@ export class Gateway implements RunningState {
       ha: this.ha,
     });
     // Ownership changes show in the published status at once (peers pick takers from it).
-    this.ha.onChange(() => void this.publish());
+    this.ha.onStatus(() => void this.publish());
     const snap = await this.configStore.read();
     await this.reconciler.submit(snap.config);
     // At start, an image this gateway owns but cannot open for writing means another process
@@ -245,6 +245,7 @@ export class Gateway implements RunningState {
         error: r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
         servedDisks: r.servedDisks(),
         draining: this.ha.isDraining,
+        drainKept: this.ha.drainResult?.kept,
         ha: this.ha.status(),
       });
     } catch (e) {
@@ -296,6 +297,7 @@ export class Gateway implements RunningState {
       error: r && r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
       servedDisks: r?.servedDisks() ?? [],
       draining: this.ha.isDraining,
+      drainKept: this.ha.drainResult?.kept,
       ha: this.ha.status(),
     };
     return [me, ...others];
@@ -355,6 +357,11 @@ export class Gateway implements RunningState {
       if (Date.now() > deadline) throw new Error(`gateways ${behind.join(', ')} have not applied epoch ${epoch} yet`);
       await new Promise((res) => setTimeout(res, 50));
     }
+  }
+
+  async lockOwner(disk: string): Promise<string | undefined> {
+    if (!this.ha.managed(disk)) return undefined;
+    return (await this.ha.lockHolder(disk))?.gateway ?? '';
   }
 
   async requestDrain(gateway: string, drain: boolean): Promise<void> {

@@ -42,6 +42,8 @@ export interface GatewayStatus {
   readonly servedDisks?: readonly string[];
   /** Draining: it hands its disks over and takes none (maintenance). */
   readonly draining?: boolean;
+  /** Outcome of its drain (absent while the drain runs): disks it kept because no other gateway serves them. */
+  readonly drainKept?: readonly string[];
   /** Per-disk HA counters (src/ha/manager.ts HaDiskStatus). */
   readonly ha?: Readonly<Record<string, HaDiskStatus>>;
 }
@@ -92,4 +94,6 @@ export interface RunningState {
    * resume; resolves when the order is delivered (watch gateways() for the result).
    */
   requestDrain?(gateway: string, drain: boolean): Promise<void>;
+  /** Gateway holding a disk's image lock now (the lease, not a possibly stale heartbeat). */
+  lockOwner?(disk: string): Promise<string | undefined>;
 }

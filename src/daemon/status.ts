@@ -26,6 +26,7 @@ export interface StatusDocument {
   readonly error?: string;
   readonly servedDisks?: readonly string[];
   readonly draining?: boolean;
+  readonly drainKept?: readonly string[];
   readonly ha?: Readonly<Record<string, HaDiskStatus>>;
 }
 
@@ -61,6 +62,7 @@ function toStatus(doc: StatusDocument, now: number): GatewayStatus {
     error: doc.error,
     servedDisks: doc.servedDisks,
     draining: doc.draining,
+    drainKept: doc.drainKept,
     ha: doc.ha,
   };
 }

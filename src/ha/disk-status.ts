@@ -40,7 +40,8 @@ interface Track {
 export class DiskStatusTracker {
   private readonly tracks = new Map<string, Track>();
 
-  report(disk: string, statuses: readonly GatewayStatus[], now = Date.now()): HaDiskStatusReport | undefined {
+  /** `holder`: the lock holder from the lock itself (preferred over heartbeats, which lag a dead gateway). */
+  report(disk: string, statuses: readonly GatewayStatus[], holder?: string, now = Date.now()): HaDiskStatusReport | undefined {
     const gateways: Record<string, GatewayDiskCounters> = {};
     let owner = '';
     let lost = 0;
@@ -59,6 +60,7 @@ export class DiskStatusTracker {
       };
     }
     if (!seen) return undefined;
+    if (holder !== undefined) owner = holder;
     let t = this.tracks.get(disk);
     if (!t) {
       t = { checkedAt: now, lostAtCheck: lost, degraded: false, quiet: 0 };

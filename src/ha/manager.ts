@@ -101,11 +101,14 @@ export class HaManager {
   private readonly disks = new Map<string, ManagedDisk>();
   private readonly byKey = new Map<string, ManagedDisk>();
   private readonly listeners = new Set<(disk: string, owned: boolean) => void>();
+  private readonly statusListeners = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   private failbackTimer: NodeJS.Timeout | undefined;
   private polling = false;
   private readonly startedAt = Date.now();
   private draining = false;
+  /** Outcome of the last drain (undefined while one runs or before any). */
+  private drained: { handed: string[]; kept: string[] } | undefined;
   private stopped = false;
   readonly minHoldMs: number;
   readonly maxHoldMs: number;
@@ -132,6 +135,11 @@ export class HaManager {
     return this.draining;
   }
 
+  /** The last drain's outcome while draining (undefined while it still runs). */
+  get drainResult(): { handed: string[]; kept: string[] } | undefined {
+    return this.draining ? this.drained : undefined;
+  }
+
   async start(): Promise<void> {
     await clearInbox(this.o.dataDir, this.o.gateway);
     await this.o.locks.start();
@@ -149,7 +157,18 @@ export class HaManager {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called whenever anything status() or isDraining report changed (to publish it). */
+  onStatus(listener: () => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private emitStatus(): void {
+    for (const l of this.statusListeners) l();
+  }
+
   private emit(disk: string, owned: boolean): void {
+    this.emitStatus();
     for (const l of this.listeners) {
       try {
         l(disk, owned);
@@ -406,10 +425,11 @@ export class HaManager {
         }
         return;
       case 'drain':
-        void this.drain().catch((e) => this.o.log.error({ err: e }, 'drain failed'));
+        void this.drain().then(() => this.emitStatus()).catch((e) => this.o.log.error({ err: e }, 'drain failed'));
         return;
       case 'resume':
         this.resume();
+        this.emitStatus();
         return;
     }
   }
@@ -437,6 +457,7 @@ export class HaManager {
    */
   async drain(timeoutMs = this.transitionTimeoutMs): Promise<{ handed: string[]; kept: string[] }> {
     this.draining = true;
+    this.drained = undefined;
     const peers = await this.o.peers();
     const handed: string[] = [];
     const kept: string[] = [];
@@ -456,8 +477,10 @@ export class HaManager {
     const deadline = Date.now() + timeoutMs;
     while (handed.some((id) => this.disks.get(id)?.device.active) && Date.now() < deadline) await sleep(20);
     const stuck = handed.filter((id) => this.disks.get(id)?.device.active);
-    this.o.log.info({ handed: handed.filter((id) => !stuck.includes(id)), kept: [...kept, ...stuck] }, 'drained');
-    return { handed: handed.filter((id) => !stuck.includes(id)), kept: [...kept, ...stuck] };
+    const result = { handed: handed.filter((id) => !stuck.includes(id)), kept: [...kept, ...stuck] };
+    this.o.log.info(result, 'drained');
+    if (this.draining) this.drained = result;
+    return result;
   }
 
   resume(): void {

@@ -119,6 +119,10 @@ export async function setupHaTarget(dataDir: string, gateways: readonly HaGatewa
       for (const g of gateways) {
         portals[g.name] = { portal_ip_addresses: [g.ip], inactive_portal_ips: ips.filter((ip) => ip !== g.ip), gateway_ip_list: ips, tpgs: ips.length };
       }
+      // Only the HA target (the first start created the demo target, served by one gateway).
+      for (const iqn of Object.keys(d.targets)) delete d.targets[iqn];
+      for (const id of Object.keys(d.disks)) delete d.disks[id];
+      for (const g of Object.values(d.gateways)) g.active_luns = 0;
       d.targets[HA_IQN] = { acl_enabled: false, auth: emptyAuth(), controls: {}, ip_list: ips, portals, disks: {}, clients: {}, groups: {} };
       images.forEach((img, lun) => {
         const id = `rbd/${img}`;
