@@ -16,6 +16,7 @@ import { HaManager } from '../ha/manager';
 import { sendMessage } from '../ha/inbox';
 import { LeaseLocks } from '../ha/lease-lock';
 import { reassignOwners } from '../ha/ownership';
+import { assignTopologyIds } from '../ha/access-state';
 import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
@@ -181,6 +182,7 @@ export class Gateway implements RunningState {
       log,
       preBound,
       ha: this.ha,
+      alua: { store: this.configStore, provider: 'embedded', defaultMode: this.settings.alua_failover_type },
     });
     // Ownership changes show in the published status at once (peers pick takers from it).
     this.ha.onStatus(() => void this.publish());
@@ -197,6 +199,7 @@ export class Gateway implements RunningState {
     if (broken.length > 0) throw broken[0];
     this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
       void this.reconciler?.submit(s.config).then(() => this.publish());
+      this.storeTopologyIds(s.config);
     });
     // The watch may have missed a commit between read() and watch(): catch up once.
     const again = await this.configStore.read();
@@ -220,6 +223,17 @@ export class Gateway implements RunningState {
       })),
       peers: this.peers,
     };
+  }
+
+  /**
+   * A portal added without ALUA ids (by the API, an older gateway, a hand-written file): store
+   * the ids every gateway derives, so they never change afterwards (src/ha/access-state.ts).
+   */
+  private storeTopologyIds(config: GatewayConfig): void {
+    if (!assignTopologyIds(structuredClone(config))) return;
+    this.configStore.update((d) => assignTopologyIds(d)).catch((e: unknown) => {
+      this.options.log.warn({ err: e }, 'cannot store the ALUA target port group ids');
+    });
   }
 
   private async publish(stopped = false): Promise<void> {
@@ -449,6 +463,7 @@ export function registerGateway(d: GatewayConfig, name: string, own: readonly st
     entry.portal_ip_addresses = [...own];
     entry.updated = now;
   }
+  assignTopologyIds(d);
   if (!adopt) return;
   const ips = [...new Set((own ?? fallback).map((a) => parseListenEntry(a).host))];
   for (const t of Object.values(d.targets)) {
@@ -457,4 +472,5 @@ export function registerGateway(d: GatewayConfig, name: string, own: readonly st
     t.ip_list = [...new Set([...t.ip_list, ...ips])];
   }
   reassignOwners(d);
+  assignTopologyIds(d);
 }

@@ -19,6 +19,9 @@ import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import type { HaManager } from '../ha/manager';
 import { AccessState, accessState } from '../ha/ownership';
+import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import { LockAccessControl } from '../ha/lock-access';
+import type { ConfigStore } from '../config/store';
 import { IscsiService } from '../iscsi/service';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
 import type { ReservationStore } from '../scsi/reservations';
@@ -44,6 +47,7 @@ interface RunningLun {
   readonly wwn: string;
   readonly controls: DiskConfig['controls'];
   readonly standby: boolean;
+  readonly alua: LuAccess;
 }
 
 interface RunningTarget {
@@ -63,10 +67,18 @@ export interface ReconcilerOptions {
   readonly preBound?: Map<string, Server>;
   /**
    * Run-time ownership (HA): image and file disks get one OwnedDevice whose owner follows the
-   * image lock; the configured owner is only the preferred one. Without it the configured owner
-   * alone writes and the others stay in standby.
+   * image lock; the configured owner is only the preferred one, and ALUA states follow the lock
+   * (src/ha/lock-access.ts). Without it the configured owner alone writes and the others stay
+   * in standby (ALUA from the configuration, src/ha/access-state.ts).
    */
   readonly ha?: HaManager;
+  /** ALUA (src/ha/access-state.ts): where ownership changes commit, the image provider, the default mode. */
+  readonly alua?: {
+    readonly store?: ConfigStore;
+    readonly provider?: ImageProviderKind;
+    readonly defaultMode?: 'implicit' | 'explicit';
+    readonly transitionTimeoutMs?: number;
+  };
 }
 
 export interface ApplyReport {
@@ -95,9 +107,29 @@ export class Reconciler {
   private targetFailures: Error[] = [];
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
+  /** ALUA states of every LU of this gateway (owner from the configuration). */
+  readonly access: ConfigAccessControl | LockAccessControl;
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
+    this.access = o.ha ? new LockAccessControl({
+      gateway: o.gateway,
+      provider: o.alua?.provider ?? 'embedded',
+      defaultMode: o.alua?.defaultMode ?? 'implicit',
+      ha: o.ha,
+      transitionTimeoutMs: o.alua?.transitionTimeoutMs,
+      log: o.log,
+    }) : new ConfigAccessControl({
+      gateway: o.gateway,
+      provider: o.alua?.provider ?? 'embedded',
+      defaultMode: o.alua?.defaultMode ?? 'implicit',
+      store: o.alua?.store,
+      transitionTimeoutMs: o.alua?.transitionTimeoutMs,
+      whenApplied: (epoch) => this.whenApplied(epoch),
+      holdsWriter: (disk) => this.disks.get(disk)?.access === 'active',
+      retry: () => this.retry(),
+      log: o.log,
+    });
   }
 
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
@@ -272,6 +304,9 @@ export class Reconciler {
       }
     }
 
+    // ALUA states follow the storage actually opened (an owner that cannot open it yet is transitioning).
+    this.access.update(config);
+
     // 3. Targets: create or update, LUNs by difference.
     for (const [name, t] of served) {
       try {
@@ -333,7 +368,7 @@ export class Reconciler {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.ModeParametersChanged);
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.AsymmetricAccessStateChanged);
         rt.luns.set(lun, next);
       }
     }
@@ -358,6 +393,7 @@ export class Reconciler {
       settings: l.controls,
       reservations: await this.reservationStore(l.disk, l.wwn),
       standby: l.standby,
+      alua: l.alua,
     };
   }
 
@@ -367,17 +403,21 @@ export class Reconciler {
       const disk = config.disks[id];
       const open = this.disks.get(id);
       if (!disk || !open) continue;
-      // A managed disk's LU accepts media access on every path (implicit ALUA: the first
-      // command on a non-owner path moves the lock here).
-      desired.set(lun_id, { disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access === 'standby' });
+      // A managed disk's LU accepts media access on every path its ALUA state allows (implicit:
+      // the first command on a non-owner path moves the lock here inside its OwnedDevice).
+      desired.set(lun_id, {
+        disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access === 'standby',
+        alua: this.access.access(config, name, id),
+      });
     }
     const portals = targetPortals(config, name);
+    const local = { gateway: this.o.gateway, topology: targetTopology(config, name) };
     let rt = this.targets.get(name);
     if (!rt) {
       const luns: LogicalUnitConfig[] = [];
       for (const [lun, l] of desired) luns.push(await this.luConfig(lun, l));
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: this.o.log.child({ target: name }) });
-      const node = new ConfiguredTarget(name, t, scsi, portals);
+      const node = new ConfiguredTarget(name, t, scsi, portals, local);
       rt = { scsi, node, luns: new Map(desired) };
       this.targets.set(name, rt);
       this.o.catalog.add(node);
@@ -385,7 +425,7 @@ export class Reconciler {
       return;
     }
     // Controls and ACL first (validated: a bad control leaves the running target as it was).
-    rt.node.update(t, portals);
+    rt.node.update(t, portals, local);
     for (const [lun, l] of [...rt.luns]) {
       const want = desired.get(lun);
       if (!want) {
@@ -394,7 +434,7 @@ export class Reconciler {
         continue;
       }
       if (want.disk === l.disk && want.device === l.device && want.wwn === l.wwn && want.standby === l.standby
-        && isDeepStrictEqual(want.controls, l.controls)) continue;
+        && want.alua === l.alua && isDeepStrictEqual(want.controls, l.controls)) continue;
       if (want.disk !== l.disk || want.wwn !== l.wwn) {
         // A different disk behind the same LUN number: remove and add (REPORTED LUNS DATA HAS CHANGED).
         await rt.scsi.removeLogicalUnit(lun);
@@ -404,7 +444,8 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), Asc.ModeParametersChanged);
+      const ua = want.standby !== l.standby || want.alua !== l.alua ? Asc.AsymmetricAccessStateChanged : Asc.ModeParametersChanged;
+      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }
     for (const [lun, l] of desired) {

@@ -96,12 +96,18 @@ interface ManagedDisk {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** How often a gateway re-reads who holds the disks it does not hold. */
+const HOLDER_POLL_MS = 200;
 
 export class HaManager {
   private readonly disks = new Map<string, ManagedDisk>();
   private readonly byKey = new Map<string, ManagedDisk>();
   private readonly listeners = new Set<(disk: string, owned: boolean) => void>();
   private readonly statusListeners = new Set<() => void>();
+  private readonly holderListeners = new Set<(disk: string, holder: string | undefined) => void>();
+  /** Gateway holding each managed disk's lock, as last read from the lock (every gateway sees the same). */
+  private readonly holders = new Map<string, string | undefined>();
+  private lastHolderPoll = 0;
   private timer: NodeJS.Timeout | undefined;
   private failbackTimer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -199,6 +205,7 @@ export class HaManager {
         try {
           d.device.attach(await openRw());
           d.acquiredAt = Date.now();
+          this.holders.set(id, this.o.gateway);
           this.o.log.info({ disk: id }, 'took the image lock (preferred owner)');
         } catch (e) {
           await this.o.locks.release(key);
@@ -210,6 +217,10 @@ export class HaManager {
       } else {
         this.o.log.info({ disk: id, holder: r.holder.gateway }, 'another gateway holds the image lock: serving it as non-owner until failback');
       }
+    }
+    if (!this.holders.has(id)) {
+      const st = await this.o.locks.status(key);
+      this.holders.set(id, st.holder && !st.stale ? st.holder.gateway : undefined);
     }
     return d.device;
   }
@@ -228,6 +239,7 @@ export class HaManager {
     if (!d) return;
     this.disks.delete(id);
     this.byKey.delete(d.key);
+    this.holders.delete(id);
     await d.activating?.catch(() => undefined);
     const wasOwner = d.device.active;
     try {
@@ -351,6 +363,7 @@ export class HaManager {
     d.lastTakeoverMs = now - started;
     d.lastTakeover = `${reason}: ${how}`;
     this.o.log.info({ disk: d.id, reason, how, ms: d.lastTakeoverMs, holdMs: d.holdMs }, 'took over the disk');
+    this.setHolder(d.id, this.o.gateway);
     this.emit(d.id, true);
   }
 
@@ -387,6 +400,7 @@ export class HaManager {
     d.releasedAt = Date.now();
     d.lockLost++;
     this.o.log.info({ disk: d.id, why, ms: d.releasedAt - started }, 'handed the disk over');
+    this.setHolder(d.id, undefined);
     this.emit(d.id, false);
   }
 
@@ -399,7 +413,73 @@ export class HaManager {
     d.releasedAt = Date.now();
     if (rw) void rw.close().catch(() => undefined);
     this.o.log.error({ disk: d.id, reason }, 'lost the image lock');
+    this.setHolder(d.id, undefined);
     this.emit(d.id, false);
+  }
+
+  /**
+   * Gateway holding the lock of `id` (undefined: nobody, or not served here). Kept current by the
+   * heartbeat (every HOLDER_POLL_MS) and at once for this gateway's own transitions.
+   */
+  holder(id: string): string | undefined {
+    return this.holders.get(id);
+  }
+
+  /** A takeover of `id` by this gateway is under way. */
+  transitioning(id: string): boolean {
+    return this.disks.get(id)?.activating !== undefined;
+  }
+
+  /**
+   * Make another gateway the owner (explicit ALUA: SET TARGET PORT GROUPS naming its group):
+   * it is asked to take the disk and this resolves once it holds the lock.
+   */
+  async moveTo(id: string, gateway: string, timeoutMs = this.transitionTimeoutMs): Promise<void> {
+    if (gateway === this.o.gateway) return this.activate(id, 'explicit');
+    const d = this.disks.get(id);
+    if (!d) throw new HaRefusal(`disk ${id} is not served here`);
+    await sendMessage(this.o.dataDir, gateway, { kind: 'take', disk: id, from: this.o.gateway, at: Date.now() });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await this.o.locks.status(d.key);
+      if (st.holder?.gateway === gateway && !st.stale) {
+        this.setHolder(id, gateway);
+        return;
+      }
+      if (Date.now() > deadline) throw new HaRefusal(`disk ${id}: ${gateway} did not take it over within ${timeoutMs} ms`);
+      await sleep(20);
+    }
+  }
+
+  /** Called when the holder of a disk changes (ALUA: the active/optimized group moves). */
+  onHolderChange(listener: (disk: string, holder: string | undefined) => void): () => void {
+    this.holderListeners.add(listener);
+    return () => this.holderListeners.delete(listener);
+  }
+
+  private setHolder(id: string, holder: string | undefined): void {
+    if (this.holders.has(id) && this.holders.get(id) === holder) return;
+    this.holders.set(id, holder);
+    for (const l of this.holderListeners) {
+      try {
+        l(id, holder);
+      } catch (e) {
+        this.o.log.error({ err: e, disk: id }, 'holder listener failed');
+      }
+    }
+  }
+
+  private async pollHolders(): Promise<void> {
+    for (const d of [...this.disks.values()]) {
+      if (d.activating || d.releasing) continue;
+      if (d.device.active) {
+        this.setHolder(d.id, this.o.gateway);
+        continue;
+      }
+      const st = await this.o.locks.status(d.key);
+      // A dead holder no longer serves the disk: nobody does until someone takes it.
+      if (!d.activating && !d.device.active) this.setHolder(d.id, st.holder && !st.stale ? st.holder.gateway : undefined);
+    }
   }
 
   private async poll(): Promise<void> {
@@ -407,6 +487,10 @@ export class HaManager {
     this.polling = true;
     try {
       for (const m of await takeMessages(this.o.dataDir, this.o.gateway)) this.dispatch(m);
+      if (Date.now() - this.lastHolderPoll >= HOLDER_POLL_MS) {
+        this.lastHolderPoll = Date.now();
+        await this.pollHolders();
+      }
     } catch (e) {
       this.o.log.warn({ err: e }, 'cannot read the HA inbox');
     } finally {

@@ -1,8 +1,8 @@
 /**
  * Two gateway daemons (iscsi1 on 127.0.0.1, iscsi2 on 127.0.0.2) on one shared data dir: both
  * start, a change committed to the shared configuration is applied live by both (new target and
- * LUN visible through both portals, discovery lists both), the owner reads and writes, a read
- * through the other moves the lock there (implicit transition); with one gateway stopped changes still
+ * LUN visible through both portals, discovery lists both), the owner reads and writes, the other
+ * answers NOT READY / TARGET PORT IN STANDBY STATE; with one gateway stopped changes still
  * commit and it applies them when it starts again.
  */
 import { after, describe, it } from 'node:test';
@@ -20,7 +20,8 @@ const IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:multi';
 
 function addTarget(d: GatewayConfig, port: number): void {
   d.targets[IQN] = {
-    acl_enabled: false, auth: emptyAuth(), controls: {}, ip_list: ['127.0.0.1', '127.0.0.2'],
+    // Explicit ALUA: the non-owner path is standby (implicit transitions: alua-multi-gateway.test.ts).
+    acl_enabled: false, auth: emptyAuth(), controls: { alua_failover_type: 'explicit' }, ip_list: ['127.0.0.1', '127.0.0.2'],
     portals: {
       iscsi1: { portal_ip_addresses: ['127.0.0.1'], inactive_portal_ips: ['127.0.0.2'], gateway_ip_list: ['127.0.0.1', '127.0.0.2'], tpgs: 2 },
       iscsi2: { portal_ip_addresses: ['127.0.0.2'], inactive_portal_ips: ['127.0.0.1'], gateway_ip_list: ['127.0.0.1', '127.0.0.2'], tpgs: 2 },
@@ -67,22 +68,22 @@ describe('two gateways on one data dir', () => {
       const ls = await run('iscsi-ls', ['-s', `iscsi://${p}/`], { timeoutMs: 30_000 });
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.1:${port},1`), `discovery through ${p} lists iscsi1's portal:\n${ls.stdout}`);
-      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},1`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
+      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},2`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
       assert.match(ls.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:6[34]M\)/, ls.stdout);
     }
 
     // The owner reads and writes.
     await qemuIoOk(`iscsi://${p2}/${IQN}/0`, ['write -P 0x5a 0 64k', 'read -P 0x5a 0 64k']);
 
-    // The other gateway's path is active/non-optimized: a read there moves the image lock to
-    // it (implicit transition, src/ha) and returns what the owner wrote.
+    // The other gateway: NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
     const i = await TestInitiator.connect(port, '127.0.0.1');
     try {
       await i.login({ targetName: IQN });
       let out = await i.scsi(Buffer.from([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), { read: 4096 });
       if (out.sense && (out.sense[2] & 0x0f) === 6) out = await i.scsi(Buffer.from([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), { read: 4096 });
-      assert.equal(out.status, 0, `read through the non-owner: ${out.sense?.toString('hex')}`);
-      assert.ok(out.data.equals(Buffer.alloc(4096, 0x5a)), 'the non-owner reads the data the owner wrote');
+      assert.equal(out.status, 2, 'CHECK CONDITION');
+      assert.ok(out.sense);
+      assert.deepEqual([out.sense[2] & 0x0f, out.sense[12], out.sense[13]], [2, 0x04, 0x0b]);
       // INQUIRY still works on the standby path.
       const inq = await i.scsi(Buffer.from([0x12, 0, 0, 0, 96, 0]), { read: 96 });
       assert.equal(inq.status, 0);
