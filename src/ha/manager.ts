@@ -111,7 +111,7 @@ export class HaManager {
   private timer: NodeJS.Timeout | undefined;
   private failbackTimer: NodeJS.Timeout | undefined;
   private polling = false;
-  private readonly startedAt = Date.now();
+  private startedAt = Date.now();
   private draining = false;
   /** Outcome of the last drain (undefined while one runs or before any). */
   private drained: { handed: string[]; kept: string[] } | undefined;
@@ -147,6 +147,7 @@ export class HaManager {
   }
 
   async start(): Promise<void> {
+    this.startedAt = Date.now();
     await clearInbox(this.o.dataDir, this.o.gateway);
     await this.o.locks.start();
     this.timer = setInterval(() => void this.poll(), 50);
@@ -381,7 +382,7 @@ export class HaManager {
           const wait = d.acquiredAt + d.holdMs - Date.now();
           if (wait > 0) await sleep(wait);
         }
-        await this.giveUp(d, `hand-over to ${requester}`);
+        await this.giveUp(d, `hand-over to ${requester}`, requester);
       } catch (e) {
         this.o.log.error({ err: e, disk: d.id, requester }, 'hand-over failed: keeping the disk');
       } finally {
@@ -391,7 +392,8 @@ export class HaManager {
     await d.releasing;
   }
 
-  private async giveUp(d: ManagedDisk, why: string): Promise<void> {
+  /** `to`: the gateway taking it (ALUA moves the active/optimized group there at once). */
+  private async giveUp(d: ManagedDisk, why: string, to?: string): Promise<void> {
     if (!d.device.active) return;
     const started = Date.now();
     const rw = await d.device.detach(this.drainMs);
@@ -400,7 +402,7 @@ export class HaManager {
     d.releasedAt = Date.now();
     d.lockLost++;
     this.o.log.info({ disk: d.id, why, ms: d.releasedAt - started }, 'handed the disk over');
-    this.setHolder(d.id, undefined);
+    this.setHolder(d.id, to);
     this.emit(d.id, false);
   }
 

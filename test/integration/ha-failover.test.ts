@@ -13,6 +13,8 @@ import { freePort, tempDir } from '../helpers/daemon';
 import { HA_IQN, HaGateway, haSession, haStatus, read10, setupHaTarget, stamped, waitHa, write10 } from '../helpers/ha';
 import { TestInitiator, ScsiOutcome } from '../helpers/initiator';
 import { qemuIo } from '../helpers/store';
+import { FileConfigStore } from '../../src/config/file-store';
+import { configPath } from '../../src/config/paths';
 
 const DISK = 'rbd/ha1';
 
@@ -38,6 +40,34 @@ async function readBlocks(i: TestInitiator, lba: number, blocks: number): Promis
   const r = await scsiUa(i, read10(lba, blocks), { read: blocks * 512 });
   assert.equal(r.status, 0, `READ at ${lba}: status ${r.status}, sense ${sense(r)}`);
   return r.data;
+}
+
+/** REPORT TARGET PORT GROUPS: state and PREF per target port group id. */
+async function rtpg(i: TestInitiator): Promise<Map<number, { state: number; pref: boolean }>> {
+  const cdb = Buffer.alloc(12);
+  cdb[0] = 0xa3;
+  cdb[1] = 0x0a;
+  cdb.writeUInt32BE(1024, 6);
+  const r = await scsiUa(i, cdb, { read: 1024 });
+  assert.equal(r.status, 0, `REPORT TARGET PORT GROUPS: ${sense(r)}`);
+  const out = new Map<number, { state: number; pref: boolean }>();
+  const end = 4 + r.data.readUInt32BE(0);
+  for (let at = 4; at + 8 <= Math.min(end, r.data.length);) {
+    out.set(r.data.readUInt16BE(at + 2), { state: r.data[at] & 0x0f, pref: (r.data[at] & 0x80) !== 0 });
+    at += 8 + 4 * r.data[at + 7];
+  }
+  return out;
+}
+
+/** TARGET PORT GROUP id of each gateway of the HA target (stored in the configuration). */
+async function groupIds(dir: string): Promise<Record<string, number>> {
+  const store = new FileConfigStore(configPath(dir));
+  try {
+    const t = (await store.read()).config.targets[HA_IQN];
+    return Object.fromEntries(Object.entries(t.portals).map(([gw, p], k) => [gw, p.tpg_id ?? k + 1]));
+  } finally {
+    await store.close();
+  }
 }
 
 describe('failover between gateways', { timeout: 200_000 }, () => {
@@ -81,6 +111,12 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     assert.equal(st.fenced, 0, 'a dead holder needs no fencing');
     assert.match(st.last_takeover ?? '', /^implicit/);
     assert.equal((await g1.exited).signal, 'SIGKILL');
+    // ALUA follows the lock: iscsi2's group is active/optimized now, iscsi1 (dead, preferred)
+    // active/non-optimized with PREF.
+    const ids = await groupIds(dir);
+    const states = await rtpg(b);
+    assert.deepEqual(states.get(ids.iscsi2), { state: 0, pref: false }, JSON.stringify([...states]));
+    assert.deepEqual(states.get(ids.iscsi1), { state: 1, pref: true }, JSON.stringify([...states]));
 
     // GET /api/disk reports the lock owner and the counters of every gateway.
     const disk = await g2.apiCall('GET', `/api/disk/${DISK}`);
@@ -95,11 +131,18 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     const g1b = await start(dir, 'iscsi1', '127.0.0.1', port, { failbackSecs: 1 });
     const t1 = performance.now();
     const back = await waitHa(dir, 'iscsi1', DISK, (s) => s.owned, 20_000);
-    console.log(`# failback to the returning preferred owner: ${((performance.now() - t1) / 1000).toFixed(3)} s after its start (settle 1 s)`);
+    console.log(`# failback to the returning preferred owner: ${((performance.now() - t1) / 1000).toFixed(3)} s after its start returned (settle 1 s from its HA start)`);
     assert.match(back.last_takeover ?? '', /^failback: hand-over from iscsi2/);
     await waitHa(dir, 'iscsi2', DISK, (s) => !s.owned);
     const a2 = await session('127.0.0.1', port);
     assert.ok((await readBlocks(a2, 64, 8)).equals(stamped('after-kill', 64)), 'data written through iscsi2 is there after failback');
+    // iscsi2's nexus hears of the move (ASYMMETRIC ACCESS STATE CHANGED) and sees iscsi1 optimized again.
+    const ua = await b.scsi(Buffer.alloc(6));
+    assert.equal(ua.status, 2, 'a unit attention for the state change');
+    assert.deepEqual([ua.sense![2] & 0x0f, ua.sense![12], ua.sense![13]], [6, 0x2a, 0x06]);
+    const after = await rtpg(b);
+    assert.equal(after.get(ids.iscsi1)?.state, 0);
+    assert.equal(after.get(ids.iscsi2)?.state, 1);
     await g1b.stop();
     await g2.stop();
   });
