@@ -252,7 +252,8 @@ export class Reconciler {
       const managedSig = diskSignature(disk, 'managed');
       const cur0 = this.disks.get(id);
       if (this.o.ha && cur0?.signature === managedSig) {
-        this.o.ha.setPreferred(id, access === 'active');
+        // Named the owner by the administrator: the pass completes once the disk moved here.
+        await this.o.ha.setPreferred(id, access === 'active');
         continue;
       }
       const parts = this.o.ha ? await this.o.backstores.managedParts(id, disk).catch((e: Error) => {

@@ -74,6 +74,8 @@ class LockLuAccess implements LuAccess {
     this.groupList = topo.groups;
     this.localGroup = topo.groupOf(this.control.gateway)?.id;
     const preferred = config.disks[this.disk]?.owner;
+    const prefBefore = this.preferredGroup;
+    const first = this.base.size === 0;
     this.preferredGroup = preferred === undefined ? undefined : topo.groupOf(preferred)?.id;
     const ha = this.control.options.ha;
     const holder = ha.managed(this.disk) ? ha.holder(this.disk) : preferred;
@@ -86,7 +88,9 @@ class LockLuAccess implements LuAccess {
     }
     // Listeners hear of settled changes only; the transitioning overlay of an explicit move in
     // progress here is reported (RTPG, NOT READY) but raises no unit attention of its own.
-    const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s);
+    // A new preferred group (the administrator named another owner) is announced too.
+    const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s)
+      || (!first && prefBefore !== this.preferredGroup);
     this.base = base;
     this.states = new Map(base);
     if (this.explicitRunning && this.localGroup !== undefined && this.states.has(this.localGroup)) this.states.set(this.localGroup, 'transitioning');

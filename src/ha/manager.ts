@@ -235,15 +235,16 @@ export class HaManager {
    * The configured owner changed. An administrator who names this gateway the owner wants the
    * disk here now: take it (announced as a configuration change, 2A/06 on every path).
    */
-  setPreferred(id: string, preferred: boolean): void {
+  setPreferred(id: string, preferred: boolean): Promise<void> {
     const d = this.disks.get(id);
     if (d && d.preferred !== preferred) {
       d.preferred = preferred;
       d.failbackAt = Date.now() + this.failbackMs;
       if (preferred && !d.device.active && !this.draining) {
-        this.activate(id, 'take').catch((e) => this.o.log.warn({ err: e, disk: id }, 'cannot take the disk the configuration names this gateway the owner of'));
+        return this.activate(id, 'take').catch((e) => this.o.log.warn({ err: e, disk: id }, 'cannot take the disk the configuration names this gateway the owner of'));
       }
     }
+    return Promise.resolve();
   }
 
   /** Stop serving a disk: hand the image back (flush, close, release). The caller drops the LU first. */
