@@ -499,7 +499,12 @@ export class HaManager {
       }
       const st = await this.o.locks.status(d.key);
       // A dead holder no longer serves the disk: nobody does until someone takes it.
-      if (!d.activating && !d.device.active) this.setHolder(d.id, st.holder && !st.stale ? st.holder.gateway : undefined, st.holder ? st.reason ?? 'config' : 'config');
+      // Nobody holding it (between a hand-over's release and the take, a dead holder) is not
+      // announced: the next I/O settles it, and initiators would only see spurious 2A/06.
+      if (!d.activating && !d.device.active) {
+        const live = st.holder && !st.stale ? st.holder.gateway : undefined;
+        this.setHolder(d.id, live, live ? st.reason ?? 'config' : 'implicit');
+      }
     }
   }
 
