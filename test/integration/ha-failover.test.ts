@@ -365,7 +365,8 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     const text = await (await fetch(`http://${metricsAddr}/metrics`)).text();
     const m = /^iscsi_gateway_lun_lock_bounces_total\{lun_name="rbd\/ha1"\} (\d+)/m.exec(text);
     assert.ok(m, text.split('\n').filter((l) => l.includes('iscsi_gateway_lun')).join('\n'));
-    assert.equal(Number(m[1]), s2.bounces);
+    // The metric is live, the status file up to a heartbeat behind: a counter never below it.
+    assert.ok(Number(m[1]) >= s2.bounces, `metric ${m[1]} vs status ${s2.bounces}`);
     await g1.stop();
     await g2.stop();
   });
