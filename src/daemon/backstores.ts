@@ -106,6 +106,35 @@ export class Backstores {
     throw new BlockDeviceError(`disk ${id}: unknown backstore ${String(disk.backstore)}`, 'io');
   }
 
+  /**
+   * The parts of a disk whose owner changes at run time (src/ha): its lock key, a view for
+   * size and capabilities, and how to open it read-write. Undefined for disks every gateway
+   * serves alike (snapshots, null).
+   */
+  async managedParts(id: string, disk: DiskConfig): Promise<{ key: string; view: BlockDevice; openRw: () => Promise<BlockDevice>; viewReads: boolean } | undefined> {
+    if (isImageBackstore(disk.backstore)) {
+      // RBD images on Ceph keep the configured owner until the RBD exclusive-lock takeover
+      // (lock_acquire / blocklist + lock_break) is wired into src/ha; the lease lock below
+      // guards the embedded store only.
+      if (disk.snapshot || this.provider) return undefined;
+      const store = await this.imageStore();
+      const spec = `${disk.pool}/${disk.image}`;
+      return {
+        key: `image:${spec}`,
+        // Same host, same page cache: the read-only view sees every write the owner acknowledged.
+        view: new StandbyDevice(id, await store.openImage(spec, { readOnly: true }), true),
+        openRw: () => store.openImage(spec),
+        viewReads: true,
+      };
+    }
+    if (disk.backstore === 'file') {
+      const file = this.filePath(disk);
+      const size = await fs.promises.stat(file).then((s) => s.size, () => disk.size ?? 0);
+      return { key: `file:${file}`, view: new StandbyDevice(id, size), openRw: () => LockedFileDevice.open(file, disk.size), viewReads: false };
+    }
+    return undefined;
+  }
+
   async close(): Promise<void> {
     await this.store?.close();
     this.store = undefined;
