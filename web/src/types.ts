@@ -115,4 +115,6 @@ export interface SessionRow {
   auth: string;
   luns: Array<{ disk: string; lun_id: number | null }>;
   portals: string[];
+  /** Absent while the connection is going away. */
+  connection?: { cid: number; ip_address: string; initiator: string; portal: string; header_digest: string; data_digest: string };
 }

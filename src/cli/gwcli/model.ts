@@ -44,6 +44,8 @@ export class Model {
   disks = new Map<string, DiskLive>();
   /** "<target>|<client>" → gateways the client is logged in to. */
   loggedIn = new Map<string, string[]>();
+  /** "<target>|<client>" → its sessions' initiator IP addresses and alias (clientinfo). */
+  clientInfo = new Map<string, { ip_address: string[]; alias: string }>();
 
   constructor(
     readonly api: ApiClient,
@@ -135,6 +137,7 @@ export class Model {
 
   private async loadSessions(): Promise<void> {
     this.loggedIn = new Map();
+    this.clientInfo = new Map();
     const jobs: Array<[string, string]> = [];
     for (const [t, tc] of Object.entries(this.config.targets)) for (const c of Object.keys(tc.clients)) jobs.push([t, c]);
     await pool(jobs, 8, async ([t, c]) => {
@@ -142,6 +145,8 @@ export class Model {
       const st = (r.body.state ?? {}) as Record<string, unknown>;
       const gws = Array.isArray(st.LOGGED_IN) ? (st.LOGGED_IN as string[]) : [];
       if (r.status === 200 && gws.length) this.loggedIn.set(`${t}|${c}`, gws);
+      const ips = Array.isArray(r.body.ip_address) ? (r.body.ip_address as unknown[]).filter((a): a is string => typeof a === 'string') : [];
+      if (r.status === 200) this.clientInfo.set(`${t}|${c}`, { ip_address: ips, alias: typeof r.body.alias === 'string' ? r.body.alias : '' });
     });
   }
 
