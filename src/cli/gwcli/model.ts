@@ -10,6 +10,8 @@ export type GatewayState = 'UP' | 'DOWN' | 'PARTIAL' | 'UNAUTHORIZED' | 'FORBIDD
 
 export interface DiskLive {
   readonly size?: number;
+  /** Bytes allocated in the image (GET /api/disk's `used`, an extra of this gateway). */
+  readonly used?: number;
   readonly state: string;
   readonly lockOwner: string;
 }
@@ -97,6 +99,7 @@ export class Model {
       const st = (r.body.status ?? {}) as Record<string, unknown>;
       this.disks.set(id, {
         size: typeof r.body.size === 'number' ? r.body.size : undefined,
+        used: typeof r.body.used === 'number' ? r.body.used : undefined,
         state: String(st.state ?? 'Unknown'),
         lockOwner: String(st.lock_owner ?? ''),
       });
