@@ -176,6 +176,9 @@ describe('web dashboard in headless Chromium', () => {
     assert.equal(inq.code, 0, inq.stderr);
     const lun = `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: ownerPortal, target: IQN, lun: 0, 'initiator-name': HOST, user: CHAP_USER, password: CHAP_PASSWORD } })}`;
     await qemuIoOk(lun, ['write -P 0x5a 0 256k', 'read -P 0x5a 0 256k']);
+    // The write shows as allocated bytes in GET /api/disk (an extra beyond ceph-iscsi).
+    const used = (await call(base, 'GET', `/api/disk/${DISK}`)).body.used;
+    assert.ok(typeof used === 'number' && used >= 256 * 1024, `used ${String(used)} after a 256 KiB write`);
 
     // The overview's graphs move while qemu-img bench runs.
     await page.click('nav >> text=Overview');
@@ -209,6 +212,12 @@ describe('web dashboard in headless Chromium', () => {
     const row = (await page.textContent(`tr[data-initiator="${HOST}"]`)) ?? '';
     assert.match(row, /CHAP/);
     assert.match(row, new RegExp(DISK));
+    // The initiator's address (libiscsi connects from 127.0.0.1 to either loopback portal) and digests.
+    assert.match((await page.textContent(`tr[data-initiator="${HOST}"] td.address`)) ?? '', /^127\.0\.0\.1127\.0\.0\.1:\d+, CID \d+$/);
+    assert.match((await page.textContent(`tr[data-initiator="${HOST}"] td.digests`)) ?? '', /^header (None|CRC32C), data (None|CRC32C)$/);
+    const clientinfo = (await call(base, 'GET', `/api/clientinfo/${IQN}/${HOST}`)).body as { ip_address: string[]; state: { LOGGED_IN?: string[] } };
+    assert.deepEqual(clientinfo.ip_address, ['127.0.0.1']);
+    assert.deepEqual(clientinfo.state.LOGGED_IN, [owner]);
     await browser.screenshot('07-sessions');
 
     // Deleting the target while the host is logged in is refused with the API's message.
