@@ -111,7 +111,8 @@ export interface ImageProvider {
   lockState(pool: string, image: string): Promise<LockState>;
   /**
    * Bytes really allocated in the image's head (its own data, not a clone's parent's, not its
-   * snapshots'), like the USED column of `rbd du`. Thin images start at 0.
+   * snapshots'), like the USED column of `rbd du` (which, with fast-diff, rounds to whole objects).
+   * Thin images start at 0.
    */
   usage(pool: string, image: string): Promise<number>;
   /**
