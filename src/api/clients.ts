@@ -7,6 +7,7 @@ import { normalizeIqn } from '../config/validation';
 import { ApiContext, Routes, commit, current, fail, ok, params, refuseIfDisruptive, requireTarget } from './context';
 import { newClient } from './model';
 import { pathIqn } from './targets';
+import type { SessionInfo } from '../daemon/running-state';
 
 export function clientIqn(raw: string): string {
   const iqn = normalizeIqn(raw);
@@ -73,18 +74,28 @@ export function registerClients(r: Routes, ctx: ApiContext): void {
   };
 
   r.add(['GET'], '/api/clientinfo/:target_iqn/:client_iqn', ['Returns client alias, ip_address and state for each connected portal'], async (req) => {
-    const sessions = await info(pathIqn(params(req).target_iqn), clientIqn(params(req).client_iqn), false);
-    const state: Record<string, string[]> = {};
-    for (const s of sessions) {
-      const list = (state.LOGGED_IN ??= []);
-      if (!list.includes(s.gateway)) list.push(s.gateway);
-    }
-    // The running-state view does not carry initiator addresses yet.
-    return { alias: '', state, ip_address: [] };
+    return clientInfo(await info(pathIqn(params(req).target_iqn), clientIqn(params(req).client_iqn), false));
   });
 
   r.add(['GET'], '/api/_clientinfo/:target_iqn/:client_iqn', ['Client session on this gateway (internal)'], async (req) => {
     const sessions = await info(pathIqn(params(req).target_iqn), clientIqn(params(req).client_iqn), true);
-    return { alias: '', state: sessions.length ? 'LOGGED_IN' : '', ip_address: [] };
+    return { alias: sessions.find((s) => s.alias)?.alias ?? '', state: sessions.length ? 'LOGGED_IN' : '', ip_address: addresses(sessions) };
   });
+}
+
+/** Initiator addresses of the sessions, each once, in session order (as ceph-iscsi lists them). */
+function addresses(sessions: readonly SessionInfo[]): string[] {
+  const out: string[] = [];
+  for (const s of sessions) if (s.ip_address && !out.includes(s.ip_address)) out.push(s.ip_address);
+  return out;
+}
+
+/** ceph-iscsi's clientinfo: {alias, state: {LOGGED_IN: [gateway…]}, ip_address: [initiator IP…]}. */
+export function clientInfo(sessions: readonly SessionInfo[]): { alias: string; state: Record<string, string[]>; ip_address: string[] } {
+  const state: Record<string, string[]> = {};
+  for (const s of sessions) {
+    const list = (state.LOGGED_IN ??= []);
+    if (!list.includes(s.gateway)) list.push(s.gateway);
+  }
+  return { alias: sessions.find((s) => s.alias)?.alias ?? '', state, ip_address: addresses(sessions) };
 }

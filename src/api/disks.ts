@@ -211,7 +211,11 @@ export function registerDisks(r: Routes, ctx: ApiContext): void {
       if (!d) fail(404, `rbd image ${id} not found`);
       // size (bytes) beyond ceph-iscsi: gwcli shows it in the tree without reading the image itself.
       const size = d.size ?? (await ctx.images.info(d.pool, d.image).then((i) => i.size, () => undefined));
-      return { ...d, ...(size !== undefined ? { size } : {}), status: await diskStatus(ctx, d) };
+      // used (bytes allocated in the image, rbd du's USED) beyond ceph-iscsi too; left out when
+      // the image cannot be read (the status says why).
+      // A snapshot disk has no head of its own: no figure.
+      const used = d.snapshot ? undefined : await ctx.images.usage(d.pool, d.image).then((u) => u, () => undefined);
+      return { ...d, ...(size !== undefined ? { size } : {}), ...(used !== undefined ? { used } : {}), status: await diskStatus(ctx, d) };
     }
     if (req.method === 'PUT') {
       const mode = field(req, 'mode');

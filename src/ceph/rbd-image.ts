@@ -134,10 +134,11 @@ export class RbdImage {
   /**
    * Allocation of [offset, offset+length) (rbd_diff_iterate2 from the beginning of time, parent
    * included, fast with the object map): contiguous extents in order, covering the whole range.
-   * With `wholeObject` the granularity is the object (cheaper, coarser).
+   * With `wholeObject` the granularity is the object (cheaper, coarser); `includeParent: false`
+   * leaves a clone's parent out (its own data only, as rbd du counts).
    */
-  async extents(offset: number, length: number, options: { readonly wholeObject?: boolean; readonly fromSnapshot?: string } = {}): Promise<ImageExtent[]> {
-    const flat = await ceph(() => this.native.diffIterate(options.fromSnapshot ?? null, offset, length, true, options.wholeObject ?? false));
+  async extents(offset: number, length: number, options: { readonly wholeObject?: boolean; readonly fromSnapshot?: string; readonly includeParent?: boolean } = {}): Promise<ImageExtent[]> {
+    const flat = await ceph(() => this.native.diffIterate(options.fromSnapshot ?? null, offset, length, options.includeParent ?? true, options.wholeObject ?? false));
     const out: ImageExtent[] = [];
     let pos = offset;
     const end = offset + length;

@@ -307,6 +307,8 @@ export class Gateway implements RunningState {
       isid: s.isid.toString('hex'),
       tsih: s.tsih,
       disks: visibleDisks(r?.config(), s.target.name, s.params.initiatorName, r?.targetDisks(s.target.name) ?? []),
+      ip_address: s.connection?.initiatorAddress,
+      alias: s.params.initiatorAlias,
     }));
   }
 

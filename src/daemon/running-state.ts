@@ -18,6 +18,9 @@ export interface SessionInfo {
   readonly tsih: number;
   /** Disk ids this session can reach (the target's LUNs, after LUN masking). */
   readonly disks: readonly string[];
+  /** The initiator's IP address and InitiatorAlias (absent in status files of older gateways). */
+  readonly ip_address?: string;
+  readonly alias?: string;
 }
 
 /** A gateway as seen through its status file. */

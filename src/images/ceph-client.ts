@@ -57,6 +57,14 @@ class OpenImage implements RbdOpenImage {
 
   // ---- metadata ----
 
+  async usedBytes(): Promise<number> {
+    // rbd_diff_iterate2 from the beginning of time over the head (fast with fast-diff).
+    const size = (await this.image.info()).size;
+    if (size === 0) return 0;
+    const extents = await this.image.extents(0, size, { includeParent: false });
+    return extents.reduce((n, e) => (e.allocated ? n + e.length : n), 0);
+  }
+
   async info(): Promise<RbdImageInfo> {
     const i = await this.image.info();
     return {

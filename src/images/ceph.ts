@@ -50,6 +50,8 @@ export interface RbdOpenImage extends RbdImageHandle {
   ownAddress(): Promise<string>;
   resize(size: number): Promise<void>;
   snapshotCount(): Promise<number>;
+  /** Bytes allocated in the head itself (a clone's parent left out), as rbd du's USED. */
+  usedBytes(): Promise<number>;
   snapshots(): Promise<RbdSnapshot[]>;
   snapCreate(name: string): Promise<void>;
   snapRemove(name: string): Promise<void>;
@@ -317,6 +319,10 @@ export class CephImageProvider implements ImageProvider {
       const others = [...new Set(watchers.filter((w) => !owners.includes(address(w)) && address(w) !== self))];
       return { owner, watchers: others };
     }, true);
+  }
+
+  usage(pool: string, image: string): Promise<number> {
+    return this.withImage(pool, image, `usage of ${pool}/${image}`, (i) => i.usedBytes());
   }
 
   /**

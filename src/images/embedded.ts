@@ -190,6 +190,15 @@ export class EmbeddedImageProvider implements ImageProvider {
     return stop;
   }
 
+  usage(pool: string, image: string): Promise<number> {
+    // The head file's allocated blocks (rbd du of the store): exact, and independent of the
+    // object map, which only the exclusive-lock owner keeps current.
+    return guard(async () => {
+      const head = (await this.store.diskUsage({ pool, image })).find((u) => u.snapshot === undefined);
+      return head?.used ?? 0;
+    });
+  }
+
   async close(): Promise<void> {
     for (const stop of [...this.watchers]) stop();
     await this.store.close();

@@ -110,6 +110,12 @@ export interface ImageProvider {
   open(pool: string, image: string, options?: OpenOptions): Promise<BlockDevice>;
   lockState(pool: string, image: string): Promise<LockState>;
   /**
+   * Bytes really allocated in the image's head (its own data, not a clone's parent's, not its
+   * snapshots'), like the USED column of `rbd du` (which, with fast-diff, rounds to whole objects).
+   * Thin images start at 0.
+   */
+  usage(pool: string, image: string): Promise<number>;
+  /**
    * Call `listener` when the image's metadata changes (resize, snapshot, lock owner), polling
    * every `intervalMs`. Returns the unsubscribe function.
    */

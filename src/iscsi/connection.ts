@@ -4,6 +4,7 @@
  * session; NOP-In pings, Logout, Text, Reject, timers. A protocol error ends this connection
  * (and so, at ERL 0, its session) and nothing else.
  */
+import { ConnectionInfo, connectionInfo } from './connection-info';
 import type { Socket } from 'node:net';
 import { PduError } from '../pdu/errors';
 import {
@@ -150,6 +151,11 @@ export class Connection implements SessionTransport, FaultOwner {
     this.timer.unref();
     ctx.connections.add(this);
     this.log.debug('connection accepted');
+  }
+
+  /** Addresses, CID and digests for management views (read-only; see connection-info.ts). */
+  info(): ConnectionInfo {
+    return connectionInfo(this.cid, this.socket.remoteAddress, this.socket.remotePort, this.local, this.tx.headerDigests, this.tx.dataDigests);
   }
 
   get faultName(): string {

@@ -28,6 +28,7 @@ import { DataOutError, IscsiTask, R2TSender, TaskAbortedError } from './scsi-tas
 import { SessionParameters } from './parameters';
 import { IscsiTargetNode, TargetPortBinding, TargetSettings } from './target-node';
 import { SessionStats } from '../metrics/stats';
+import type { ConnectionInfo } from './connection-info';
 
 /** What a session needs from its connection. */
 export interface SessionTransport {
@@ -52,6 +53,8 @@ export interface SessionTransport {
    * `graceful` sends what is queued (e.g. a TMF response) before the FIN.
    */
   close(reason: string, graceful?: boolean): Promise<void>;
+  /** Addresses and digests for management views (absent on transports without a socket). */
+  info?(): ConnectionInfo;
 }
 
 /** Key that identifies a session for reinstatement (RFC 7143 §4.4.3): initiator, ISID, target. */
@@ -525,6 +528,11 @@ export class Session implements R2TSender {
     this.window.clear();
     await this.target.device.nexusLost(this.nexus);
     this.tasks.clear();
+  }
+
+  /** The connection's addresses, CID and digests (management views only). */
+  get connection(): ConnectionInfo | undefined {
+    return this.transport.info?.();
   }
 
   get isClosed(): boolean {

@@ -167,18 +167,20 @@ export function registerDashboard(r: Routes, ctx: ApiContext, web: WebState): vo
     return { sessions };
   });
 
-  r.add(['GET'], '/api/dashboard/disks', ['Every disk: pool, image, size, snapshots, targets and LUN ids, owner and status'], async () => {
+  r.add(['GET'], '/api/dashboard/disks', ['Every disk: pool, image, size, used bytes, snapshots, targets and LUN ids, owner and status'], async () => {
     const c = await current(ctx);
     const disks = [];
     for (const [id, d] of Object.entries(c.disks)) {
       let size = d.size ?? null;
       let snapshots: Array<{ name: string; size: number; protected: boolean; children: number; created: string }> = [];
       let parent: string | null = null;
+      let used: number | null = null;
       if (isImageBackstore(d.backstore)) {
         try {
           const info = await ctx.images.info(d.pool, d.image);
           size = info.size;
           parent = info.parent ? `${info.parent.pool}/${info.parent.image}@${info.parent.snapshot}` : null;
+          if (!d.snapshot) used = await ctx.images.usage(d.pool, d.image);
           snapshots = (await ctx.images.listSnapshots(d.pool, d.image)).map((s) => ({ name: s.name, size: s.size, protected: s.protected, children: s.children, created: s.createTime }));
         } catch {
           // the image is gone: the status says so
@@ -186,7 +188,7 @@ export function registerDashboard(r: Routes, ctx: ApiContext, web: WebState): vo
       }
       const targets = Object.entries(c.targets).filter(([, t]) => t.disks[id]).map(([iqn, t]) => ({ target: iqn, lun_id: t.disks[id].lun_id }));
       disks.push({
-        id, pool: d.pool, image: d.image, snapshot: d.snapshot ?? null, backstore: d.backstore, wwn: d.wwn, size, parent, snapshots, targets,
+        id, pool: d.pool, image: d.image, snapshot: d.snapshot ?? null, backstore: d.backstore, wwn: d.wwn, size, used, parent, snapshots, targets,
         owner: d.owner ?? null, controls: d.controls, status: await diskStatus(ctx, d),
       });
     }

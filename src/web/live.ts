@@ -8,6 +8,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Session } from '../iscsi/session';
+import { ConnectionInfo, DigestName, formatHostPort } from '../iscsi/connection-info';
 import { LATENCY_BUCKETS_SECONDS } from '../metrics/histogram';
 import type { GatewayView, MetricsSource } from '../metrics/source';
 import { OpKind, loginFailures } from '../metrics/stats';
@@ -45,6 +46,30 @@ export interface LiveSession {
   readonly errors: number;
   /** Session-wide operational parameters as negotiated at login (RFC 7143 §13). */
   readonly parameters: Record<string, string | number | boolean>;
+  /** Its connection (one per session); absent when the connection is already gone. */
+  readonly connection?: LiveConnection;
+}
+
+export interface LiveConnection {
+  readonly cid: number;
+  /** The initiator's IP address, and its "address:port" ("[v6]:port"). */
+  readonly ip_address: string;
+  readonly initiator: string;
+  /** The portal ("address:port") the initiator connected to. */
+  readonly portal: string;
+  readonly header_digest: DigestName;
+  readonly data_digest: DigestName;
+}
+
+export function liveConnection(c: ConnectionInfo): LiveConnection {
+  return {
+    cid: c.cid,
+    ip_address: c.initiatorAddress,
+    initiator: formatHostPort(c.initiatorAddress, c.initiatorPort),
+    portal: formatHostPort(c.portal.host, c.portal.port),
+    header_digest: c.headerDigest,
+    data_digest: c.dataDigest,
+  };
 }
 
 export interface LiveDocument {
@@ -87,6 +112,10 @@ function sessionParameters(s: Session): Record<string, string | number | boolean
   };
 }
 
+function withConnection(c: ConnectionInfo | undefined): { connection?: LiveConnection } {
+  return c ? { connection: liveConnection(c) } : {};
+}
+
 /** One sample of this gateway (synchronous: a consistent snapshot of the counters). */
 export function liveSample(name: string, source: MetricsSource, gateway: GatewayView): LiveDocument {
   const luns: LiveLun[] = source.luns().map((l) => {
@@ -104,6 +133,7 @@ export function liveSample(name: string, source: MetricsSource, gateway: Gateway
       target: s.target.name, initiator: s.nexus.initiatorName, alias: s.params.initiatorAlias, isid: s.nexus.isid, tsih: s.tsih,
       target_portal_group: s.nexus.targetPortGroup, login_time: s.stats.loginTime, commands: s.stats.commands,
       data_in_bytes: s.stats.dataInBytes, data_out_bytes: s.stats.dataOutBytes, errors: s.stats.errors, parameters: sessionParameters(s),
+      ...withConnection(s.connection),
     }));
   return { name, pid: process.pid, at: Date.now(), bounds: LATENCY_BUCKETS_SECONDS, luns, sessions, login_failures: Object.fromEntries(loginFailures()) };
 }

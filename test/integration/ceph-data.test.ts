@@ -124,6 +124,21 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
     assert.ok(got.equals(expect), 'rbd export differs from what was written through the gateway');
   });
 
+  it('GET /api/disk answers the bytes allocated (used), bounded as rbd du sees them', async () => {
+    // After the test above: 1 MiB + 512 KiB + 4 KiB written, in 3 of the 16 4-MiB objects.
+    const r = await call(api, 'GET', `/api/disk/rbd/${names.data}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const used = r.body.used;
+    assert.ok(typeof used === 'number' && used >= MiB + 512 * 1024 + 4096 && used <= 12 * MiB, `used ${String(used)}`);
+    const du = JSON.parse(await rbd('du', '--format', 'json', `rbd/${names.data}`)) as { images: Array<{ snapshot?: string; used_size: number }> };
+    const head = du.images.find((i) => i.snapshot === undefined);
+    assert.ok(head && used <= head.used_size, `used ${used} <= rbd du ${JSON.stringify(du)}`);
+    console.log(`GET /api/disk used ${used} B, rbd du used_size ${head.used_size} B`);
+    // An image nothing was written to has nothing allocated.
+    const empty = await call(api, 'GET', `/api/disk/rbd/${names.resize}`);
+    assert.equal(empty.body.used, 0, JSON.stringify(empty.body));
+  });
+
   it('an image written with rbd import reads back through the gateway', async () => {
     const r = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', importedFile, lunUrl(daemon.port, 'data', 1)], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, `qemu-img compare: ${r.stdout}${r.stderr}`);

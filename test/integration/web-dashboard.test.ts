@@ -11,11 +11,13 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import { invalidIqnMessage } from '../../src/config/validation';
 import { call } from '../helpers/api';
 import { startBrowser, TestBrowser } from '../helpers/browser';
 import { freePort, run, tempDir } from '../helpers/daemon';
 import { GatewayProcess, waitApplied } from '../helpers/gateways';
+import { GWCLI, settingsFile } from '../helpers/gwcli';
 import { qemuIoOk } from '../helpers/store';
 
 const IQN = 'iqn.2003-01.com.example.iscsi-gw:web';
@@ -176,6 +178,9 @@ describe('web dashboard in headless Chromium', () => {
     assert.equal(inq.code, 0, inq.stderr);
     const lun = `json:${JSON.stringify({ file: { driver: 'iscsi', transport: 'tcp', portal: ownerPortal, target: IQN, lun: 0, 'initiator-name': HOST, user: CHAP_USER, password: CHAP_PASSWORD } })}`;
     await qemuIoOk(lun, ['write -P 0x5a 0 256k', 'read -P 0x5a 0 256k']);
+    // The write shows as allocated bytes in GET /api/disk (an extra beyond ceph-iscsi).
+    const used = (await call(base, 'GET', `/api/disk/${DISK}`)).body.used;
+    assert.ok(typeof used === 'number' && used >= 256 * 1024, `used ${String(used)} after a 256 KiB write`);
 
     // The overview's graphs move while qemu-img bench runs.
     await page.click('nav >> text=Overview');
@@ -209,6 +214,26 @@ describe('web dashboard in headless Chromium', () => {
     const row = (await page.textContent(`tr[data-initiator="${HOST}"]`)) ?? '';
     assert.match(row, /CHAP/);
     assert.match(row, new RegExp(DISK));
+    // The initiator's address (libiscsi connects from 127.0.0.1 to either loopback portal) and digests.
+    assert.match((await page.textContent(`tr[data-initiator="${HOST}"] td.address`)) ?? '', /^127\.0\.0\.1127\.0\.0\.1:\d+, CID \d+$/);
+    assert.match((await page.textContent(`tr[data-initiator="${HOST}"] td.digests`)) ?? '', /^header (None|CRC32C), data (None|CRC32C)$/);
+    const clientinfo = (await call(base, 'GET', `/api/clientinfo/${IQN}/${HOST}`)).body as { ip_address: string[]; state: { LOGGED_IN?: string[] } };
+    assert.deepEqual(clientinfo.ip_address, ['127.0.0.1']);
+    assert.deepEqual(clientinfo.state.LOGGED_IN, [owner]);
+    // gwcli's host and disk info show the same (ip_address as ceph-iscsi; used as an extra).
+    const cliDir = tempDir('igw-web-gwcli-');
+    const cliCfg = settingsFile(cliDir, apiPort);
+    const gwcli = async (args: string[]) => {
+      const r = await run(process.execPath, [GWCLI, '--config', cliCfg, '--json', ...args], { env: { GWCLI_HOME: cliDir, NO_COLOR: '1' }, timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    const hostInfo = await gwcli([`/iscsi-targets/${IQN}/hosts/${HOST}`, 'info']);
+    assert.equal(hostInfo.ip_address, '127.0.0.1', JSON.stringify(hostInfo));
+    assert.match(String(hostInfo.logged_in), new RegExp(`^LOGGED_IN \\(${owner}\\)$`));
+    const diskInfo = await gwcli([`/disks/${DISK}`, 'info']);
+    assert.ok(typeof diskInfo.used === 'number' && diskInfo.used >= 256 * 1024, JSON.stringify(diskInfo));
+    fs.rmSync(cliDir, { recursive: true, force: true });
     await browser.screenshot('07-sessions');
 
     // Deleting the target while the host is logged in is refused with the API's message.

@@ -91,6 +91,8 @@ export interface DiskRow {
   backstore: string;
   wwn: string;
   size: number | null;
+  /** Bytes allocated in the image (null: a snapshot disk, or unreadable). */
+  used: number | null;
   parent: string | null;
   snapshots: Array<{ name: string; size: number; protected: boolean; children: number; created: string }>;
   targets: Array<{ target: string; lun_id: number }>;
@@ -115,4 +117,6 @@ export interface SessionRow {
   auth: string;
   luns: Array<{ disk: string; lun_id: number | null }>;
   portals: string[];
+  /** Absent while the connection is going away. */
+  connection?: { cid: number; ip_address: string; initiator: string; portal: string; header_digest: string; data_digest: string };
 }

@@ -11,6 +11,8 @@ export type GatewayState = 'UP' | 'DOWN' | 'PARTIAL' | 'UNAUTHORIZED' | 'FORBIDD
 
 export interface DiskLive {
   readonly size?: number;
+  /** Bytes allocated in the image (GET /api/disk's `used`, an extra of this gateway). */
+  readonly used?: number;
   readonly state: string;
   readonly lockOwner: string;
 }
@@ -49,6 +51,8 @@ export class Model {
   disks = new Map<string, DiskLive>();
   /** "<target>|<client>" → gateways the client is logged in to. */
   loggedIn = new Map<string, string[]>();
+  /** "<target>|<client>" → its sessions' initiator IP addresses and alias (clientinfo). */
+  clientInfo = new Map<string, { ip_address: string[]; alias: string }>();
 
   constructor(
     readonly api: ApiClient,
@@ -105,6 +109,7 @@ export class Model {
       const st = (r.body.status ?? {}) as Record<string, unknown>;
       this.disks.set(id, {
         size: typeof r.body.size === 'number' ? r.body.size : undefined,
+        used: typeof r.body.used === 'number' ? r.body.used : undefined,
         state: String(st.state ?? 'Unknown'),
         lockOwner: String(st.lock_owner ?? ''),
       });
@@ -145,6 +150,7 @@ export class Model {
 
   private async loadSessions(): Promise<void> {
     this.loggedIn = new Map();
+    this.clientInfo = new Map();
     const jobs: Array<[string, string]> = [];
     for (const [t, tc] of Object.entries(this.config.targets)) for (const c of Object.keys(tc.clients)) jobs.push([t, c]);
     await pool(jobs, 8, async ([t, c]) => {
@@ -152,6 +158,8 @@ export class Model {
       const st = (r.body.state ?? {}) as Record<string, unknown>;
       const gws = Array.isArray(st.LOGGED_IN) ? (st.LOGGED_IN as string[]) : [];
       if (r.status === 200 && gws.length) this.loggedIn.set(`${t}|${c}`, gws);
+      const ips = Array.isArray(r.body.ip_address) ? (r.body.ip_address as unknown[]).filter((a): a is string => typeof a === 'string') : [];
+      if (r.status === 200) this.clientInfo.set(`${t}|${c}`, { ip_address: ips, alias: typeof r.body.alias === 'string' ? r.body.alias : '' });
     });
   }
 

@@ -80,17 +80,17 @@ export function DisksPage() {
       </form>
       {!rows ? <p>Loading…</p> : rows.length === 0 ? <p class="muted">No disk is defined.</p> : (
         <div class="table-wrap"><table id="disks">
-          <thead><tr><th scope="col">Disk</th><th scope="col">Pool</th><th scope="col">Size</th><th scope="col">Snapshots</th><th scope="col">Mapped to</th><th scope="col">Owner / status</th><th scope="col">Actions</th></tr></thead>
+          <thead><tr><th scope="col">Disk</th><th scope="col">Pool</th><th scope="col">Size</th><th scope="col">Used</th><th scope="col">Snapshots</th><th scope="col">Mapped to</th><th scope="col">Owner / status</th><th scope="col">Actions</th></tr></thead>
           <tbody>{rows.map((d) => (
             <>
               <tr data-disk={d.id}>
                 <th scope="row">{d.image}{d.snapshot && `@${d.snapshot}`}{d.parent && <div class="muted small">clone of {d.parent}</div>}</th>
-                <td>{d.pool}</td><td>{bytes(d.size)}</td><td>{d.snapshots.length}</td>
+                <td>{d.pool}</td><td>{bytes(d.size)}</td><td class="used">{d.used === null ? '–' : bytes(d.used)}</td><td>{d.snapshots.length}</td>
                 <td>{d.targets.length === 0 ? '–' : d.targets.map((t) => <div class="iqn">{t.target} (LUN {t.lun_id})</div>)}</td>
                 <td class="small">owner: {d.owner ?? '–'}<StatusView status={d.status} /></td>
                 <td><button type="button" class="secondary" aria-expanded={open === d.id} onClick={() => setOpen(open === d.id ? undefined : d.id)}>{open === d.id ? 'Close' : 'Manage'}</button></td>
               </tr>
-              {open === d.id && <tr class="detail"><td colSpan={7}><DiskActions d={d} settings={settings} run={run} /></td></tr>}
+              {open === d.id && <tr class="detail"><td colSpan={8}><DiskActions d={d} settings={settings} run={run} /></td></tr>}
             </>
           ))}</tbody>
         </table></div>

@@ -47,6 +47,8 @@ export class Disk extends UINode {
       wwn: d?.wwn ?? '',
       size_h: humanSize(live?.size),
       size: live?.size,
+      // Beyond ceph-iscsi (its ls line stays "(<state>, <size>)"): allocated bytes, like rbd du.
+      ...(live?.used !== undefined ? { used_h: humanSize(live.used), used: live.used } : {}),
       owner: d?.owner ?? '',
       lock_owner: live?.lockOwner ?? '',
       state: live?.state ?? 'Unknown',

@@ -106,8 +106,12 @@ export class Client extends UINode {
   override info(): Record<string, unknown> {
     const a = this.config.auth;
     const li = this.loggedIn();
+    const ci = this.model.clientInfo.get(`${this.target.iqn}|${this.iqn}`);
     return {
       client_iqn: this.iqn,
+      // As ceph-iscsi: the initiator's addresses and alias while logged in (empty otherwise).
+      ip_address: li ? ci?.ip_address.join(', ') ?? '' : '',
+      alias: li ? ci?.alias ?? '' : '',
       logged_in: li ? `LOGGED_IN (${li.join(', ')})` : '',
       auth: { username: a.username, password: a.password, mutual_username: a.mutual_username, mutual_password: a.mutual_password },
       group_name: this.config.group_name,
