@@ -5,9 +5,11 @@
 # liburing-dev lets the native addon submit I/O through io_uring (without it: the thread-pool path);
 # python3-fusepy: the FUSE fault file system of the backstore failure tests (test/helpers/faultfs.py);
 # tmux: the gwcli test types the user's guide session into a real terminal.
+# qemu-system-x86, iproute2, iptables: the kernel-initiator VM (scripts/vm/build.sh, test/helpers/vm.ts)
+# on a bridge in a network namespace; the VM's own packages are fetched by build.sh with apt-get download.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux)
+pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux qemu-system-x86 iproute2 iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
