@@ -6,7 +6,8 @@
  * (and stays reachable from the namespace's loopback for the test's own checks).
  *
  * Commands run in the guest through the agent on a virtio-serial port (scripts/vm/agent.sh):
- * one request per line, the answer framed by BEGIN/END markers with the exit status.
+ * one request per line, the answer framed by BEGIN/END markers with the exit status; requests
+ * run concurrently in the guest and answers never interleave.
  * Everything has a bounded timeout; `kill()` always ends QEMU and `destroy()` the namespace.
  */
 import { ChildProcess, spawn } from 'node:child_process';
@@ -271,10 +272,14 @@ export class Vm {
       this.ready = undefined;
       return;
     }
+    if (line.startsWith('BEGIN ')) {
+      this.lines = [];
+      return;
+    }
     const end = /^END (\d+) (\d+)$/.exec(line);
     if (end) {
       const id = Number(end[1]);
-      const body = this.lines.filter((l) => !l.startsWith('BEGIN ')).join('');
+      const body = this.lines.join('');
       this.lines = [];
       const p = this.pending.find((x) => x.id === id);
       if (!p) return;
