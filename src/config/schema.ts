@@ -15,6 +15,9 @@
  *                          portal yet, "ip" or "ip:port" (port 3260 unless set; lets several
  *                          gateways share one host in tests)
  *   targets.<iqn>.alias / portal_group_tag
+ *   targets.<iqn>.portals.<gw>.tpg_id / port_ids
+ *                          ALUA target port group of the gateway and the relative target port
+ *                          (= TPGT) of each of its portal IPs, identical on every gateway
  */
 import { z } from 'zod';
 
@@ -101,6 +104,10 @@ export const PortalSchema = z
     inactive_portal_ips: z.array(z.string()).default([]),
     gateway_ip_list: z.array(z.string()).default([]),
     tpgs: z.number().int().min(0).default(0),
+    /** ALUA target port group of this gateway in this target (src/ha/access-state.ts; assigned once, stable). */
+    tpg_id: z.number().int().min(1).max(65535).optional(),
+    /** Per portal IP: its relative target port identifier, also its iSCSI TPGT (assigned once, stable). */
+    port_ids: z.record(z.string(), z.number().int().min(1).max(65535)).optional(),
     created: stamp.optional(),
     updated: stamp.optional(),
   })

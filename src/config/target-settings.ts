@@ -29,6 +29,9 @@ export const TARGET_SETTING_DEFS = {
   // Digest policy: which values the target accepts, in order of preference.
   header_digest: { kind: 'enum', values: ['None,CRC32C', 'CRC32C,None', 'CRC32C', 'None'], default: 'None,CRC32C' },
   data_digest: { kind: 'enum', values: ['None,CRC32C', 'CRC32C,None', 'CRC32C', 'None'], default: 'None,CRC32C' },
+  // ALUA of the target's LUNs (src/ha/access-state.ts): non-owner paths active/non-optimized
+  // (implicit transitions) or standby (SET TARGET PORT GROUPS). Default: iscsi-gateway.cfg's.
+  alua_failover_type: { kind: 'enum', values: ['implicit', 'explicit'], default: 'implicit' },
 } as const satisfies Record<string, SettingDef>;
 
 export type TargetSettingName = keyof typeof TARGET_SETTING_DEFS;

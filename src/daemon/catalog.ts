@@ -13,10 +13,17 @@
  */
 import { AuthContext, AuthError, AuthMethodHandler, AuthPolicy, NO_AUTHENTICATION } from '../iscsi/auth';
 import { ChallengeMemory, ChapCredentials, chapMethod } from '../iscsi/chap';
-import { IscsiTargetNode, TargetCatalog, TargetSettings } from '../iscsi/target-node';
+import { AdvertisedPortal, IscsiTargetNode, TargetCatalog, TargetPortBinding, TargetSettings } from '../iscsi/target-node';
+import type { TargetTopology } from '../ha/access-state';
 import { LoginStatus } from '../pdu/opcodes';
 import { LunMasking, ScsiTarget } from '../scsi/scsi-target';
 import { PortalAddress, isWildcard } from '../transport/portal';
+
+/** Which gateway this is, and the target's ports and port groups on every gateway. */
+export interface LocalTopology {
+  readonly gateway: string;
+  readonly topology: TargetTopology;
+}
 import { AuthConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { normalizeTargetControls, targetSettingsFrom } from '../config/target-settings';
 
@@ -77,8 +84,10 @@ export class ConfiguredTarget implements IscsiTargetNode {
   private current!: TargetSettings;
   /** The target's configuration as last applied. */
   config!: TargetConfig;
-  /** Every gateway's portals of this target, in `portals` order. */
-  portals: PortalAddress[] = [];
+  /** Every gateway's portals of this target, in `portals` order, each with its TPGT. */
+  portals: AdvertisedPortal[] = [];
+  /** Undefined: every portal is the target's portal_group_tag (no multi-gateway topology). */
+  private local: LocalTopology | undefined;
   /** Client auth blocks by normalised initiator name (decoded per login, by the catalog). */
   private clients = new Map<string, AuthConfig>();
 
@@ -86,9 +95,10 @@ export class ConfiguredTarget implements IscsiTargetNode {
     readonly name: string,
     config: TargetConfig,
     readonly device: ScsiTarget,
-    portals: PortalAddress[],
+    portals: AdvertisedPortal[],
+    local?: LocalTopology,
   ) {
-    this.update(config, portals);
+    this.update(config, portals, local);
   }
 
   get alias(): string | undefined {
@@ -103,15 +113,23 @@ export class ConfiguredTarget implements IscsiTargetNode {
     return this.current;
   }
 
+  /** The target port (one per portal IP, its TPGT = relative target port id) a login at `local` reaches. */
+  portAt(local: PortalAddress): TargetPortBinding | undefined {
+    if (!this.local) return { tpgt: this.portalGroupTag, relativeTargetPortId: this.portalGroupTag, targetPortGroup: this.portalGroupTag };
+    const p = this.local.topology.portAt(this.local.gateway, local.host);
+    return p && { tpgt: p.relativeTargetPortId, relativeTargetPortId: p.relativeTargetPortId, targetPortGroup: p.targetPortGroup };
+  }
+
   /**
    * Apply new controls, ACLs, credentials and LUN mappings: new logins see them at once, and
    * a logged-in initiator whose LUN inventory changed gets REPORTED LUNS DATA HAS CHANGED.
    */
-  update(config: TargetConfig, portals: PortalAddress[]): void {
+  update(config: TargetConfig, portals: AdvertisedPortal[], local?: LocalTopology): void {
     // Controls first: a bad control throws and leaves the running target as it was.
     this.current = targetSettingsFrom(normalizeTargetControls(config.controls));
     this.config = config;
     this.portals = portals;
+    this.local = local;
     this.clients = new Map(Object.entries(config.clients).map(([iqn, c]) => [norm(iqn), c.auth]));
     this.device.setLunMasking(config.acl_enabled ? lunMaskingFrom(config) : undefined);
   }
@@ -195,11 +213,11 @@ export class ConfiguredCatalog implements TargetCatalog, AuthPolicy {
     return targetSettingsFrom({});
   }
 
-  portalsFor(target: IscsiTargetNode, local: PortalAddress): PortalAddress[] {
+  portalsFor(target: IscsiTargetNode, local: PortalAddress): AdvertisedPortal[] {
     const t = this.targets.get(target.name);
     const portals = t?.portals ?? [];
     // A wildcard portal is reachable at the address the initiator used to get here.
-    const out = portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port } : p));
+    const out = portals.map((p) => (isWildcard(p.host) ? { host: local.host.replace(/^::ffff:/, ''), port: p.port, tpgt: p.tpgt } : p));
     const seen = new Set<string>();
     return out.filter((p) => {
       const k = `${p.host}|${p.port}`;

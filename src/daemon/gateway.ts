@@ -13,6 +13,7 @@ import { GatewayConfig, timestamp } from '../config/schema';
 import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { reassignOwners } from '../ha/ownership';
+import { assignTopologyIds } from '../ha/access-state';
 import { IscsiService } from '../iscsi/service';
 import type { LoginThrottleOptions } from '../iscsi/login-throttle';
 import { PortalAddress, formatAddress, isLoopback, listenPortal } from '../transport/portal';
@@ -158,6 +159,7 @@ export class Gateway implements RunningState {
       backstores: this.backstores,
       log,
       preBound,
+      alua: { store: this.configStore, provider: 'embedded', defaultMode: this.settings.alua_failover_type },
     });
     const snap = await this.configStore.read();
     await this.reconciler.submit(snap.config);
@@ -172,6 +174,7 @@ export class Gateway implements RunningState {
     if (broken.length > 0) throw broken[0];
     this.unwatch = this.configStore.watch((s: ConfigSnapshot) => {
       void this.reconciler?.submit(s.config).then(() => this.publish());
+      this.storeTopologyIds(s.config);
     });
     // The watch may have missed a commit between read() and watch(): catch up once.
     const again = await this.configStore.read();
@@ -182,6 +185,17 @@ export class Gateway implements RunningState {
     // Disks that could not be opened (previous owner still closing) are retried.
     this.retryTimer = setInterval(() => void this.reconciler?.retry().then(() => this.publish()), HEARTBEAT_MS);
     this.retryTimer.unref();
+  }
+
+  /**
+   * A portal added without ALUA ids (by the API, an older gateway, a hand-written file): store
+   * the ids every gateway derives, so they never change afterwards (src/ha/access-state.ts).
+   */
+  private storeTopologyIds(config: GatewayConfig): void {
+    if (!assignTopologyIds(structuredClone(config))) return;
+    this.configStore.update((d) => assignTopologyIds(d)).catch((e: unknown) => {
+      this.options.log.warn({ err: e }, 'cannot store the ALUA target port group ids');
+    });
   }
 
   private async publish(stopped = false): Promise<void> {
@@ -360,6 +374,7 @@ export function registerGateway(d: GatewayConfig, name: string, own: readonly st
     entry.portal_ip_addresses = [...own];
     entry.updated = now;
   }
+  assignTopologyIds(d);
   if (!adopt) return;
   const ips = [...new Set((own ?? fallback).map((a) => parseListenEntry(a).host))];
   for (const t of Object.values(d.targets)) {
@@ -368,4 +383,5 @@ export function registerGateway(d: GatewayConfig, name: string, own: readonly st
     t.ip_list = [...new Set([...t.ip_list, ...ips])];
   }
   reassignOwners(d);
+  assignTopologyIds(d);
 }

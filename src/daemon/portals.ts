@@ -4,6 +4,8 @@
  * ("ip:port"), else 3260.
  */
 import { DEFAULT_PORTAL_PORT, GatewayConfig } from '../config/schema';
+import { targetTopology } from '../ha/access-state';
+import type { AdvertisedPortal } from '../iscsi/target-node';
 import { PortalAddress, formatAddress, parsePortal } from '../transport/portal';
 
 /** "ip", "ip:port" or "[v6]:port" → address (invalid entries are skipped by the callers' validation). */
@@ -52,15 +54,21 @@ export function listenAddresses(config: GatewayConfig, gateway: string): PortalA
   return [...out.values()];
 }
 
-/** Every gateway's portals of a target, in `portals` order (what SendTargets advertises). */
-export function targetPortals(config: GatewayConfig, iqn: string): PortalAddress[] {
+/**
+ * Every gateway's portals of a target, in `portals` order (what SendTargets advertises), each
+ * with its own TPGT (its relative target port identifier, src/ha/access-state.ts).
+ */
+export function targetPortals(config: GatewayConfig, iqn: string): AdvertisedPortal[] {
   const t = config.targets[iqn];
   if (!t) return [];
-  const out: PortalAddress[] = [];
+  const topology = targetTopology(config, iqn);
+  const out: AdvertisedPortal[] = [];
   for (const [gw, portal] of Object.entries(t.portals)) {
+    const ports = topology.groupOf(gw)?.targetPorts ?? [];
     for (const ip of portal.portal_ip_addresses) {
       try {
-        out.push({ host: parseListenEntry(ip).host, port: portOf(config, gw, ip) });
+        const tpgt = ports.find((p) => p.ip === ip)?.relativeTargetPortId;
+        out.push({ host: parseListenEntry(ip).host, port: portOf(config, gw, ip), tpgt });
       } catch {
         // skip invalid entries
       }

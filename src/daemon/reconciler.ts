@@ -18,6 +18,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import { AccessState, accessState } from '../ha/ownership';
+import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import type { ConfigStore } from '../config/store';
 import { IscsiService } from '../iscsi/service';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
 import type { ReservationStore } from '../scsi/reservations';
@@ -42,6 +44,7 @@ interface RunningLun {
   readonly wwn: string;
   readonly controls: DiskConfig['controls'];
   readonly standby: boolean;
+  readonly alua: LuAccess;
 }
 
 interface RunningTarget {
@@ -59,6 +62,13 @@ export interface ReconcilerOptions {
   readonly log: Logger;
   /** Servers bound before the first pass (explicit --portal, port 0 resolved), by "ip:port". */
   readonly preBound?: Map<string, Server>;
+  /** ALUA (src/ha/access-state.ts): where ownership changes commit, the image provider, the default mode. */
+  readonly alua?: {
+    readonly store?: ConfigStore;
+    readonly provider?: ImageProviderKind;
+    readonly defaultMode?: 'implicit' | 'explicit';
+    readonly transitionTimeoutMs?: number;
+  };
 }
 
 export interface ApplyReport {
@@ -87,9 +97,22 @@ export class Reconciler {
   private targetFailures: Error[] = [];
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
+  /** ALUA states of every LU of this gateway (owner from the configuration). */
+  readonly access: ConfigAccessControl;
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
+    this.access = new ConfigAccessControl({
+      gateway: o.gateway,
+      provider: o.alua?.provider ?? 'embedded',
+      defaultMode: o.alua?.defaultMode ?? 'implicit',
+      store: o.alua?.store,
+      transitionTimeoutMs: o.alua?.transitionTimeoutMs,
+      whenApplied: (epoch) => this.whenApplied(epoch),
+      holdsWriter: (disk) => this.disks.get(disk)?.access === 'active',
+      retry: () => this.retry(),
+      log: o.log,
+    });
   }
 
   /** Epoch of the last document applied (possibly with problems: see lastProblems). */
@@ -226,6 +249,9 @@ export class Reconciler {
       }
     }
 
+    // ALUA states follow the storage actually opened (an owner that cannot open it yet is transitioning).
+    this.access.update(config);
+
     // 3. Targets: create or update, LUNs by difference.
     for (const [name, t] of served) {
       try {
@@ -287,7 +313,7 @@ export class Reconciler {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.ModeParametersChanged);
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.AsymmetricAccessStateChanged);
         rt.luns.set(lun, next);
       }
     }
@@ -312,6 +338,7 @@ export class Reconciler {
       settings: l.controls,
       reservations: await this.reservationStore(l.disk, l.wwn),
       standby: l.standby,
+      alua: l.alua,
     };
   }
 
@@ -321,15 +348,19 @@ export class Reconciler {
       const disk = config.disks[id];
       const open = this.disks.get(id);
       if (!disk || !open) continue;
-      desired.set(lun_id, { disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access !== 'active' });
+      desired.set(lun_id, {
+        disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access !== 'active',
+        alua: this.access.access(config, name, id),
+      });
     }
     const portals = targetPortals(config, name);
+    const local = { gateway: this.o.gateway, topology: targetTopology(config, name) };
     let rt = this.targets.get(name);
     if (!rt) {
       const luns: LogicalUnitConfig[] = [];
       for (const [lun, l] of desired) luns.push(await this.luConfig(lun, l));
       const scsi = new ScsiTarget({ targetName: name, logicalUnits: luns, log: this.o.log.child({ target: name }) });
-      const node = new ConfiguredTarget(name, t, scsi, portals);
+      const node = new ConfiguredTarget(name, t, scsi, portals, local);
       rt = { scsi, node, luns: new Map(desired) };
       this.targets.set(name, rt);
       this.o.catalog.add(node);
@@ -337,7 +368,7 @@ export class Reconciler {
       return;
     }
     // Controls and ACL first (validated: a bad control leaves the running target as it was).
-    rt.node.update(t, portals);
+    rt.node.update(t, portals, local);
     for (const [lun, l] of [...rt.luns]) {
       const want = desired.get(lun);
       if (!want) {
@@ -346,7 +377,7 @@ export class Reconciler {
         continue;
       }
       if (want.disk === l.disk && want.device === l.device && want.wwn === l.wwn && want.standby === l.standby
-        && isDeepStrictEqual(want.controls, l.controls)) continue;
+        && want.alua === l.alua && isDeepStrictEqual(want.controls, l.controls)) continue;
       if (want.disk !== l.disk || want.wwn !== l.wwn) {
         // A different disk behind the same LUN number: remove and add (REPORTED LUNS DATA HAS CHANGED).
         await rt.scsi.removeLogicalUnit(lun);
@@ -356,7 +387,8 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), Asc.ModeParametersChanged);
+      const ua = want.standby !== l.standby || want.alua !== l.alua ? Asc.AsymmetricAccessStateChanged : Asc.ModeParametersChanged;
+      await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }
     for (const [lun, l] of desired) {

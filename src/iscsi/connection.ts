@@ -119,7 +119,7 @@ export class Connection implements SessionTransport, FaultOwner {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     this.remoteAddress = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     this.log = ctx.log.child({ conn: this.id, peer: this.remote });
-    this.login = new LoginStateMachine(ctx.catalog);
+    this.login = new LoginStateMachine(ctx.catalog, this.local);
     this.readerSettings = {
       maxDataSegmentLength: 8192, // RFC 7143: the default during login
       headerDigest: false,
@@ -416,6 +416,7 @@ export class Connection implements SessionTransport, FaultOwner {
       tsih = this.allocateTsih();
       const limits = this.ctx.limits;
       const session = new Session(tsih, first.isid, target, loginResult.session, first.cmdSN, this, this.log, {
+        port: loginResult.port,
         limits,
         dataOut: this.ctx.dataOut,
         // Each session's share of the target's task set, so no initiator can starve the others.

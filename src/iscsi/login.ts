@@ -9,7 +9,8 @@ import { TextFormatError, TextPair, parseText } from '../pdu/text';
 import { AuthContext, AuthError, AuthExchange, AuthMethodHandler } from './auth';
 import { Negotiator, NegotiationError, SECURITY_KEYS } from './negotiation';
 import { ConnectionParameters, SessionParameters } from './parameters';
-import { IscsiTargetNode, TargetCatalog, TargetSettings } from './target-node';
+import { PortalAddress } from '../transport/portal';
+import { IscsiTargetNode, TargetCatalog, TargetPortBinding, TargetSettings, targetPortAt } from './target-node';
 
 export class LoginError extends Error {
   constructor(
@@ -38,6 +39,8 @@ export interface LoginResult {
   readonly cid: number;
   readonly initialCmdSN: number;
   readonly target: IscsiTargetNode | undefined;
+  /** The SCSI target port the session is bound to (normal sessions). */
+  readonly port: TargetPortBinding | undefined;
   readonly session: SessionParameters;
   readonly connection: ConnectionParameters;
   readonly settings: TargetSettings;
@@ -56,6 +59,7 @@ export class LoginStateMachine {
   private pendingText: Buffer[] = [];
   private negotiator: Negotiator | undefined;
   private target: IscsiTargetNode | undefined;
+  private port: TargetPortBinding | undefined;
   private settings: TargetSettings | undefined;
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
   private initiatorName = '';
@@ -64,7 +68,11 @@ export class LoginStateMachine {
   private authenticated = false;
   private offersSent = false;
 
-  constructor(private readonly catalog: TargetCatalog) {}
+  /** `local`: the address the connection arrived at (selects the target port and its TPGT). */
+  constructor(
+    private readonly catalog: TargetCatalog,
+    private readonly local?: PortalAddress,
+  ) {}
 
   /** Settings that govern this login (known after the first request). */
   currentSettings(): TargetSettings {
@@ -140,7 +148,7 @@ export class LoginStateMachine {
     }
 
     if (isFirstText && this.sessionType === 'Normal' && this.target) {
-      keys.push(['TargetPortalGroupTag', String(this.target.portalGroupTag)]);
+      keys.push(['TargetPortalGroupTag', String(this.port?.tpgt ?? this.target.portalGroupTag)]);
       if (this.target.alias) keys.push(['TargetAlias', this.target.alias]);
     }
 
@@ -234,7 +242,14 @@ export class LoginStateMachine {
       if (!target.allows(initiatorName)) {
         throw new LoginError(`initiator ${initiatorName} is not allowed on ${targetName}`, LoginStatus.AuthorizationFailure);
       }
+      // The portal the initiator came in through must be one of the target's (RFC 7143 §4.4.1).
+      const port = targetPortAt(target, this.local);
+      if (!port) {
+        const where = this.local ? `${this.local.host}:${this.local.port}` : 'this portal';
+        throw new LoginError(`target ${targetName.slice(0, 224)} is not served on ${where}`, LoginStatus.NotFound);
+      }
       this.target = target;
+      this.port = port;
       this.settings = target.settings();
     } else {
       this.settings = this.catalog.discoverySettings();
@@ -308,6 +323,7 @@ export class LoginStateMachine {
       cid: f.cid,
       initialCmdSN: f.cmdSN,
       target: this.target,
+      port: this.port,
       session: this.negotiator!.sessionParameters(),
       connection: this.negotiator!.connectionParameters(),
       settings: this.settings!,

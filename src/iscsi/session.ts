@@ -26,7 +26,7 @@ import {
 import { Logger, peerEvents } from '../util/log';
 import { DataOutError, IscsiTask, R2TSender, TaskAbortedError } from './scsi-task';
 import { SessionParameters } from './parameters';
-import { IscsiTargetNode, TargetSettings } from './target-node';
+import { IscsiTargetNode, TargetPortBinding, TargetSettings } from './target-node';
 import { SessionStats } from '../metrics/stats';
 
 /** What a session needs from its connection. */
@@ -70,6 +70,8 @@ export interface SessionResources {
   mayRun(running: number): boolean;
   /** A command of this session entered (+1) or left (-1) the SCSI layer. */
   running(delta: number): void;
+  /** The SCSI target port the login bound the session to (default: the node's portalGroupTag). */
+  readonly port?: TargetPortBinding;
 }
 
 export class Session implements R2TSender {
@@ -110,7 +112,8 @@ export class Session implements R2TSender {
   ) {
     this.key = sessionKey(params.initiatorName, isid, target.name);
     const isidHex = isid.toString('hex');
-    const tpgt = target.portalGroupTag;
+    const port = resources.port ?? { tpgt: target.portalGroupTag, relativeTargetPortId: target.portalGroupTag, targetPortGroup: target.portalGroupTag };
+    const tpgt = port.tpgt;
     const initiatorPortName = `${params.initiatorName},i,0x${isidHex}`;
     const targetPortName = `${target.name},t,0x${tpgt.toString(16).padStart(4, '0')}`;
     this.nexus = {
@@ -120,8 +123,8 @@ export class Session implements R2TSender {
       isid: isidHex,
       targetName: target.name,
       targetPortName,
-      relativeTargetPortId: tpgt,
-      targetPortGroup: tpgt,
+      relativeTargetPortId: port.relativeTargetPortId,
+      targetPortGroup: port.targetPortGroup,
     };
     // MaxCmdSN stops advancing while the send queue is over its bound (transmit back-pressure).
     this.window = new CommandWindow(

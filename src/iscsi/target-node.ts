@@ -31,12 +31,32 @@ export const DEFAULT_TARGET_SETTINGS: TargetSettings = {
   offer: DEFAULT_TARGET_OFFER,
 };
 
+/**
+ * The SCSI target port a connection reaches (RFC 7143 §4.4.1: a target portal group is a SCSI
+ * target port): its TPGT, RELATIVE TARGET PORT IDENTIFIER and ALUA target port group.
+ */
+export interface TargetPortBinding {
+  readonly tpgt: number;
+  readonly relativeTargetPortId: number;
+  readonly targetPortGroup: number;
+}
+
+/** A portal advertised in SendTargets, with the TPGT of its portal group. */
+export interface AdvertisedPortal extends PortalAddress {
+  readonly tpgt?: number;
+}
+
 /** One iSCSI target node (an IQN) with its SCSI target device. */
 export interface IscsiTargetNode {
   readonly name: string;
   readonly alias: string | undefined;
-  /** TargetPortalGroupTag this gateway serves the target under. */
+  /** TargetPortalGroupTag of the target's portals that portAt() does not tell apart. */
   readonly portalGroupTag: number;
+  /**
+   * The target port behind the local address a login arrived at; undefined: the target has
+   * no portal there (the login fails). Without it every portal is portalGroupTag.
+   */
+  portAt?(local: PortalAddress): TargetPortBinding | undefined;
   readonly device: ScsiTargetDevice;
   settings(): TargetSettings;
   /** Access control: may this initiator log in (and see the target in SendTargets)? */
@@ -56,7 +76,14 @@ export interface TargetCatalog {
    * Portal addresses to advertise for a target in SendTargets. `local` is the address the
    * asking connection arrived on (used when a portal listens on a wildcard address).
    */
-  portalsFor(target: IscsiTargetNode, local: PortalAddress): readonly PortalAddress[];
+  portalsFor(target: IscsiTargetNode, local: PortalAddress): readonly AdvertisedPortal[];
+}
+
+/** The target port of a login at `local`: portAt() when the node has it, else portalGroupTag. */
+export function targetPortAt(target: IscsiTargetNode, local: PortalAddress | undefined): TargetPortBinding | undefined {
+  if (target.portAt && local) return target.portAt(local);
+  const tag = target.portalGroupTag;
+  return { tpgt: tag, relativeTargetPortId: tag, targetPortGroup: tag };
 }
 
 export function formatPortal(p: PortalAddress, tpgt: number): string {

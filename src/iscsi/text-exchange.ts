@@ -54,7 +54,7 @@ export function sendTargets(value: string, ctx: TextContext): TextPair[] {
   for (const t of targets) {
     if (!t.allows(ctx.initiatorName)) continue;
     pairs.push(['TargetName', t.name]);
-    for (const p of ctx.catalog.portalsFor(t, ctx.local)) pairs.push(['TargetAddress', formatPortal(p, t.portalGroupTag)]);
+    for (const p of ctx.catalog.portalsFor(t, ctx.local)) pairs.push(['TargetAddress', formatPortal(p, p.tpgt ?? t.portalGroupTag)]);
   }
   return pairs;
 }

@@ -18,6 +18,7 @@ import { provisioningCommands } from './provisioning';
 import { atomicWriteCommands } from './atomic-writes';
 import { extendedCopyCommands } from './extended-copy';
 import { sanitizeCommands } from './sanitize';
+import { targetPortGroupCommands } from './target-port-groups';
 
 export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
   const s = lu.settings;
@@ -50,5 +51,7 @@ export function diskCommands(lu: LogicalUnit): CommandDefinition[] {
     ...(s.emulate_3pc === 1 ? extendedCopyCommands() : []),
     // emulate_pr=0 leaves reservations to nobody: the commands do not exist.
     ...(lu.settings.emulate_pr === 1 ? reservationCommands() : []),
+    // ALUA: SET TARGET PORT GROUPS only where the initiator drives transitions (TPGS 11b).
+    ...(lu.alua ? targetPortGroupCommands(lu.alua.mode === 'explicit') : []),
   ];
 }

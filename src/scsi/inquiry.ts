@@ -9,6 +9,7 @@ import type { Task } from './task-set';
 import { CommandDefinition, CommandFlag } from './command-table';
 import { u16 } from './cdb';
 import { invalidFieldInCdb } from './sense';
+import { tpgsBits } from './alua';
 import { PRODUCT_ID, PRODUCT_REVISION, VENDOR_ID, ascii, vpdPage } from './vpd';
 
 /** Standard INQUIRY data length (SPC-4: bytes 74..95 reserved, sent as zeros). */
@@ -25,6 +26,7 @@ function standardInquiry(lu: LogicalUnit | undefined): Buffer {
     b[0] = 0x00; // connected direct-access block device
     if (lu.removable) b[1] = 0x80; // RMB
     b[5] = lu.commands.find(0x83, 0x00) ? 0x08 : 0x00; // 3PC: EXTENDED COPY
+    if (lu.alua) b[5] |= tpgsBits(lu.alua.mode) << 4; // TPGS: implicit and/or explicit ALUA
     b[7] = 0x02; // CMDQUE
   }
   b[2] = 0x06; // VERSION: SPC-4

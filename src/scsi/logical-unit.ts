@@ -29,6 +29,7 @@ import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
 import { LuStats } from '../metrics/stats';
+import { AluaAccess, AluaState, aluaRefusal } from './alua';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -60,6 +61,8 @@ export interface LogicalUnitOptions {
   readonly reservations?: ReservationStore;
   /** Target port in standby for this LU (see LogicalUnitConfig.standby). */
   readonly standby?: boolean;
+  /** ALUA: target port groups and their states (see LogicalUnitConfig.alua). */
+  readonly alua?: AluaAccess;
 }
 
 /** State of one I_T nexus in one logical unit. */
@@ -84,31 +87,6 @@ function sameMode(a: ModeParameters, b: ModeParameters): boolean {
 }
 
 /** Medium access commands (SBC-3 §4.2.2): they read or write the logical blocks. */
-/** Opcodes a standby port group answers (SPC-4 §5.15.2.4.4, as LIO's core_alua_state_standby). */
-const STANDBY_ALLOWED = new Set([
-  // TEST UNIT READY too ("may support", SPC-4): the port is reachable, and discovery tools
-  // (iscsi-ls -s) list the LUN on every path; media access is what standby refuses.
-  0x00,
-  0x25, // READ CAPACITY (10): the size is known on every path, like READ CAPACITY (16)
-  0x12, // INQUIRY
-  0x4c, // LOG SELECT
-  0x4d, // LOG SENSE
-  0x15, 0x55, // MODE SELECT (6/10)
-  0x1a, 0x5a, // MODE SENSE (6/10)
-  0x03, // REQUEST SENSE
-  0x5e, 0x5f, // PERSISTENT RESERVE IN/OUT
-  0x3c, 0x3b, // READ/WRITE BUFFER
-  0xa3, 0xa4, // MAINTENANCE IN/OUT (REPORT/SET TARGET PORT GROUPS, REPORT SUPPORTED OPCODES)
-  0xa0, // REPORT LUNS
-  0x1c, 0x1d, // RECEIVE/SEND DIAGNOSTIC
-]);
-
-function standbyAllowed(cdb: Buffer): boolean {
-  // SERVICE ACTION IN (16) / READ CAPACITY (16): the size is known on every path.
-  if (cdb[0] === 0x9e) return cdb.length > 1 && (cdb[1] & 0x1f) === 0x10;
-  return STANDBY_ALLOWED.has(cdb[0]);
-}
-
 function isMediumAccess(flags: CommandFlag): boolean {
   return (flags & CommandFlag.NeedsMedium) !== 0 && (flags & (CommandFlag.ReadClass | CommandFlag.MediumWrite)) !== 0;
 }
@@ -119,8 +97,16 @@ export class LogicalUnit {
   readonly name: string;
   readonly settings: DiskSettings;
   readonly removable: boolean;
-  /** Another gateway owns the image: only the commands of STANDBY_ALLOWED run here. */
+  /**
+   * This gateway does not hold the storage (another gateway owns the image): only what a
+   * standby port group processes runs here (alua.ts), whatever state the port reports.
+   */
   readonly standby: boolean;
+  /** ALUA view of the LU (undefined: no ALUA, TPGS 00b; `standby` alone decides). */
+  readonly alua?: AluaAccess;
+  /** Transitions STPG asked for, run by the target device once the command left the task set. */
+  private readonly deferred = new WeakMap<ScsiCommand, () => Promise<void>>();
+  private readonly unsubscribeAlua: () => void;
   /** The backstore behind its guard (cmd_time_out, abort, write-back error memory). */
   readonly device: GuardedDevice;
   readonly blockSize: number;
@@ -187,6 +173,9 @@ export class LogicalUnit {
     this.settings = options.settings;
     this.removable = options.removable;
     this.standby = options.standby ?? false;
+    this.alua = options.alua;
+    // SPC-4 §5.15.2: any change of a port group's state is reported on every I_T nexus.
+    this.unsubscribeAlua = this.alua?.onChange(() => this.establishUnitAttention(Asc.AsymmetricAccessStateChanged)) ?? (() => undefined);
     this.blockSize = options.settings.block_size;
     this.blockShift = Math.log2(this.blockSize);
     this.physicalBlockExponent = physicalBlockExponent(options.device.capabilities.physicalBlockBytes ?? PAGE_SIZE, this.blockSize);
@@ -281,10 +270,13 @@ export class LogicalUnit {
     if (this.sanitizing && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       return this.checkCondition({ key: SenseKey.NotReady, asc: Asc.SanitizeInProgress, progress: this.sanitizing.progress });
     }
-    // SPC-4 §5.15.2.4.4 (standby state): what LIO lets through; the rest is NOT READY.
-    if (this.standby && !standbyAllowed(cdb)) {
-      throw new SenseError(SenseKey.NotReady, Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
+    // SPC-4 §5.15.2.4: what the port group's asymmetric access state lets through (alua.ts);
+    // an active port of a gateway that does not hold the storage yet is still transitioning.
+    let refusal = aluaRefusal(this.aluaState(ns.nexus), cdb);
+    if (refusal === undefined && this.standby && aluaRefusal('standby', cdb) !== undefined) {
+      refusal = this.alua ? Asc.LogicalUnitNotAccessibleAsymmetricAccessStateTransition : Asc.LogicalUnitNotAccessibleTargetPortInStandbyState;
     }
+    if (refusal !== undefined) throw new SenseError(SenseKey.NotReady, refusal);
     const d = this.commands.lookup(cdb);
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
@@ -306,6 +298,42 @@ export class LogicalUnit {
       status: ScsiStatus.TaskAborted, aborted: { reportStatus: report }, dataOutTransferLength: task.dataOutTransferLength,
       retainBuffers: task.buffersHeld || undefined,
     };
+  }
+
+  /** The asymmetric access state of the port group this nexus reaches the LU through. */
+  aluaState(nexus: ITNexus): AluaState {
+    if (this.alua) return this.alua.state(nexus.targetPortGroup);
+    return this.standby ? 'standby' : 'active/optimized';
+  }
+
+  /**
+   * Implicit ALUA: would this command, at an active/non-optimized port of a gateway that does
+   * not hold the storage, need this gateway to become the owner first? Only a valid command
+   * that needs the storage, with no unit attention to report first.
+   */
+  needsActivation(cmd: ScsiCommand): boolean {
+    if (!this.alua || this.alua.mode !== 'implicit' || !this.standby || this.closed || this.sanitizing) return false;
+    if (cmd.cdb.length === 0 || this.nexuses.get(cmd.nexus.key)?.ua.pending) return false;
+    const state = this.alua.state(cmd.nexus.targetPortGroup);
+    if (state !== 'active/non-optimized' && state !== 'transitioning') return false;
+    if (aluaRefusal('standby', cmd.cdb) === undefined) return false;
+    try {
+      this.commands.lookup(cmd.cdb);
+    } catch {
+      return false;
+    }
+    return true;
+  }
+
+  /** STPG: run `transition` after the command (it replaces this LU, so never inside its task set). */
+  deferAluaTransition(cmd: ScsiCommand, transition: () => Promise<void>): void {
+    this.deferred.set(cmd, transition);
+  }
+
+  takeDeferredTransition(cmd: ScsiCommand): (() => Promise<void>) | undefined {
+    const t = this.deferred.get(cmd);
+    this.deferred.delete(cmd);
+    return t;
   }
 
   /** CHECK CONDITION with sense data in the format the control mode page selects. */
@@ -592,6 +620,7 @@ export class LogicalUnit {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeResize();
+    this.unsubscribeAlua();
     const tasks = [...this.taskSet.tasks];
     for (const t of tasks) t.abort({ reportStatus: false });
     await Promise.all(tasks.map((t) => t.whenEnded()));

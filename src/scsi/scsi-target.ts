@@ -18,6 +18,7 @@ import { requestSenseNoLun } from './request-sense';
 import { reportLunsData } from './report-luns';
 import { LogicalUnitRegistry, gatewayRegistry } from './lu-registry';
 import type { ReservationStore } from './reservations';
+import type { AluaAccess } from './alua';
 
 export interface LogicalUnitConfig {
   /** 0..16383 */
@@ -41,6 +42,13 @@ export interface LogicalUnitConfig {
    * answered NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
    */
   readonly standby?: boolean;
+  /**
+   * ALUA (SPC-4 §5.15): the target port groups of every gateway and their states. With it the
+   * LU reports TPGS, answers REPORT (and in explicit mode SET) TARGET PORT GROUPS, refuses
+   * commands by its port group's state and, in implicit mode, asks for ownership on I/O at a
+   * non-owner port.
+   */
+  readonly alua?: AluaAccess;
 }
 
 export interface ScsiTargetOptions {
@@ -127,7 +135,7 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
       removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
-      standby: config.standby,
+      standby: config.standby, alua: config.alua,
     }, this, this.log);
     for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
     this.units.set(config.lun, lu);
@@ -238,8 +246,45 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
   execute(command: ScsiCommand): Promise<ScsiResult> {
     const lun = this.targetLun(command.nexus.initiatorName, command.lun);
     const lu = lun === undefined ? undefined : this.units.get(lun);
-    if (lu) return lu.execute(command);
-    return Promise.resolve(this.noLogicalUnit(command));
+    if (!lu) return Promise.resolve(this.noLogicalUnit(command));
+    if (lu.needsActivation(command)) return this.executeAfterTransition(lu, command, 'implicit');
+    if (command.cdb[0] !== 0xa4) return lu.execute(command);
+    // MAINTENANCE OUT: SET TARGET PORT GROUPS may have asked for a transition.
+    return lu.execute(command).then((result) => {
+      const transition = lu.takeDeferredTransition(command);
+      return transition ? this.finishExplicitTransition(lu, command, result, transition) : result;
+    });
+  }
+
+  /**
+   * Implicit ALUA transition (SPC-4 §5.15.2.2): I/O at an active/non-optimized port makes this
+   * gateway the owner. The command waits (bounded by the access control) outside the task set,
+   * since the transition replaces the logical unit, then runs on the LU now at that LUN; a
+   * failed transition leaves it to the LU (NOT READY, ASYMMETRIC ACCESS STATE TRANSITION).
+   */
+  private async executeAfterTransition(lu: LogicalUnit, command: ScsiCommand, reason: 'implicit'): Promise<ScsiResult> {
+    try {
+      await lu.alua!.activate(reason);
+    } catch (err) {
+      this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
+    }
+    const now = this.units.get(lu.lun) ?? lu;
+    // The nexus that caused the transition is not told of it (SPC-4 §5.15.2.2).
+    now.clearUnitAttention(command.nexus.key, Asc.AsymmetricAccessStateChanged);
+    return now.execute(command);
+  }
+
+  /** SET TARGET PORT GROUPS asked for a transition: run it now that the command left the LU. */
+  private async finishExplicitTransition(lu: LogicalUnit, command: ScsiCommand, result: ScsiResult, transition: () => Promise<void>): Promise<ScsiResult> {
+    if (result.status !== ScsiStatus.Good) return result;
+    try {
+      await transition();
+    } catch (err) {
+      this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'SET TARGET PORT GROUPS failed');
+      return { ...result, status: ScsiStatus.CheckCondition, sense: encodeSense({ key: SenseKey.HardwareError, asc: Asc.SetTargetPortGroupsCommandFailed }, lu.mode.dSense) };
+    }
+    (this.units.get(lu.lun) ?? lu).clearUnitAttention(command.nexus.key, Asc.AsymmetricAccessStateChanged);
+    return result;
   }
 
   /** A LUN without a logical unit: INQUIRY, REQUEST SENSE and REPORT LUNS work, the rest fails. */

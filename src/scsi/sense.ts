@@ -25,6 +25,8 @@ export const enum Asc {
   LogicalUnitNotReadyInitializingCommandRequired = 0x0402,
   /** SPC-4 ALUA: the port group of this path is in standby (another gateway owns the image). */
   LogicalUnitNotAccessibleTargetPortInStandbyState = 0x040b,
+  LogicalUnitNotAccessibleAsymmetricAccessStateTransition = 0x040a,
+  LogicalUnitNotAccessibleTargetPortInUnavailableState = 0x040c,
   LogicalUnitCommunicationFailure = 0x0800,
   WriteError = 0x0c00,
   UnrecoveredReadError = 0x1100,
@@ -58,6 +60,8 @@ export const enum Asc {
   ReservationsReleased = 0x2a04,
   RegistrationsPreempted = 0x2a05,
   CapacityDataHasChanged = 0x2a09,
+  /** SPC-4 ALUA: a target port group's asymmetric access state changed (another path took over). */
+  AsymmetricAccessStateChanged = 0x2a06,
   PreviousBusyStatus = 0x2c07,
   PreviousTaskSetFullStatus = 0x2c08,
   PreviousReservationConflictStatus = 0x2c09,
@@ -66,6 +70,7 @@ export const enum Asc {
   SavingParametersNotSupported = 0x3900,
   ReportedLunsDataHasChanged = 0x3f0e,
   InternalTargetFailure = 0x4400,
+  SetTargetPortGroupsCommandFailed = 0x670a,
   InvalidMessageError = 0x4900,
   DataPhaseError = 0x4b00,
   MediumRemovalPrevented = 0x5302,

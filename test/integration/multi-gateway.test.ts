@@ -20,7 +20,8 @@ const IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:multi';
 
 function addTarget(d: GatewayConfig, port: number): void {
   d.targets[IQN] = {
-    acl_enabled: false, auth: emptyAuth(), controls: {}, ip_list: ['127.0.0.1', '127.0.0.2'],
+    // Explicit ALUA: the non-owner path is standby (implicit transitions: alua-multi-gateway.test.ts).
+    acl_enabled: false, auth: emptyAuth(), controls: { alua_failover_type: 'explicit' }, ip_list: ['127.0.0.1', '127.0.0.2'],
     portals: {
       iscsi1: { portal_ip_addresses: ['127.0.0.1'], inactive_portal_ips: ['127.0.0.2'], gateway_ip_list: ['127.0.0.1', '127.0.0.2'], tpgs: 2 },
       iscsi2: { portal_ip_addresses: ['127.0.0.2'], inactive_portal_ips: ['127.0.0.1'], gateway_ip_list: ['127.0.0.1', '127.0.0.2'], tpgs: 2 },
@@ -67,7 +68,7 @@ describe('two gateways on one data dir', () => {
       const ls = await run('iscsi-ls', ['-s', `iscsi://${p}/`], { timeoutMs: 30_000 });
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.1:${port},1`), `discovery through ${p} lists iscsi1's portal:\n${ls.stdout}`);
-      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},1`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
+      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},2`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
       assert.match(ls.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:6[34]M\)/, ls.stdout);
     }
 
