@@ -48,8 +48,8 @@ mkdir -p "$work/pkgroot" "$work/initrd" "$out_root/debs"
 # Downloaded .deb files are kept (by their versioned names) for the next build.
 fetch=()
 for p in "${pkgs[@]}"; do
-  f="$(apt-get download --print-uris "$p" 2>/dev/null | awk '{ print $2 }')"
-  [ -s "$out_root/debs/$f" ] || fetch+=("$p")
+  f="$(printf '%s\n' "$uris" | grep -m1 "^${p}_" || true)"
+  [ -n "$f" ] && [ -s "$out_root/debs/$f" ] || fetch+=("$p")
 done
 if [ ${#fetch[@]} -gt 0 ]; then
   echo "fetching ${#fetch[@]} Debian packages" >&2
