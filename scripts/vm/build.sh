@@ -109,6 +109,8 @@ find_lib() {
 }
 cp -a "$P/lib/multipath" "$R/lib/"
 install -D -m 0755 "$P/lib64/ld-linux-x86-64.so.2" "$R/lib64/ld-linux-x86-64.so.2"
+# glibc dlopens libgcc_s for pthread_cancel (multipathd's threads): no DT_NEEDED names it.
+install -m 0755 "$(readlink -f "$P/lib/x86_64-linux-gnu/libgcc_s.so.1")" "$R/lib/x86_64-linux-gnu/libgcc_s.so.1"
 queue=("${progs[@]}")
 while IFS= read -r f; do queue+=("${f#"$R/"}"); done < <(find "$R/lib/multipath" -name '*.so')
 declare -A seen=()
