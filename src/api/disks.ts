@@ -15,6 +15,7 @@ import { ImageError } from '../images/provider';
 import { ApiContext, ApiError, Routes, commit, current, fail, field, getForm, imageFailure, ok, params, refuseIfDisruptive } from './context';
 import { humanSize } from '../util/format';
 import { newWwn, recountActiveLuns } from './model';
+import { DiskStatusTracker } from '../ha/disk-status';
 
 /** Disk ids in the path: "<pool>/<image>", and "<pool>/<image>@<snap>" for an exported snapshot. */
 export function diskKey(pool: string, image: string): string {
@@ -90,7 +91,15 @@ export async function withLock<T>(ctx: ApiContext, fn: (lock: import('../config/
   }
 }
 
+const haTracker = new DiskStatusTracker();
+
 export async function diskStatus(ctx: ApiContext, d: DiskConfig): Promise<Record<string, unknown>> {
+  // Gateways running the HA manager publish the lock holder and counters (src/ha/disk-status.ts).
+  if (ctx.running) {
+    const id = d.snapshot ? undefined : diskKey(d.pool, d.image);
+    const report = id ? haTracker.report(id, await ctx.running.gateways(), await ctx.running.lockOwner?.(id)) : undefined;
+    if (report) return { ...report };
+  }
   if (d.backstore !== 'user:rbd' && d.backstore !== 'rbd') return { state: 'Online', lock_owner: d.owner ?? '', gateways: {} };
   try {
     const lock = await ctx.images.lockState(d.pool, d.image);

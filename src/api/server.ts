@@ -32,6 +32,7 @@ import { registerConfig } from './config';
 import { ApiContext, ApiError, ApiSettings, Routes } from './context';
 import { registerDiscoveryAuth } from './discoveryauth';
 import { registerDisks } from './disks';
+import { registerDrain } from './drain';
 import { registerDiskSnap } from './disksnap';
 import { registerGateways } from './gateways';
 import { registerHostGroups } from './hostgroups';
@@ -110,6 +111,7 @@ export function buildApi(ctx: ApiContext, https?: { cert: Buffer; key: Buffer })
   const routes = new Routes(app);
   registerTargets(routes, ctx);
   registerGateways(routes, ctx);
+  registerDrain(routes, ctx);
   registerDisks(routes, ctx);
   registerDiskSnap(routes, ctx);
   registerPools(routes, ctx);

@@ -30,6 +30,15 @@ export interface GatewaySettings {
   readonly prometheus_port: number;
   readonly logger_level: number;
   readonly alua_failover_type: 'implicit' | 'explicit';
+  /** HA (src/ha): a lock holder that has not renewed its lease for this long is fenced and its lock broken. */
+  readonly ha_lease_secs: number;
+  /** The preferred owner takes its disks back after being up this long (0: no automatic failback). */
+  readonly ha_failback_secs: number;
+  /** Minimum time a gateway keeps a disk before handing it over; doubled per lock bounce up to ha_max_hold_ms. */
+  readonly ha_min_hold_ms: number;
+  readonly ha_max_hold_ms: number;
+  /** SIGTERM / stop hands every disk to another gateway before the sessions are logged out. */
+  readonly ha_drain_on_stop: boolean;
   /** TLS files when api_secure (ceph-iscsi: /etc/ceph/iscsi-gateway.crt/.key). */
   readonly ssl_cert: string;
   readonly ssl_key: string;
@@ -65,6 +74,11 @@ export const SYS_SETTINGS: { readonly [K in keyof GatewaySettings]: Def } = {
   prometheus_port: { kind: 'int', min: 1, max: 65535, default: 9287 },
   logger_level: { kind: 'int', min: 10, max: 50, default: 10 },
   alua_failover_type: { kind: 'enum', values: ['implicit', 'explicit'], default: 'implicit' },
+  ha_lease_secs: { kind: 'int', min: 1, max: 120, default: 5 },
+  ha_failback_secs: { kind: 'int', min: 0, max: 86400, default: 15 },
+  ha_min_hold_ms: { kind: 'int', min: 0, max: 60000, default: 250 },
+  ha_max_hold_ms: { kind: 'int', min: 0, max: 600000, default: 4000 },
+  ha_drain_on_stop: { kind: 'bool', default: true },
   ssl_cert: { kind: 'str', default: '/etc/ceph/iscsi-gateway.crt' },
   ssl_key: { kind: 'str', default: '/etc/ceph/iscsi-gateway.key' },
 };

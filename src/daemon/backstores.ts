@@ -90,6 +90,30 @@ export class Backstores {
     throw new BlockDeviceError(`disk ${id}: unknown backstore ${String(disk.backstore)}`, 'io');
   }
 
+  /**
+   * The parts of a disk whose owner changes at run time (src/ha): its lock key, a view for
+   * size and capabilities, and how to open it read-write. Undefined for disks every gateway
+   * serves alike (snapshots, null).
+   */
+  async managedParts(id: string, disk: DiskConfig): Promise<{ key: string; view: BlockDevice; openRw: () => Promise<BlockDevice> } | undefined> {
+    if (isImageBackstore(disk.backstore)) {
+      if (disk.snapshot) return undefined;
+      const store = await this.imageStore();
+      const spec = `${disk.pool}/${disk.image}`;
+      return {
+        key: `image:${spec}`,
+        view: new StandbyDevice(id, await store.openImage(spec, { readOnly: true })),
+        openRw: () => store.openImage(spec),
+      };
+    }
+    if (disk.backstore === 'file') {
+      const file = this.filePath(disk);
+      const size = await fs.promises.stat(file).then((s) => s.size, () => disk.size ?? 0);
+      return { key: `file:${file}`, view: new StandbyDevice(id, size), openRw: () => LockedFileDevice.open(file, disk.size) };
+    }
+    return undefined;
+  }
+
   async close(): Promise<void> {
     await this.store?.close();
     this.store = undefined;

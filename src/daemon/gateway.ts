@@ -12,6 +12,9 @@ import { configPath } from '../config/paths';
 import { GatewayConfig, timestamp } from '../config/schema';
 import { GatewaySettings, defaultSettings } from '../config/settings';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
+import { HaManager } from '../ha/manager';
+import { sendMessage } from '../ha/inbox';
+import { LeaseLocks } from '../ha/lease-lock';
 import { reassignOwners } from '../ha/ownership';
 import { assignTopologyIds } from '../ha/access-state';
 import { IscsiService } from '../iscsi/service';
@@ -25,6 +28,7 @@ import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
 import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
+import type { HaSample } from '../metrics/source';
 import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
 
@@ -53,6 +57,8 @@ export interface GatewayOptions {
 export class Gateway implements RunningState {
   private readonly catalog = new ConfiguredCatalog();
   private readonly backstores: Backstores;
+  /** Run-time ownership of the disks (lock, hand-over, fencing, failback, drain). */
+  readonly ha: HaManager;
   readonly service: IscsiService;
   readonly configStore: ConfigStore;
   private readonly fileStore: FileConfigStore;
@@ -60,6 +66,7 @@ export class Gateway implements RunningState {
   private unwatch: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private peers: HaSample['peers'] = [];
   /** Set when this start created the demo target. */
   createdDemo = false;
   private stopping: Promise<void> | undefined;
@@ -74,6 +81,20 @@ export class Gateway implements RunningState {
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = this.fileStore;
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log);
+    const s = this.settings;
+    const haLog = options.log.child({ component: 'ha' });
+    this.ha = new HaManager({
+      gateway: options.name,
+      dataDir: options.dataDir,
+      locks: new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog }),
+      log: haLog,
+      minHoldMs: s.ha_min_hold_ms,
+      maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
+      failbackMs: s.ha_failback_secs * 1000,
+      peers: async () => (await readStatuses(options.dataDir))
+        .filter((g) => g.up && !g.draining && g.name !== options.name)
+        .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] })),
+    });
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -151,6 +172,7 @@ export class Gateway implements RunningState {
     // owner of every mapped disk.
     await this.configStore.update((d) => registerGateway(d, name, ownAddresses, listen));
 
+    await this.ha.start();
     this.reconciler = new Reconciler({
       gateway: name,
       dataDir,
@@ -159,8 +181,11 @@ export class Gateway implements RunningState {
       backstores: this.backstores,
       log,
       preBound,
+      ha: this.ha,
       alua: { store: this.configStore, provider: 'embedded', defaultMode: this.settings.alua_failover_type },
     });
+    // Ownership changes show in the published status at once (peers pick takers from it).
+    this.ha.onStatus(() => void this.publish());
     const snap = await this.configStore.read();
     await this.reconciler.submit(snap.config);
     // At start, an image this gateway owns but cannot open for writing means another process
@@ -187,6 +212,19 @@ export class Gateway implements RunningState {
     this.retryTimer.unref();
   }
 
+  /** What metrics show of HA (sync: peers as of the last heartbeat). */
+  haSample(): HaSample {
+    const st = this.ha.status();
+    return {
+      draining: this.ha.isDraining,
+      disks: Object.entries(st).map(([disk, d]) => ({
+        disk, owned: d.owned, failovers: d.failovers, lockLost: d.lock_lost_cnt, fenced: d.fenced, bounces: d.bounces,
+        ...(d.last_takeover_ms !== undefined ? { lastTakeoverSeconds: d.last_takeover_ms / 1000 } : {}),
+      })),
+      peers: this.peers,
+    };
+  }
+
   /**
    * A portal added without ALUA ids (by the API, an older gateway, a hand-written file): store
    * the ids every gateway derives, so they never change afterwards (src/ha/access-state.ts).
@@ -202,6 +240,12 @@ export class Gateway implements RunningState {
     const r = this.reconciler;
     if (!r) return;
     try {
+      this.peers = (await readStatuses(this.options.dataDir)).filter((g) => g.name !== this.gatewayName)
+        .map((g) => ({ name: g.name, up: g.up, draining: g.draining ?? false }));
+    } catch {
+      // keep the last view
+    }
+    try {
       await writeStatus(this.options.dataDir, {
         name: this.gatewayName,
         pid: process.pid,
@@ -213,6 +257,10 @@ export class Gateway implements RunningState {
         sessions: this.localSessions(),
         activeDisks: r.activeDisks(),
         error: r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+        servedDisks: r.servedDisks(),
+        draining: this.ha.isDraining,
+        drainKept: this.ha.drainResult?.kept,
+        ha: this.ha.status(),
       });
     } catch (e) {
       this.options.log.warn({ err: e }, 'cannot publish the gateway status');
@@ -261,6 +309,10 @@ export class Gateway implements RunningState {
       sessions: this.localSessions(),
       activeDisks: r?.activeDisks() ?? [],
       error: r && r.lastProblems().length > 0 ? r.lastProblems().join('; ') : undefined,
+      servedDisks: r?.servedDisks() ?? [],
+      draining: this.ha.isDraining,
+      drainKept: this.ha.drainResult?.kept,
+      ha: this.ha.status(),
     };
     return [me, ...others];
   }
@@ -321,18 +373,55 @@ export class Gateway implements RunningState {
     }
   }
 
+  async lockOwner(disk: string): Promise<string | undefined> {
+    if (!this.ha.managed(disk)) return undefined;
+    return (await this.ha.lockHolder(disk))?.gateway ?? '';
+  }
+
+  async requestDrain(gateway: string, drain: boolean): Promise<void> {
+    const msg = { kind: drain ? 'drain' as const : 'resume' as const, from: this.gatewayName, at: Date.now() };
+    await sendMessage(this.options.dataDir, gateway, msg);
+  }
+
+  /**
+   * Maintenance: hand every disk this gateway owns to another live gateway serving it; take
+   * none until resume() or a restart. Returns what was handed over and what was kept.
+   */
+  async drain(): Promise<{ handed: string[]; kept: string[] }> {
+    const r = await this.ha.drain();
+    await this.publish();
+    return r;
+  }
+
+  async resume(): Promise<void> {
+    this.ha.resume();
+    await this.publish();
+  }
+
   // ------------------------------------------------------------------ shutdown
 
-  /** Clean shutdown: stop accepting, log initiators out, flush and close backstores. */
+  /**
+   * Clean shutdown: drain (hand the disks to other gateways, ha_drain_on_stop), stop accepting,
+   * log initiators out (Async Message), flush and close backstores, release the locks.
+   */
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
+        if (this.reconciler && this.settings.ha_drain_on_stop && this.ha.ownedDisks().length > 0) {
+          try {
+            const r = await this.ha.drain();
+            this.options.log.info({ handed: r.handed.length, kept: r.kept.length }, 'drained before stopping');
+          } catch (e) {
+            this.options.log.warn({ err: e }, 'drain before stopping failed');
+          }
+        }
         this.unwatch?.();
         if (this.heartbeat) clearInterval(this.heartbeat);
         if (this.retryTimer) clearInterval(this.retryTimer);
         this.reconciler?.closePortals();
         await this.service.shutdown((this.options.shutdownGrace ?? 3) * 1000);
         await this.reconciler?.shutdown();
+        await this.ha.close();
         await this.publish(true);
         await this.backstores.close();
         await this.configStore.close();

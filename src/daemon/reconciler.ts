@@ -17,8 +17,10 @@ import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
+import type { HaManager } from '../ha/manager';
 import { AccessState, accessState } from '../ha/ownership';
 import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import { LockAccessControl } from '../ha/lock-access';
 import type { ConfigStore } from '../config/store';
 import { IscsiService } from '../iscsi/service';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
@@ -35,7 +37,8 @@ interface OpenDisk {
   /** What the device was opened for: a change means reopen. */
   readonly signature: string;
   readonly device: BlockDevice;
-  readonly access: AccessState;
+  /** 'managed': the owner changes at run time (src/ha decides, the device follows). */
+  readonly access: AccessState | 'managed';
 }
 
 interface RunningLun {
@@ -62,6 +65,13 @@ export interface ReconcilerOptions {
   readonly log: Logger;
   /** Servers bound before the first pass (explicit --portal, port 0 resolved), by "ip:port". */
   readonly preBound?: Map<string, Server>;
+  /**
+   * Run-time ownership (HA): image and file disks get one OwnedDevice whose owner follows the
+   * image lock; the configured owner is only the preferred one, and ALUA states follow the lock
+   * (src/ha/lock-access.ts). Without it the configured owner alone writes and the others stay
+   * in standby (ALUA from the configuration, src/ha/access-state.ts).
+   */
+  readonly ha?: HaManager;
   /** ALUA (src/ha/access-state.ts): where ownership changes commit, the image provider, the default mode. */
   readonly alua?: {
     readonly store?: ConfigStore;
@@ -77,7 +87,7 @@ export interface ApplyReport {
   readonly problems: readonly string[];
 }
 
-function diskSignature(d: DiskConfig, access: AccessState): string {
+function diskSignature(d: DiskConfig, access: AccessState | 'managed'): string {
   return JSON.stringify([d.backstore, d.pool, d.image, d.snapshot ?? '', d.path ?? '', d.size ?? 0, access]);
 }
 
@@ -98,11 +108,18 @@ export class Reconciler {
   private readonly waiters = new Set<{ epoch: number; resolve: () => void }>();
   private stopped = false;
   /** ALUA states of every LU of this gateway (owner from the configuration). */
-  readonly access: ConfigAccessControl;
+  readonly access: ConfigAccessControl | LockAccessControl;
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
-    this.access = new ConfigAccessControl({
+    this.access = o.ha ? new LockAccessControl({
+      gateway: o.gateway,
+      provider: o.alua?.provider ?? 'embedded',
+      defaultMode: o.alua?.defaultMode ?? 'implicit',
+      ha: o.ha,
+      transitionTimeoutMs: o.alua?.transitionTimeoutMs,
+      log: o.log,
+    }) : new ConfigAccessControl({
       gateway: o.gateway,
       provider: o.alua?.provider ?? 'embedded',
       defaultMode: o.alua?.defaultMode ?? 'implicit',
@@ -144,7 +161,12 @@ export class Reconciler {
 
   /** Disks this gateway holds open read-write. */
   activeDisks(): string[] {
-    return [...this.disks.entries()].filter(([, d]) => d.access === 'active').map(([id]) => id);
+    return [...this.disks.entries()].filter(([id, d]) => d.access === 'active' || (d.access === 'managed' && this.o.ha?.owned(id))).map(([id]) => id);
+  }
+
+  /** Every disk this gateway serves, whatever its access state. */
+  servedDisks(): string[] {
+    return [...this.disks.keys()];
   }
 
   /** Disk ids of the LUNs a target serves here. */
@@ -217,6 +239,39 @@ export class Reconciler {
     const ownedOpenFailures: Error[] = [];
     const targetFailures: Error[] = [];
     for (const [id, { disk, access }] of wanted) {
+      const managedSig = diskSignature(disk, 'managed');
+      const cur0 = this.disks.get(id);
+      if (this.o.ha && cur0?.signature === managedSig) {
+        this.o.ha.setPreferred(id, access === 'active');
+        continue;
+      }
+      const parts = this.o.ha ? await this.o.backstores.managedParts(id, disk).catch((e: Error) => {
+        problems.push(`disk ${id}: ${e.message}`);
+        return undefined;
+      }) : undefined;
+      if (parts && this.o.ha) {
+        // The owner follows the image lock from now on: one device for good, the LU never changes.
+        try {
+          if (cur0) {
+            await this.closeDevice(id, cur0);
+            this.disks.delete(id);
+          }
+          const device = await this.o.ha.manage(id, parts.key, parts.view, parts.openRw, access === 'active');
+          this.disks.set(id, { signature: managedSig, device, access: 'managed' });
+          continue;
+        } catch (e) {
+          problems.push(`disk ${id}: ${(e as Error).message}`);
+          if (access === 'active') ownedOpenFailures.push(e as Error);
+          log.warn({ disk: id, err: e }, 'cannot serve the disk; serving it in standby for now');
+          try {
+            const device = await this.o.backstores.open(id, disk, 'standby');
+            this.disks.set(id, { signature: `retry:${managedSig}`, device, access: 'standby' });
+          } catch (e2) {
+            problems.push(`disk ${id} (standby): ${(e2 as Error).message}`);
+          }
+          continue;
+        }
+      }
       const sig = diskSignature(disk, access);
       const cur = this.disks.get(id);
       if (cur && cur.signature === sig) continue;
@@ -227,7 +282,7 @@ export class Reconciler {
           const view = await this.o.backstores.open(id, disk, 'standby');
           await this.swapDevice(id, view, true);
           this.disks.set(id, { signature: sig, device: view, access });
-          await this.closeDevice(id, cur.device);
+          await this.closeDevice(id, cur);
           continue;
         }
         const device = await this.o.backstores.open(id, disk, access);
@@ -264,11 +319,11 @@ export class Reconciler {
     }
 
     // 4. Close what no LUN uses any more (old devices of replaced LUNs, unmapped disks).
-    for (const [id, d] of replaced) await this.closeDevice(id, d.device);
+    for (const [id, d] of replaced) await this.closeDevice(id, d);
     for (const [id, d] of [...this.disks]) {
       if (wanted.has(id)) continue;
       this.disks.delete(id);
-      await this.closeDevice(id, d.device);
+      await this.closeDevice(id, d);
       this.reservations.delete(id);
     }
 
@@ -348,8 +403,10 @@ export class Reconciler {
       const disk = config.disks[id];
       const open = this.disks.get(id);
       if (!disk || !open) continue;
+      // A managed disk's LU accepts media access on every path its ALUA state allows (implicit:
+      // the first command on a non-owner path moves the lock here inside its OwnedDevice).
       desired.set(lun_id, {
-        disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access !== 'active',
+        disk: id, device: open.device, wwn: disk.wwn, controls: disk.controls, standby: open.access === 'standby',
         alua: this.access.access(config, name, id),
       });
     }
@@ -410,9 +467,10 @@ export class Reconciler {
     this.o.log.info({ target: name }, 'target removed');
   }
 
-  private async closeDevice(id: string, device: BlockDevice): Promise<void> {
+  private async closeDevice(id: string, open: OpenDisk): Promise<void> {
     try {
-      await device.close();
+      if (open.access === 'managed' && this.o.ha) await this.o.ha.unmanage(id);
+      else await open.device.close();
     } catch (e) {
       this.o.log.error({ err: e, disk: id }, 'closing backstore failed');
     }
@@ -430,7 +488,7 @@ export class Reconciler {
     await this.running;
     for (const rt of this.targets.values()) await rt.scsi.close();
     this.targets.clear();
-    for (const [id, d] of this.disks) await this.closeDevice(id, d.device);
+    for (const [id, d] of this.disks) await this.closeDevice(id, d);
     this.disks.clear();
   }
 }

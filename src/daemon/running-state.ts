@@ -5,6 +5,8 @@
  * message naming the sessions in the way.
  */
 
+import type { HaDiskStatus } from '../ha/manager';
+
 /** One logged-in iSCSI session (normal sessions only). */
 export interface SessionInfo {
   /** Gateway it is logged in to. */
@@ -36,6 +38,14 @@ export interface GatewayStatus {
   readonly activeDisks: readonly string[];
   /** Last apply problem, if the last reconcile could not apply everything. */
   readonly error?: string;
+  /** Disks it serves (any access state): who can take a disk over. */
+  readonly servedDisks?: readonly string[];
+  /** Draining: it hands its disks over and takes none (maintenance). */
+  readonly draining?: boolean;
+  /** Outcome of its drain (absent while the drain runs): disks it kept because no other gateway serves them. */
+  readonly drainKept?: readonly string[];
+  /** Per-disk HA counters (src/ha/manager.ts HaDiskStatus). */
+  readonly ha?: Readonly<Record<string, HaDiskStatus>>;
 }
 
 /** A change the API is about to commit that would break sessions. */
@@ -79,4 +89,11 @@ export interface RunningState {
    * `epoch`; rejects after timeoutMs naming the gateways that have not.
    */
   waitApplied(epoch: number, options?: { readonly allUp?: boolean; readonly timeoutMs?: number }): Promise<void>;
+  /**
+   * Ask gateway `gateway` to drain (hand its disks to the other gateways and take none) or to
+   * resume; resolves when the order is delivered (watch gateways() for the result).
+   */
+  requestDrain?(gateway: string, drain: boolean): Promise<void>;
+  /** Gateway holding a disk's image lock now (the lease, not a possibly stale heartbeat). */
+  lockOwner?(disk: string): Promise<string | undefined>;
 }

@@ -7,6 +7,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../sys/durable';
+import type { HaDiskStatus } from '../ha/manager';
 import type { GatewayStatus, SessionInfo } from './running-state';
 
 export const HEARTBEAT_MS = 2000;
@@ -23,6 +24,10 @@ export interface StatusDocument {
   readonly sessions: readonly SessionInfo[];
   readonly activeDisks: readonly string[];
   readonly error?: string;
+  readonly servedDisks?: readonly string[];
+  readonly draining?: boolean;
+  readonly drainKept?: readonly string[];
+  readonly ha?: Readonly<Record<string, HaDiskStatus>>;
 }
 
 export function statusDir(dataDir: string): string {
@@ -55,6 +60,10 @@ function toStatus(doc: StatusDocument, now: number): GatewayStatus {
     sessions: doc.sessions,
     activeDisks: doc.activeDisks,
     error: doc.error,
+    servedDisks: doc.servedDisks,
+    draining: doc.draining,
+    drainKept: doc.drainKept,
+    ha: doc.ha,
   };
 }
 

@@ -139,6 +139,15 @@ export class GatewayMetrics {
     m('iscsi_gateway_initiator_write_bytes_total', 'counter', 'Data-Out bytes of an initiator\'s successful commands to the target\'s logical units');
     m('iscsi_gateway_initiator_errors_total', 'counter', 'Commands of an initiator to the target\'s logical units that ended with a status other than GOOD');
     m('iscsi_gateway_initiator_latency_seconds', 'histogram', 'Command latency of an initiator over the target\'s logical units, by data direction');
+    // High availability (src/ha): lock ownership, transitions, fencing, bouncing, peers.
+    m('iscsi_gateway_lun_owner', 'gauge', 'This gateway holds the disk\'s image lock (its paths are active/optimized): 1, else 0');
+    m('iscsi_gateway_lun_failovers_total', 'counter', 'Takeovers of the disk by this gateway (implicit/explicit transitions, failbacks, drain hand-overs)');
+    m('iscsi_gateway_lun_lock_lost_total', 'counter', 'Times this gateway gave the disk\'s lock up (hand-over, drain) or lost it');
+    m('iscsi_gateway_lun_fenced_total', 'counter', 'Stale lock holders of the disk this gateway fenced before breaking the lock');
+    m('iscsi_gateway_lun_lock_bounces_total', 'counter', 'Take-backs of the disk shortly after handing it away (two initiators on two gateways: lock bouncing)');
+    m('iscsi_gateway_lun_takeover_seconds', 'gauge', 'Duration of this gateway\'s last takeover of the disk');
+    m('iscsi_gateway_draining', 'gauge', 'This gateway is draining (hands its disks over, takes none): 1, else 0');
+    m('iscsi_gateway_peer_up', 'gauge', 'Another gateway of the data dir is up (heartbeat fresh): 1, else 0');
   }
 
   /** The exposition text of one scrape. */
@@ -252,6 +261,18 @@ export class GatewayMetrics {
     put('iscsi_gateway_initiator_write_bytes_total', iniWrite);
     put('iscsi_gateway_initiator_errors_total', iniErrors);
     put('iscsi_gateway_initiator_latency_seconds', iniLat);
+    const ha = src.ha?.();
+    if (ha) {
+      const lun = (d: { disk: string }) => ({ lun_name: d.disk });
+      put('iscsi_gateway_lun_owner', ha.disks.map((d) => ({ labels: lun(d), value: d.owned ? 1 : 0 })));
+      put('iscsi_gateway_lun_failovers_total', ha.disks.map((d) => ({ labels: lun(d), value: d.failovers })));
+      put('iscsi_gateway_lun_lock_lost_total', ha.disks.map((d) => ({ labels: lun(d), value: d.lockLost })));
+      put('iscsi_gateway_lun_fenced_total', ha.disks.map((d) => ({ labels: lun(d), value: d.fenced })));
+      put('iscsi_gateway_lun_lock_bounces_total', ha.disks.map((d) => ({ labels: lun(d), value: d.bounces })));
+      put('iscsi_gateway_lun_takeover_seconds', ha.disks.filter((d) => d.lastTakeoverSeconds !== undefined).map((d) => ({ labels: lun(d), value: d.lastTakeoverSeconds! })));
+      put('iscsi_gateway_draining', [{ labels: { gw_name: gw }, value: ha.draining ? 1 : 0 }]);
+      put('iscsi_gateway_peer_up', ha.peers.map((p) => ({ labels: { gw_name: gw, peer: p.name }, value: p.up ? 1 : 0 })));
+    }
     return out;
   }
 }

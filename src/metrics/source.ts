@@ -44,9 +44,31 @@ export interface SessionSample {
   readonly stats: SessionStatsView;
 }
 
+/** HA state of one disk on this gateway (src/ha HaManager). */
+export interface HaDiskSample {
+  readonly disk: string;
+  /** This gateway holds the image lock (its path is the active/optimized one). */
+  readonly owned: boolean;
+  readonly failovers: number;
+  readonly lockLost: number;
+  readonly fenced: number;
+  readonly bounces: number;
+  /** Last takeover by this gateway, seconds (undefined: none yet). */
+  readonly lastTakeoverSeconds?: number;
+}
+
+export interface HaSample {
+  readonly draining: boolean;
+  readonly disks: readonly HaDiskSample[];
+  /** Other gateways as their last heartbeat shows them. */
+  readonly peers: readonly { readonly name: string; readonly up: boolean; readonly draining: boolean }[];
+}
+
 export interface MetricsSource {
   /** This gateway's name (ceph-iscsi's gw_name). */
   readonly gatewayName: string;
+  /** Ownership, failovers and peer health (undefined: no HA manager). */
+  ha?(): HaSample | undefined;
   /** Epoch of the configuration the gateway runs, undefined before it loaded one. */
   configEpoch(): number | undefined;
   targets(): TargetSample[];
@@ -73,6 +95,8 @@ export interface GatewayView {
   /** The SCSI target devices this gateway serves, by target name. */
   targets(): ReadonlyMap<string, ScsiTarget>;
   readonly service: { readonly sessions: SessionRegistry };
+  /** HA state, when the gateway runs the HA manager. */
+  haSample?(): HaSample | undefined;
 }
 
 function field(o: unknown, key: string): unknown {
@@ -125,6 +149,7 @@ function clientDisks(target: ConfigView['targets'][string], iqn: string, client:
 export function gatewayMetricsSource(gateway: GatewayView, gatewayName: string = os.hostname()): MetricsSource {
   return {
     gatewayName,
+    ha: () => gateway.haSample?.(),
     configEpoch: () => gateway.config?.epoch,
     targets: () => Object.entries(gateway.config?.targets ?? {}).map(([name, t]) => ({ name, tpgs: tpgCount(t) })),
     luns: () => {

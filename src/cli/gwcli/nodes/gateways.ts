@@ -114,6 +114,27 @@ export class Gateway extends UINode {
     };
   }
   override commands(): Command[] {
-    return [{ name: 'refresh', params: [], help: 'Ping the gateway again.', run: async () => undefined }];
+    const name = this.name;
+    return [
+      {
+        name: 'drain',
+        params: [],
+        help: 'Maintenance: hand every disk this gateway owns to the other gateways (their paths become active/optimized) and take none until resume or a restart. The gateway can then be stopped without I/O errors on multipath initiators.',
+        run: async (ctx) => {
+          const r = await call(ctx, 'PUT', `/api/drain/${seg(name)}`);
+          ctx.out.ok(typeof r.message === 'string' ? r.message : undefined);
+        },
+      },
+      {
+        name: 'resume',
+        params: [],
+        help: 'End a drain: the gateway takes disks over again (implicit transitions, failback of its preferred disks).',
+        run: async (ctx) => {
+          const r = await call(ctx, 'DELETE', `/api/drain/${seg(name)}`);
+          ctx.out.ok(typeof r.message === 'string' ? r.message : undefined);
+        },
+      },
+      { name: 'refresh', params: [], help: 'Ping the gateway again.', run: async () => undefined },
+    ];
   }
 }

@@ -1,0 +1,175 @@
+/**
+ * The block device of a LUN whose image may be owned by this gateway or another one, and whose
+ * owner can change while initiators stay logged in: the LU keeps this one device for good, and
+ * ownership swaps what is behind it.
+ *
+ * - Owner: operations go to the read-write device (opened with the image's exclusive lock).
+ * - Not owner: size and capabilities come from a read-only view; the first media access asks
+ *   `activate` to take the lock (implicit ALUA transition: hand-over or fenced break) and runs
+ *   once this gateway owns the image.
+ * - Giving ownership up (detach): new operations wait at a gate, those in flight finish
+ *   (bounded), the device is flushed, and only then is it handed back for closing, so no
+ *   acknowledged write is behind the new owner's back and no write of ours lands after it.
+ */
+import {
+  BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, IoOptions, WriteOptions, WriteSameOptions,
+} from '../block/block-device';
+
+export class OwnedDevice implements BlockDevice {
+  readonly readOnly = false;
+  readonly capabilities: BlockDeviceCapabilities;
+  private rw: BlockDevice | undefined;
+  private inflight = 0;
+  private idle: Array<() => void> = [];
+  /** Set while ownership changes: new operations wait for it. */
+  private gate: Promise<void> | undefined;
+  private closed = false;
+
+  /**
+   * `view`: size, capabilities and resize events without data access (a StandbyDevice);
+   * `activate`: make this gateway the owner (resolves after attach(), rejects when it cannot).
+   */
+  constructor(
+    readonly name: string,
+    private readonly view: BlockDevice,
+    private readonly activate: () => Promise<void>,
+  ) {
+    this.capabilities = view.capabilities;
+  }
+
+  /** This gateway owns the image (operations run here without a transition). */
+  get active(): boolean {
+    return this.rw !== undefined;
+  }
+
+  /** Operations running on the read-write device now. */
+  get inFlight(): number {
+    return this.inflight;
+  }
+
+  size(): number {
+    return (this.rw ?? this.view).size();
+  }
+
+  /** Become the owner's device: `rw` was opened read-write under the lock. */
+  attach(rw: BlockDevice): void {
+    if (this.closed) throw new BlockDeviceError(`${this.name}: closed`, 'closed');
+    this.rw = rw;
+  }
+
+  /**
+   * Give ownership up: hold new operations, wait up to `drainMs` for those in flight, flush.
+   * Returns the read-write device for the caller to close (after which the lock is released).
+   * Throws (and stays the owner) when in-flight operations do not finish or the flush fails:
+   * handing over then would lose or reorder acknowledged data.
+   */
+  async detach(drainMs: number, flush = true): Promise<BlockDevice | undefined> {
+    const rw = this.rw;
+    if (!rw) return undefined;
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => (open = r));
+    try {
+      if (this.inflight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          new Promise<boolean>((r) => this.idle.push(() => r(true))),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), drainMs))),
+        ]);
+        if (timer) clearTimeout(timer);
+        if (!drained) throw new BlockDeviceError(`${this.name}: ${this.inflight} operations still in flight after ${drainMs} ms`, 'timeout');
+      }
+      if (flush) await rw.flush();
+      this.rw = undefined;
+      return rw;
+    } finally {
+      this.gate = undefined;
+      open();
+    }
+  }
+
+  /** Drop the read-write device at once (the lock was lost: no more writes, nothing to flush to). */
+  forget(): BlockDevice | undefined {
+    const rw = this.rw;
+    this.rw = undefined;
+    return rw;
+  }
+
+  private async enter(options?: IoOptions): Promise<BlockDevice> {
+    // Bounded: an activation that succeeds but loses the lock again at once is retried twice.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      while (this.gate) await this.gate;
+      if (this.closed) throw new BlockDeviceError(`${this.name}: closed`, 'closed');
+      if (options?.signal?.aborted) throw new BlockDeviceError(`${this.name}: aborted while waiting for ownership`, 'aborted');
+      if (this.rw) {
+        this.inflight++;
+        return this.rw;
+      }
+      try {
+        await this.activate();
+      } catch (e) {
+        if (e instanceof BlockDeviceError) throw e;
+        throw new BlockDeviceError(`${this.name}: cannot take ownership: ${(e as Error).message}`, 'aborted');
+      }
+    }
+    throw new BlockDeviceError(`${this.name}: ownership moved away again during the transition`, 'aborted');
+  }
+
+  private leave(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.idle.length > 0) {
+      const w = this.idle;
+      this.idle = [];
+      for (const f of w) f();
+    }
+  }
+
+  private async run<T>(options: IoOptions | undefined, fn: (d: BlockDevice) => Promise<T>): Promise<T> {
+    const d = await this.enter(options);
+    try {
+      return await fn(d);
+    } finally {
+      this.leave();
+    }
+  }
+
+  read(offset: number, length: number, into?: Buffer, options?: IoOptions): Promise<Buffer> {
+    return this.run(options, (d) => d.read(offset, length, into, options));
+  }
+
+  write(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
+    return this.run(options, (d) => d.write(offset, data, options));
+  }
+
+  flush(options?: IoOptions): Promise<void> {
+    // Not the owner: nothing of ours is unflushed (detach flushed it), no transition needed.
+    if (!this.rw && !this.gate) return Promise.resolve();
+    return this.run(options, (d) => d.flush(options));
+  }
+
+  discard(offset: number, length: number, options?: IoOptions): Promise<void> {
+    return this.run(options, (d) => d.discard(offset, length, options));
+  }
+
+  writeSame(offset: number, length: number, pattern: Buffer, options?: WriteSameOptions): Promise<void> {
+    return this.run(options, (d) => d.writeSame(offset, length, pattern, options));
+  }
+
+  mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
+    return this.run(options, (d) => d.mapStatus(offset, length, options));
+  }
+
+  onResize(listener: (newSize: number) => void): () => void {
+    return this.view.onResize(listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const rw = this.rw;
+    this.rw = undefined;
+    try {
+      if (rw) await rw.close();
+    } finally {
+      await this.view.close();
+    }
+  }
+}
