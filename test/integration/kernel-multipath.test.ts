@@ -8,7 +8,7 @@
  *   - the owner gateway SIGKILLed (pause ≤ replacement_timeout + 1 s = 6 s),
  *   - the owner cut off from the VM while it keeps running (pause ≤ 10 s; its late writes never
  *     reach the image: every file holds its last acknowledged content),
- *   - the gateway returning (both paths back in the map, I/O continues),
+ *   - the gateway returning (both paths back in the map, I/O fails back to it),
  *   - a rolling restart of both gateways (zero errors seen by the initiator).
  * Pauses are the longest gap between two acknowledged writes, measured in the guest; they are
  * printed as `# kernel-multipath:` lines (the task asks for the figures, not a timed assertion
@@ -66,6 +66,7 @@ const VERIFY_SH = `#!/bin/sh
 set -e
 sync
 umount ${MNT}
+e2fsck -fn /dev/mapper/mpatha > /tmp/fsck.out 2>&1 || { cat /tmp/fsck.out; echo "FSCK FAILED"; exit 1; }
 mount /dev/mapper/mpatha ${MNT}
 awk '$1 == "OK" { s[$3] = $4 } $1 == "ERR" { s[$3] = "?" } END { for (k in s) print k, s[k] }' ${LOG} > /tmp/expect
 ok=0; bad=0; unknown=0
@@ -316,6 +317,14 @@ describe('Linux kernel initiator with dm-multipath across two gateways', { timeo
     await startGw(dead);
     const ll = await waitBothPaths(120);
     report(`${dead} back: both paths ready after ${((Date.now() - t0) / 1000).toFixed(1)} s\n${ll.trim()}`);
+    // Failback: the returned gateway is the disk's configured owner again (its path group
+    // active/optimized), so dm-multipath (failback immediate) sends the I/O back to it.
+    const fb = Date.now() + 120_000;
+    while ((await activeGateway()) !== dead) {
+      if (Date.now() > fb) throw new Error(`I/O did not fail back to ${dead} within 120 s:\n${(await paths()).ll}`);
+      await sleep(2000);
+    }
+    report(`${dead} back: I/O failed back to it ${((Date.now() - t0) / 1000).toFixed(1)} s after its start`);
     const from = await guestUptime();
     await waitWrites(from, 30, 120);
     await stopLoad();
