@@ -17,7 +17,12 @@ force=0
 
 # The kernel package behind the linux-image-amd64 metapackage (e.g. linux-image-6.1.0-57-amd64).
 kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')"
-[ -n "$kpkg" ] || { echo "build.sh: apt does not know linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+if [ -z "$kpkg" ]; then
+  # A fresh machine may have no package lists yet.
+  apt-get update -q >&2
+  kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')"
+fi
+[ -n "$kpkg" ] || { echo "build.sh: apt does not know linux-image-amd64" >&2; exit 1; }
 kver="${kpkg#linux-image-}"
 
 # Userspace: what the guest runs plus every shared library those programs need (checked below).
@@ -156,5 +161,13 @@ mkdir -p "$out"
 mv "$work/vmlinuz" "$work/initrd.img" "$out/"
 printf '%s\n' "${pkgs[@]}" > "$out/packages"
 printf '%s\n' "$uris" > "$out/uris"
+# Older builds (other keys) are dropped; the .deb cache keeps only what this build used.
+for d in "$out_root"/*/; do
+  d="${d%/}"
+  case "${d##*/}" in debs|"$key") ;; *) rm -rf "$d" ;; esac
+done
+while IFS= read -r f; do
+  printf '%s\n' "$uris" | grep -qxF "${f##*/}" || rm -f "$f"
+done < <(find "$out_root/debs" -name '*.deb')
 echo "built $out ($(du -h "$out/initrd.img" | cut -f1) initramfs, kernel $kver)" >&2
 echo "$out"
