@@ -91,8 +91,9 @@ export class Gateway implements RunningState {
       minHoldMs: s.ha_min_hold_ms,
       maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
       failbackMs: s.ha_failback_secs * 1000,
+      // A peer that just died still looks up for a few heartbeats: on this host its pid tells.
       peers: async () => (await readStatuses(options.dataDir))
-        .filter((g) => g.up && !g.draining && g.name !== options.name)
+        .filter((g) => g.up && !g.draining && g.name !== options.name && !(g.host === os.hostname() && g.pid !== undefined && !pidAlive(g.pid)))
         .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] })),
     });
   }
@@ -409,7 +410,8 @@ export class Gateway implements RunningState {
       this.stopping = (async () => {
         if (this.reconciler && this.settings.ha_drain_on_stop && this.ha.ownedDisks().length > 0) {
           try {
-            const r = await this.ha.drain();
+            // Bounded: a service manager's stop timeout (systemd: 90 s) must not be reached.
+            const r = await this.ha.drain(Math.min(this.ha.transitionTimeoutMs, 15_000));
             this.options.log.info({ handed: r.handed.length, kept: r.kept.length }, 'drained before stopping');
           } catch (e) {
             this.options.log.warn({ err: e }, 'drain before stopping failed');

@@ -325,7 +325,7 @@ export class HaManager {
         how = `fenced ${r.holder.gateway} (${fenced.action}, ${fenced.ms} ms)`;
         continue;
       }
-      if (Date.now() - lastAsk > 1000) {
+      if (Date.now() - lastAsk > 500) {
         await this.o.locks.requestHandover(d.key, r.holder);
         lastAsk = Date.now();
         how = `hand-over from ${r.holder.gateway}`;
@@ -371,7 +371,13 @@ export class HaManager {
   /** Another gateway asks for the lock of `key`. */
   private async handoverRequested(key: string, requester: string): Promise<void> {
     const d = this.byKey.get(key);
-    if (!d || !d.device.active || d.releasing) return;
+    if (!d) return;
+    // Asked while still taking it (lock bouncing): answer once the takeover is done.
+    if (d.activating) {
+      void d.activating.then(() => this.handoverRequested(key, requester), () => undefined);
+      return;
+    }
+    if (!d.device.active || d.releasing) return;
     d.releasing = (async () => {
       try {
         // Bouncing damper: keep the lock for the current minimum hold time (not when draining:

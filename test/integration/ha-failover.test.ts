@@ -192,33 +192,46 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     const a = await session('127.0.0.1', port);
     const b = await session('127.0.0.2', port);
     const acked = new Map<number, Buffer>();
-    // A: batches of 16 pipelined 4 KiB writes through iscsi1 (each batch in flight at once).
+    // A: batches of 16 pipelined 4 KiB writes through iscsi1 (each batch in flight at once). A
+    // write answered with UNIT ATTENTION (the ALUA state changed) is sent again, as an
+    // initiator does; every other status fails the test.
     let stopA = false;
     let batches = 0;
+    let unitAttentions = 0;
     const writerA = (async () => {
       let lba = 0;
       while (!stopA && lba < 16 * 8 * 200) {
-        const sent = new Map<number, { lba: number; data: Buffer }>();
-        for (let k = 0; k < 16; k++, lba += 8) {
-          const data = stamped(`A${batches}`, lba);
-          sent.set(a.issue(write10(lba, 8), { write: 4096, immediate: data }), { lba, data });
-        }
-        a.cmdSN = a.cmdSN >>> 0;
-        for (let got = 0; got < 16;) {
-          const p = await a.receive(20_000);
-          assert.ok(p, 'a response for every write in flight');
-          if (p.opcode === 0x20) continue;
-          assert.equal(p.opcode, 0x21);
-          a.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
-          const w = sent.get(p.bhs.readUInt32BE(16));
-          assert.ok(w);
-          assert.equal(p.bhs[3], 0, `write at ${w.lba} in flight during the hand-over: status ${p.bhs[3]}, sense ${p.data.subarray(2).toString('hex')}`);
-          acked.set(w.lba, w.data);
-          got++;
+        let todo: Array<{ lba: number; data: Buffer }> = [];
+        for (let k = 0; k < 16; k++, lba += 8) todo.push({ lba, data: stamped(`A${batches}`, lba) });
+        for (let round = 0; todo.length > 0; round++) {
+          assert.ok(round < 5, 'writes keep getting unit attentions');
+          const sent = new Map<number, { lba: number; data: Buffer }>();
+          for (const w of todo) sent.set(a.issue(write10(w.lba, 8), { write: 4096, immediate: w.data }), w);
+          const again: typeof todo = [];
+          for (let got = 0; got < sent.size;) {
+            const p = await a.receive(20_000);
+            assert.ok(p, 'a response for every write in flight');
+            if (p.opcode === 0x20) continue;
+            assert.equal(p.opcode, 0x21);
+            a.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
+            const w = sent.get(p.bhs.readUInt32BE(16));
+            assert.ok(w);
+            got++;
+            const senseData = p.data.subarray(2);
+            if (p.bhs[3] === 2 && (senseData[2] & 0x0f) === 6) {
+              unitAttentions++;
+              again.push(w);
+              continue;
+            }
+            assert.equal(p.bhs[3], 0, `write at ${w.lba} in flight during the hand-over: status ${p.bhs[3]}, sense ${senseData.toString('hex')}`);
+            acked.set(w.lba, w.data);
+          }
+          todo = again;
         }
         batches++;
       }
     })();
+    writerA.catch(() => undefined);
     await new Promise((r) => setTimeout(r, 300));
     const t0 = performance.now();
     const bData = stamped('B', 60_000);
@@ -237,7 +250,7 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     // Every acknowledged write is there, read through either path.
     for (const [lba, data] of acked) assert.ok((await readBlocks(b, lba, 8)).equals(data), `acknowledged write at ${lba}`);
     assert.ok((await readBlocks(a, 60_000, 8)).equals(bData));
-    console.log(`# hand-over test: ${acked.size} acknowledged writes through iscsi1 verified; iscsi1 ${JSON.stringify(s1)}; iscsi2 ${JSON.stringify(s2)}`);
+    console.log(`# hand-over test: ${acked.size} acknowledged writes through iscsi1 verified (${unitAttentions} unit attentions retried); iscsi1 ${JSON.stringify(s1)}; iscsi2 ${JSON.stringify(s2)}`);
     await g1.stop();
     await g2.stop();
   });
