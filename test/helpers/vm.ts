@@ -10,7 +10,7 @@
  * run concurrently in the guest and answers never interleave.
  * Everything has a bounded timeout; `kill()` always ends QEMU and `destroy()` the namespace.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -45,6 +45,9 @@ export class Netns {
     const name = `igw-vm-${process.pid}-${Date.now() % 100000}`;
     await sh('ip', ['netns', 'add', name]);
     const ns = new Netns(name);
+    // If the test process exits without its `after` (an uncaught error, a timeout), the
+    // namespace still goes.
+    process.once('exit', ns.onExit);
     try {
       await ns.exec('ip', ['link', 'set', 'lo', 'up']);
       await ns.exec('ip', ['link', 'add', 'br0', 'type', 'bridge']);
@@ -75,7 +78,12 @@ export class Netns {
     await this.exec('iptables', ['-D', 'OUTPUT', '-o', 'br0', '-s', address, '-j', 'DROP']);
   }
 
+  private readonly onExit = (): void => {
+    spawnSync('ip', ['netns', 'del', this.name], { timeout: 10_000 });
+  };
+
   async destroy(): Promise<void> {
+    process.removeListener('exit', this.onExit);
     await run('ip', ['netns', 'del', this.name], { timeoutMs: 20_000 });
   }
 }
@@ -101,6 +109,9 @@ export class NetnsGateway {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const g = new NetnsGateway(name, proc);
+    const onExit = (): void => void proc.kill('SIGKILL');
+    process.once('exit', onExit);
+    proc.once('exit', () => process.removeListener('exit', onExit));
     const ready = api ? 'REST API on' : 'listening on';
     const deadline = Date.now() + 60_000;
     while (!g.out.includes(ready)) {
@@ -216,10 +227,14 @@ export class Vm {
       '-chardev', `socket,id=agent,path=${agentSock},server=on,wait=off`,
       '-device', 'virtserialport,chardev=agent,name=igw.agent',
     ];
-    this.qemu = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const qemu = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.qemu = qemu;
+    const onExit = (): void => void qemu.kill('SIGKILL');
+    process.once('exit', onExit);
+    qemu.once('exit', () => process.removeListener('exit', onExit));
     let err = '';
-    this.qemu.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    this.qemu.on('exit', (code) => this.failAll(new Error(`QEMU exited (${code}): ${err}`)));
+    qemu.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    qemu.on('exit', (code) => this.failAll(new Error(`QEMU exited (${code}): ${err}`)));
   }
 
   private async waitConsole(text: string, ms: number): Promise<boolean> {
