@@ -5,7 +5,7 @@
  * (image + commit) hold the config store's lock so that no other writer slips in between.
  */
 import type { DiskConfig, GatewayConfig } from '../config/schema';
-import { backstoreObjectName, timestamp } from '../config/schema';
+import { backstoreObjectName, diskId, timestamp } from '../config/schema';
 import {
   COUNT_INVALID, DEFAULT_BACKSTORE, SIZE_INVALID, ValidationError, backstoreProblem, diskLimitProblem, imageNameProblem, parseControlsField,
   parseCount, parseSize, poolNameProblem, validateDiskControls, wwnProblem,
@@ -94,6 +94,12 @@ export async function withLock<T>(ctx: ApiContext, fn: (lock: import('../config/
 const haTracker = new DiskStatusTracker();
 
 export async function diskStatus(ctx: ApiContext, d: DiskConfig): Promise<Record<string, unknown>> {
+  // ALUA as this gateway reports it (every gateway reports the same), per target mapping the disk.
+  const alua = ctx.running?.aluaOf?.(diskId(d.pool, d.image, d.snapshot));
+  return { ...(await lockStatus(ctx, d)), ...(alua && alua.length > 0 ? { alua } : {}) };
+}
+
+async function lockStatus(ctx: ApiContext, d: DiskConfig): Promise<Record<string, unknown>> {
   // Gateways running the HA manager publish the lock holder and counters (src/ha/disk-status.ts).
   if (ctx.running) {
     const id = d.snapshot ? undefined : diskKey(d.pool, d.image);

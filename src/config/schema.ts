@@ -70,6 +70,12 @@ export const DiskSchema = z
     allocating_host: z.string().optional(),
     /** Gateway that opens the image read-write (ALUA active/optimized); set while mapped. */
     owner: z.string().optional(),
+    /**
+     * The initiator whose I/O at a non-owner port made `owner` the owner (implicit ALUA
+     * transition, src/ha/access-state.ts), in the document of `epoch`: its paths are not sent
+     * ASYMMETRIC ACCESS STATE CHANGED for that change.
+     */
+    alua_cause: z.object({ initiator: z.string(), owner: z.string(), epoch: z.number().int().min(0) }).strict().optional(),
     created: stamp.optional(),
     updated: stamp.optional(),
   })

@@ -74,7 +74,8 @@ export class Backstores {
       // A snapshot is read-only: every gateway may serve it.
       if (disk.snapshot) return store.openImage(spec, { snapshot: disk.snapshot });
       if (access === 'active') return store.openImage(spec);
-      return new StandbyDevice(id, await store.openImage(spec, { readOnly: true }));
+      // Same host, same page cache: the read-only view sees every write the owner acknowledged.
+      return new StandbyDevice(id, await store.openImage(spec, { readOnly: true }), true);
     }
     switch (disk.backstore) {
       case 'file': {

@@ -29,7 +29,7 @@ import { Reconciler } from './reconciler';
 import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
 import type { HaSample } from '../metrics/source';
-import { DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
+import { AluaDiskView, DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
 import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
 
 export const DEFAULT_PORTAL = '127.0.0.1:3260';
@@ -397,6 +397,10 @@ export class Gateway implements RunningState {
   async resume(): Promise<void> {
     this.ha.resume();
     await this.publish();
+  }
+
+  aluaOf(disk: string): AluaDiskView[] {
+    return (this.reconciler?.access.snapshot() ?? []).filter((a) => a.disk === disk).map(({ target, mode, groups }) => ({ target, mode, groups }));
   }
 
   // ------------------------------------------------------------------ shutdown

@@ -19,14 +19,16 @@ import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import type { HaManager } from '../ha/manager';
 import { AccessState, accessState } from '../ha/ownership';
-import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology } from '../ha/access-state';
+import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology, transitionCause } from '../ha/access-state';
 import { LockAccessControl } from '../ha/lock-access';
 import type { ConfigStore } from '../config/store';
+import { StandbyDevice } from '../ha/standby-device';
 import { IscsiService } from '../iscsi/service';
 import { openAptplReservationStore } from '../scsi/aptpl-file';
 import type { ReservationStore } from '../scsi/reservations';
 import { LogicalUnitConfig, ScsiTarget } from '../scsi/scsi-target';
 import { Asc } from '../scsi/sense';
+import { aluaChangeAnnounced } from '../scsi/alua';
 import { PortalAddress, formatAddress, listenPortal } from '../transport/portal';
 import type { Logger } from '../util/log';
 import { Backstores } from './backstores';
@@ -87,6 +89,11 @@ export interface ApplyReport {
   readonly problems: readonly string[];
 }
 
+/** The unit attention of an access change: none for an implicit transition an initiator caused (scsi/alua.ts). */
+function aluaUnitAttention(cause: string | undefined): Asc | 'none' {
+  return aluaChangeAnnounced(cause ? { reason: 'implicit', initiator: cause } : { reason: 'config' }) ? Asc.AsymmetricAccessStateChanged : 'none';
+}
+
 function diskSignature(d: DiskConfig, access: AccessState | 'managed'): string {
   return JSON.stringify([d.backstore, d.pool, d.image, d.snapshot ?? '', d.path ?? '', d.size ?? 0, access]);
 }
@@ -128,6 +135,9 @@ export class Reconciler {
       whenApplied: (epoch) => this.whenApplied(epoch),
       holdsWriter: (disk) => this.disks.get(disk)?.access === 'active',
       retry: () => this.retry(),
+      settled: async () => {
+        while (this.running) await this.running;
+      },
       log: o.log,
     });
   }
@@ -368,7 +378,8 @@ export class Reconciler {
       for (const [lun, l] of rt.luns) {
         if (l.disk !== id) continue;
         const next: RunningLun = { ...l, device, standby };
-        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), Asc.AsymmetricAccessStateChanged);
+        // The state change itself was announced by the LU's ALUA listener (and is carried over).
+        await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, next), 'none');
         rt.luns.set(lun, next);
       }
     }
@@ -394,6 +405,7 @@ export class Reconciler {
       reservations: await this.reservationStore(l.disk, l.wwn),
       standby: l.standby,
       alua: l.alua,
+      standbyReads: l.standby && l.device instanceof StandbyDevice && l.device.servesReads,
     };
   }
 
@@ -444,7 +456,9 @@ export class Reconciler {
         continue;
       }
       // Same disk: new controls, backstore or access state reach logged-in initiators as a UA.
-      const ua = want.standby !== l.standby || want.alua !== l.alua ? Asc.AsymmetricAccessStateChanged : Asc.ModeParametersChanged;
+      // A new ALUA mode is a state change of its own; a new device for the same states was
+      // announced by the LU's ALUA listener already (its pending UAs carry over).
+      const ua = want.alua !== l.alua ? aluaUnitAttention(transitionCause(config, want.disk)) : want.standby !== l.standby ? 'none' : Asc.ModeParametersChanged;
       await rt.scsi.replaceLogicalUnit(await this.luConfig(lun, want), ua);
       rt.luns.set(lun, want);
     }

@@ -96,4 +96,16 @@ export interface RunningState {
   requestDrain?(gateway: string, drain: boolean): Promise<void>;
   /** Gateway holding a disk's image lock now (the lease, not a possibly stale heartbeat). */
   lockOwner?(disk: string): Promise<string | undefined>;
+  /**
+   * ALUA of a disk as this gateway reports it (REPORT TARGET PORT GROUPS): per target, the
+   * mode and each target port group's gateway and state. Empty when no target here maps it.
+   */
+  aluaOf?(disk: string): AluaDiskView[];
+}
+
+/** One disk in one target, as GET /api/disk `status.alua` shows it. */
+export interface AluaDiskView {
+  readonly target: string;
+  readonly mode: string;
+  readonly groups: readonly { readonly id: number; readonly gateway: string; readonly state: string; readonly preferred: boolean }[];
 }

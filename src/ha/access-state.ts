@@ -240,6 +240,8 @@ export interface AccessControlOptions {
   holdsWriter(diskId: string): boolean;
   /** Ask the reconciler for a pass now (a disk it could not open for writing yet). */
   retry(): Promise<void>;
+  /** Resolves once no pass is running (the LUs reflect what the last pass opened). */
+  settled?(): Promise<void>;
   /** Bound of one transition (IMPLICIT TRANSITION TIME is this, rounded up). Default 10 s. */
   readonly transitionTimeoutMs?: number;
   readonly log: Logger;
@@ -247,8 +249,12 @@ export interface AccessControlOptions {
 
 export const DEFAULT_TRANSITION_TIMEOUT_MS = 10_000;
 
-/** Mutator: make `gateway` the owner of `diskId` (active_luns moved along). */
-export function moveOwner(draft: GatewayConfig, diskId: string, gateway: string): boolean {
+/**
+ * Mutator: make `gateway` the owner of `diskId` (active_luns moved along). `initiator`: the
+ * node whose I/O caused it (implicit transition), recorded so that every gateway spares its
+ * paths the unit attention (AluaChange.initiator).
+ */
+export function moveOwner(draft: GatewayConfig, diskId: string, gateway: string, initiator?: string): boolean {
   const disk = draft.disks[diskId];
   if (!disk) throw new AluaTransitionError(`disk ${diskId} no longer exists`);
   if (!draft.gateways[gateway]) throw new AluaTransitionError(`gateway ${gateway} is not defined`);
@@ -257,7 +263,21 @@ export function moveOwner(draft: GatewayConfig, diskId: string, gateway: string)
   if (old && old.active_luns > 0) old.active_luns -= 1;
   disk.owner = gateway;
   draft.gateways[gateway].active_luns += 1;
+  // The commit gets the next epoch (ConfigStore: +1 per commit).
+  if (initiator) disk.alua_cause = { initiator, owner: gateway, epoch: draft.epoch + 1 };
+  else delete disk.alua_cause;
   return true;
+}
+
+/** How many commits an owner change's cause stays valid for (passes collapse bursts of commits). */
+const CAUSE_WINDOW = 8;
+
+/** The initiator whose I/O made the disk's current owner the owner, if that is recent. */
+export function transitionCause(config: GatewayConfig, diskId: string): string | undefined {
+  const d = config.disks[diskId];
+  const c = d?.alua_cause;
+  if (!c || c.owner !== d.owner || c.epoch > config.epoch || config.epoch - c.epoch > CAUSE_WINDOW) return undefined;
+  return c.initiator;
 }
 
 class ConfigLuAccess implements LuAccess {
@@ -308,44 +328,51 @@ class ConfigLuAccess implements LuAccess {
     this.localGroup = topo.groupOf(this.control.gateway)?.id;
     const owner = config.disks[this.disk]?.owner;
     this.ownerGroup = owner === undefined ? undefined : topo.groupOf(owner)?.id;
-    const view = { gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: false };
-    // Listeners hear of settled changes only: the transitioning overlay of a transition in
-    // progress here is reported (RTPG, NOT READY) but raises no unit attention of its own.
-    const base = aluaStates(config, this.target, this.disk, this.mode, view);
+    const view = { gateway: this.control.gateway, holdsWriter: this.control.holdsWriter(this.disk), transitioning: this.transitioning };
+    // Listeners hear of settled changes only (the owner moved): while this gateway takes over
+    // (activate, storage not open yet) it reports transitioning (RTPG, NOT READY) but that
+    // raises no unit attention of its own.
+    const base = aluaStates(config, this.target, this.disk, this.mode);
     const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s);
     this.base = base;
-    this.states = this.transitioning ? aluaStates(config, this.target, this.disk, this.mode, { ...view, transitioning: true }) : base;
-    if (changed) for (const l of [...this.listeners]) l({ reason });
+    this.states = aluaStates(config, this.target, this.disk, this.mode, view);
+    if (!changed) return;
+    const initiator = transitionCause(config, this.disk);
+    const change: AluaChange = initiator ? { reason: 'implicit', initiator } : { reason };
+    for (const l of [...this.listeners]) l(change);
   }
 
-  activate(reason: 'implicit' | 'explicit', tpgId?: number): Promise<void> {
+  activate(reason: 'implicit' | 'explicit', tpgId?: number, initiator?: string): Promise<void> {
     const id = tpgId ?? this.localGroup;
     if (id === undefined) return Promise.reject(new AluaTransitionError(`this gateway is no portal of ${this.target}`));
     if (this.mode === 'active/active') return Promise.resolve();
     const group = this.groupList.find((g) => (g as TargetPortGroupInfo).id === id) as TargetPortGroupInfo | undefined;
     if (!group) return Promise.reject(new AluaTransitionError(`target port group ${id} does not exist`));
     const local = id === this.localGroup;
-    if (this.state(id) === 'active/optimized' && (!local || this.control.holdsWriter(this.disk))) return Promise.resolve();
+    if (this.state(id) === 'active/optimized' && (!local || this.control.holdsWriter(this.disk))) {
+      // Done, once the pass that opened the storage has replaced the logical units.
+      return this.control.options.settled?.() ?? Promise.resolve();
+    }
     let p = this.inFlight.get(id);
     if (!p) {
-      p = this.transition(group.gateway, local, reason).finally(() => this.inFlight.delete(id));
+      p = this.transition(group.gateway, local, reason, reason === 'implicit' ? initiator : undefined).finally(() => this.inFlight.delete(id));
       this.inFlight.set(id, p);
     }
     return p;
   }
 
-  private async transition(gateway: string, local: boolean, reason: 'implicit' | 'explicit'): Promise<void> {
+  private async transition(gateway: string, local: boolean, reason: 'implicit' | 'explicit', initiator: string | undefined): Promise<void> {
     const c = this.control;
     const store = c.options.store;
     if (!store) throw new AluaTransitionError('no configuration store to commit the ownership change to');
     const deadline = Date.now() + c.transitionTimeoutMs;
-    c.options.log.info({ target: this.target, disk: this.disk, to: gateway, reason }, 'ALUA transition: moving the disk owner');
+    c.options.log.info({ target: this.target, disk: this.disk, to: gateway, reason, initiator }, 'ALUA transition: moving the disk owner');
     if (local) {
       this.transitioning = true;
       c.refreshOne(this, reason);
     }
     try {
-      const r = await store.update((d) => moveOwner(d, this.disk, gateway), { timeoutMs: c.transitionTimeoutMs });
+      const r = await store.update((d) => moveOwner(d, this.disk, gateway, initiator), { timeoutMs: c.transitionTimeoutMs });
       await withDeadline(c.options.whenApplied(r.epoch), deadline, 'the ownership change was not applied in time');
       if (!local) return;
       // The storage opens once the previous owner closed it; ask for passes until it has.
@@ -356,6 +383,8 @@ class ConfigLuAccess implements LuAccess {
         await new Promise((res) => setTimeout(res, 50));
         await c.options.retry();
       }
+      // The pass that opened the storage may still be replacing the LUs.
+      if (c.options.settled) await withDeadline(c.options.settled(), deadline, 'the logical units were not updated in time');
     } finally {
       if (local) {
         this.transitioning = false;

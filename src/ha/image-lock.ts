@@ -28,8 +28,13 @@ export interface LockHolder {
   readonly since: number;
 }
 
+/** Why a gateway took a lock (ALUA announces all but implicit transitions with 2A/06). */
+export type LockReason = 'implicit' | 'explicit' | 'config';
+
 export interface LockStatus {
   readonly holder?: LockHolder;
+  /** Why the holder took it, when known. */
+  readonly reason?: LockReason;
   /** The holder stopped proving it is alive (lease lapsed): a breaker must fence it first. */
   readonly stale: boolean;
   /** Milliseconds since the holder last renewed, when known. */
@@ -50,7 +55,7 @@ export interface FenceRecord {
 
 export interface LockEvents {
   /** Another gateway asks for the lock: drain, flush, release (or refuse by not releasing). */
-  onHandoverRequest(key: string, requester: string): void;
+  onHandoverRequest(key: string, requester: string, reason?: LockReason): void;
   /** The lock was lost without a release (lease taken over while this process lived). */
   onLost(key: string, reason: string): void;
 }
@@ -58,12 +63,12 @@ export interface LockEvents {
 export interface ImageLockBackend {
   readonly kind: 'embedded' | 'ceph';
   /** Take the lock if it is free or its holder is gone (this process, or a previous one of this gateway). */
-  tryAcquire(key: string): Promise<AcquireOutcome>;
+  tryAcquire(key: string, reason?: LockReason): Promise<AcquireOutcome>;
   /** Give the lock up (after the image is flushed and closed). */
   release(key: string): Promise<void>;
   status(key: string): Promise<LockStatus>;
   /** Ask a live holder to hand the lock over. */
-  requestHandover(key: string, holder: LockHolder): Promise<void>;
+  requestHandover(key: string, holder: LockHolder, reason?: LockReason): Promise<void>;
   /**
    * Fence a stale holder so that it can never write again, then break its lock. Resolves once
    * the holder is fenced; throws FenceError when it cannot be.

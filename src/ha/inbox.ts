@@ -11,7 +11,7 @@ import * as path from 'node:path';
 
 export type HaMessage =
   /** Please hand the lock of `key` over (requester waits for the lease to become free). */
-  | { readonly kind: 'handover'; readonly key: string; readonly from: string; readonly at: number }
+  | { readonly kind: 'handover'; readonly key: string; readonly from: string; readonly at: number; readonly reason?: 'implicit' | 'explicit' | 'config' }
   /** Please take disk `disk` (the sender is draining and hands it to you). */
   | { readonly kind: 'take'; readonly disk: string; readonly from: string; readonly at: number }
   /** Drain this gateway (hand every disk to another gateway) / take disks again. */

@@ -15,7 +15,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
-import { AcquireOutcome, FenceRecord, ImageLockBackend, LockEvents, LockHolder, LockStatus } from './image-lock';
+import { AcquireOutcome, FenceRecord, ImageLockBackend, LockEvents, LockHolder, LockReason, LockStatus } from './image-lock';
 import { fileKey, haDir, sendMessage } from './inbox';
 import { FenceError, ProcessIdentity, fence, liveness, sameProcess, selfIdentity } from './process-identity';
 
@@ -26,6 +26,8 @@ interface LeaseDoc {
   readonly holder: LeaseHolder | null;
   /** Last renewal (ms since the epoch, this host's clock). */
   readonly renewed: number;
+  /** Why the holder took it. */
+  readonly reason?: LockReason;
 }
 
 export interface LeaseLockOptions {
@@ -141,14 +143,14 @@ export class LeaseLocks implements ImageLockBackend {
     return { gateway: h.gateway, client: h.client, since: h.since };
   }
 
-  async tryAcquire(key: string): Promise<AcquireOutcome> {
+  async tryAcquire(key: string, reason?: LockReason): Promise<AcquireOutcome> {
     const r = await this.guarded(key, async (): Promise<AcquireOutcome> => {
       const cur = await this.read(key);
       const h = cur?.holder;
       // Free, ours, or the holder process no longer exists (crashed, fenced): take it.
       if (!h || h.client === this.client || liveness(h) === 'gone') {
         const since = Date.now();
-        await this.write({ key, holder: { gateway: this.o.gateway, client: this.client, since, ...this.me }, renewed: since });
+        await this.write({ key, holder: { gateway: this.o.gateway, client: this.client, since, ...this.me }, renewed: since, ...(reason ? { reason } : {}) });
         this.mine.set(key, since);
         return { kind: 'acquired' };
       }
@@ -172,11 +174,11 @@ export class LeaseLocks implements ImageLockBackend {
   async status(key: string): Promise<LockStatus> {
     const cur = await this.read(key);
     if (!cur?.holder) return { stale: false };
-    return { holder: this.publicHolder(cur.holder), stale: this.stale(cur), renewedAgo: Date.now() - cur.renewed };
+    return { holder: this.publicHolder(cur.holder), stale: this.stale(cur), renewedAgo: Date.now() - cur.renewed, ...(cur.reason ? { reason: cur.reason } : {}) };
   }
 
-  async requestHandover(key: string, holder: LockHolder): Promise<void> {
-    await sendMessage(this.o.dataDir, holder.gateway, { kind: 'handover', key, from: this.o.gateway, at: Date.now() });
+  async requestHandover(key: string, holder: LockHolder, reason?: LockReason): Promise<void> {
+    await sendMessage(this.o.dataDir, holder.gateway, { kind: 'handover', key, from: this.o.gateway, at: Date.now(), ...(reason ? { reason } : {}) });
   }
 
   async breakWithFencing(key: string, holder: LockHolder): Promise<FenceRecord> {

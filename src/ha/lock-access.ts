@@ -128,11 +128,12 @@ export class LockAccessControl {
 
   constructor(readonly options: LockAccessOptions) {
     this.transitionTimeoutMs = options.transitionTimeoutMs ?? 10_000;
-    // The lock moved (here or elsewhere): the active/optimized group moves with it, and every
-    // nexus of the disk's LUs hears ASYMMETRIC ACCESS STATE CHANGED.
-    this.unsubscribe = options.ha.onHolderChange((disk) => {
+    // The lock moved (here or elsewhere): the active/optimized group moves with it; every nexus
+    // of the disk's LUs hears ASYMMETRIC ACCESS STATE CHANGED unless an initiator's I/O moved it
+    // (implicit: states follow the I/O, scsi/alua.ts aluaChangeAnnounced).
+    this.unsubscribe = options.ha.onHolderChange((disk, _holder, reason) => {
       if (!this.config) return;
-      for (const a of this.lus.values()) if (a.disk === disk) a.refresh(this.config, 'implicit');
+      for (const a of this.lus.values()) if (a.disk === disk) a.refresh(this.config, reason);
     });
   }
 

@@ -19,7 +19,7 @@
  */
 import type { BlockDevice } from '../block/block-device';
 import type { Logger } from '../util/log';
-import { FenceRecord, ImageLockBackend, LockHolder } from './image-lock';
+import { FenceRecord, ImageLockBackend, LockHolder, LockReason } from './image-lock';
 import { HaMessage, clearInbox, sendMessage, takeMessages } from './inbox';
 import { OwnedDevice } from './owned-device';
 
@@ -96,6 +96,11 @@ interface ManagedDisk {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** ALUA's view of a transition: I/O-driven moves are 'implicit' (not announced), admin moves 'config'. */
+function lockReason(r: TransitionReason): LockReason {
+  return r === 'implicit' ? 'implicit' : r === 'explicit' ? 'explicit' : 'config';
+}
 /** How often a gateway re-reads who holds the disks it does not hold. */
 const HOLDER_POLL_MS = 200;
 
@@ -104,7 +109,7 @@ export class HaManager {
   private readonly byKey = new Map<string, ManagedDisk>();
   private readonly listeners = new Set<(disk: string, owned: boolean) => void>();
   private readonly statusListeners = new Set<() => void>();
-  private readonly holderListeners = new Set<(disk: string, holder: string | undefined) => void>();
+  private readonly holderListeners = new Set<(disk: string, holder: string | undefined, reason: LockReason) => void>();
   /** Gateway holding each managed disk's lock, as last read from the lock (every gateway sees the same). */
   private readonly holders = new Map<string, string | undefined>();
   private lastHolderPoll = 0;
@@ -132,7 +137,7 @@ export class HaManager {
     this.transitionTimeoutMs = o.transitionTimeoutMs ?? 2 * lease + 10_000;
     this.drainMs = o.drainMs ?? 10_000;
     o.locks.setEvents({
-      onHandoverRequest: (key, requester) => void this.handoverRequested(key, requester),
+      onHandoverRequest: (key, requester, reason) => void this.handoverRequested(key, requester, reason),
       onLost: (key, reason) => this.lost(key, reason),
     });
   }
@@ -316,7 +321,7 @@ export class HaManager {
         await sleep(10);
         continue;
       }
-      const r = await this.o.locks.tryAcquire(d.key);
+      const r = await this.o.locks.tryAcquire(d.key, lockReason(reason));
       if (r.kind === 'acquired') break;
       from = r.holder;
       if (r.stale) {
@@ -326,7 +331,7 @@ export class HaManager {
         continue;
       }
       if (Date.now() - lastAsk > 500) {
-        await this.o.locks.requestHandover(d.key, r.holder);
+        await this.o.locks.requestHandover(d.key, r.holder, lockReason(reason));
         lastAsk = Date.now();
         how = `hand-over from ${r.holder.gateway}`;
       }
@@ -364,17 +369,17 @@ export class HaManager {
     d.lastTakeoverMs = now - started;
     d.lastTakeover = `${reason}: ${how}`;
     this.o.log.info({ disk: d.id, reason, how, ms: d.lastTakeoverMs, holdMs: d.holdMs }, 'took over the disk');
-    this.setHolder(d.id, this.o.gateway);
+    this.setHolder(d.id, this.o.gateway, lockReason(reason));
     this.emit(d.id, true);
   }
 
   /** Another gateway asks for the lock of `key`. */
-  private async handoverRequested(key: string, requester: string): Promise<void> {
+  private async handoverRequested(key: string, requester: string, reason: LockReason = 'config'): Promise<void> {
     const d = this.byKey.get(key);
     if (!d) return;
     // Asked while still taking it (lock bouncing): answer once the takeover is done.
     if (d.activating) {
-      void d.activating.then(() => this.handoverRequested(key, requester), () => undefined);
+      void d.activating.then(() => this.handoverRequested(key, requester, reason), () => undefined);
       return;
     }
     if (!d.device.active || d.releasing) return;
@@ -388,7 +393,7 @@ export class HaManager {
           const wait = d.acquiredAt + d.holdMs - Date.now();
           if (wait > 0) await sleep(wait);
         }
-        await this.giveUp(d, `hand-over to ${requester}`, requester);
+        await this.giveUp(d, `hand-over to ${requester}`, requester, this.draining ? 'config' : reason);
       } catch (e) {
         this.o.log.error({ err: e, disk: d.id, requester }, 'hand-over failed: keeping the disk');
       } finally {
@@ -399,7 +404,7 @@ export class HaManager {
   }
 
   /** `to`: the gateway taking it (ALUA moves the active/optimized group there at once). */
-  private async giveUp(d: ManagedDisk, why: string, to?: string): Promise<void> {
+  private async giveUp(d: ManagedDisk, why: string, to?: string, reason: LockReason = 'config'): Promise<void> {
     if (!d.device.active) return;
     const started = Date.now();
     const rw = await d.device.detach(this.drainMs);
@@ -408,7 +413,7 @@ export class HaManager {
     d.releasedAt = Date.now();
     d.lockLost++;
     this.o.log.info({ disk: d.id, why, ms: d.releasedAt - started }, 'handed the disk over');
-    this.setHolder(d.id, to);
+    this.setHolder(d.id, to, reason);
     this.emit(d.id, false);
   }
 
@@ -460,17 +465,17 @@ export class HaManager {
   }
 
   /** Called when the holder of a disk changes (ALUA: the active/optimized group moves). */
-  onHolderChange(listener: (disk: string, holder: string | undefined) => void): () => void {
+  onHolderChange(listener: (disk: string, holder: string | undefined, reason: LockReason) => void): () => void {
     this.holderListeners.add(listener);
     return () => this.holderListeners.delete(listener);
   }
 
-  private setHolder(id: string, holder: string | undefined): void {
+  private setHolder(id: string, holder: string | undefined, reason: LockReason = 'config'): void {
     if (this.holders.has(id) && this.holders.get(id) === holder) return;
     this.holders.set(id, holder);
     for (const l of this.holderListeners) {
       try {
-        l(id, holder);
+        l(id, holder, reason);
       } catch (e) {
         this.o.log.error({ err: e, disk: id }, 'holder listener failed');
       }
@@ -486,7 +491,7 @@ export class HaManager {
       }
       const st = await this.o.locks.status(d.key);
       // A dead holder no longer serves the disk: nobody does until someone takes it.
-      if (!d.activating && !d.device.active) this.setHolder(d.id, st.holder && !st.stale ? st.holder.gateway : undefined);
+      if (!d.activating && !d.device.active) this.setHolder(d.id, st.holder && !st.stale ? st.holder.gateway : undefined, st.holder ? st.reason ?? 'config' : 'config');
     }
   }
 
@@ -509,7 +514,7 @@ export class HaManager {
   private dispatch(m: HaMessage): void {
     switch (m.kind) {
       case 'handover':
-        void this.handoverRequested(m.key, m.from);
+        void this.handoverRequested(m.key, m.from, m.reason);
         return;
       case 'take':
         if (this.disks.has(m.disk)) {

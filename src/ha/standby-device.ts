@@ -5,16 +5,21 @@
  * NOT READY / TARGET PORT IN STANDBY STATE before a command gets here; a call that still
  * arrives fails instead of reading or writing storage another gateway owns.
  */
-import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent } from '../block/block-device';
+import { BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, IoOptions } from '../block/block-device';
 
 export class StandbyDevice implements BlockDevice {
   readonly readOnly = false;
   readonly capabilities: BlockDeviceCapabilities;
 
-  /** `view`: a read-only device of the image (closed with this one), or a fixed size. */
+  /**
+   * `view`: a read-only device of the image (closed with this one), or a fixed size.
+   * `servesReads`: reads go to the view (embedded store: every gateway on the host shares the
+   * page cache with the owner's writes, so a read sees every acknowledged write); writes never.
+   */
   constructor(
     readonly name: string,
     private readonly view: BlockDevice | number,
+    readonly servesReads = false,
   ) {
     this.capabilities = typeof view === 'number'
       ? { discard: true, discardZeroes: true, mapStatus: true, atomicWriteBytes: 0 }
@@ -29,7 +34,8 @@ export class StandbyDevice implements BlockDevice {
     return Promise.reject(new BlockDeviceError(`${this.name}: this gateway's path is in standby (another gateway owns the image)`, 'io'));
   }
 
-  read(): Promise<Buffer> {
+  read(offset: number, length: number, into?: Buffer, options?: IoOptions): Promise<Buffer> {
+    if (this.servesReads && typeof this.view !== 'number') return this.view.read(offset, length, into, options);
     return this.refuse();
   }
 
@@ -49,7 +55,8 @@ export class StandbyDevice implements BlockDevice {
     return this.refuse();
   }
 
-  mapStatus(): Promise<Extent[]> {
+  mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
+    if (this.servesReads && typeof this.view !== 'number') return this.view.mapStatus(offset, length, options);
     return this.refuse();
   }
 

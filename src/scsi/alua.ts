@@ -30,6 +30,8 @@ export interface AluaPortGroup {
 /** What caused a transition (for the unit attention's exception and the log). */
 export interface AluaChange {
   readonly reason: 'implicit' | 'explicit' | 'config';
+  /** Implicit transitions: the initiator (node name) whose I/O at a non-owner port caused it. */
+  readonly initiator?: string;
 }
 
 /** The ALUA view of one logical unit on this gateway; identical data on every gateway. */
@@ -49,8 +51,9 @@ export interface AluaAccess {
    * Make `tpgId` (default: this gateway's group) active/optimized: I/O at a non-owner port
    * (implicit) or SET TARGET PORT GROUPS (explicit). Resolves once the transition is done and
    * this gateway's logical units reflect it; rejects (AluaTransitionError) when it failed.
+   * `initiator`: the node whose I/O caused an implicit transition (see AluaChange.initiator).
    */
-  activate(reason: 'implicit' | 'explicit', tpgId?: number): Promise<void>;
+  activate(reason: 'implicit' | 'explicit', tpgId?: number, initiator?: string): Promise<void>;
 }
 
 export class AluaTransitionError extends Error {
@@ -126,6 +129,20 @@ function key(cdb: Buffer): string {
   const op = cdb[0].toString(16).padStart(2, '0');
   if (cdb.length > 1 && (cdb[0] === 0x9e || cdb[0] === 0xa3 || cdb[0] === 0xa4)) return `${op}/${(cdb[1] & 0x1f).toString(16).padStart(2, '0')}`;
   return op;
+}
+
+/**
+ * Is a change announced with ASYMMETRIC ACCESS STATE CHANGED (2A/06) on every I_T nexus?
+ * Explicit (SET TARGET PORT GROUPS; its own nexus is spared by the target device) and
+ * administrative changes (owner moved, failover, failback, drain) are. An implicit transition
+ * caused by an initiator's I/O at a non-owner port is not: the states follow the I/O (RTPG
+ * tells the truth at once), and a unit attention on the other paths would fail their next
+ * command every time two initiators share the LU through different gateways (the lock
+ * ping-pong ceph-iscsi calls lock bouncing; libiscsi's MultipathIO does exactly that), which
+ * tcmu-runner's implicit ALUA does not do either.
+ */
+export function aluaChangeAnnounced(change: AluaChange): boolean {
+  return change.reason !== 'implicit';
 }
 
 /** The ASC a CDB gets in `state` (NOT READY), or undefined when the state lets it through. */

@@ -29,7 +29,7 @@ import { SPC2_ALLOWED_OPCODES } from './persistent-reservations';
 import { CopyResults } from './extended-copy';
 import type { SanitizeState } from './sanitize';
 import { LuStats } from '../metrics/stats';
-import { AluaAccess, AluaState, aluaRefusal } from './alua';
+import { AluaAccess, AluaChange, AluaState, aluaChangeAnnounced, aluaRefusal } from './alua';
 
 /** Largest data transfer of one command (Block Limits VPD MAXIMUM TRANSFER LENGTH). */
 export const MAX_TRANSFER_BYTES = 8 * 1024 * 1024;
@@ -63,6 +63,8 @@ export interface LogicalUnitOptions {
   readonly standby?: boolean;
   /** ALUA: target port groups and their states (see LogicalUnitConfig.alua). */
   readonly alua?: AluaAccess;
+  /** With `standby`: reads still work (see LogicalUnitConfig.standbyReads). */
+  readonly standbyReads?: boolean;
 }
 
 /** State of one I_T nexus in one logical unit. */
@@ -104,6 +106,8 @@ export class LogicalUnit {
   readonly standby: boolean;
   /** ALUA view of the LU (undefined: no ALUA, TPGS 00b; `standby` alone decides). */
   readonly alua?: AluaAccess;
+  /** In standby the device still serves reads: an active/non-optimized port reads without a transition. */
+  readonly standbyReads: boolean;
   /** Transitions STPG asked for, run by the target device once the command left the task set. */
   private readonly deferred = new WeakMap<ScsiCommand, () => Promise<void>>();
   private readonly unsubscribeAlua: () => void;
@@ -174,8 +178,9 @@ export class LogicalUnit {
     this.removable = options.removable;
     this.standby = options.standby ?? false;
     this.alua = options.alua;
+    this.standbyReads = options.standbyReads ?? false;
     // SPC-4 §5.15.2: any change of a port group's state is reported on every I_T nexus.
-    this.unsubscribeAlua = this.alua?.onChange(() => this.establishUnitAttention(Asc.AsymmetricAccessStateChanged)) ?? (() => undefined);
+    this.unsubscribeAlua = this.alua?.onChange((c) => this.aluaChanged(c)) ?? (() => undefined);
     this.blockSize = options.settings.block_size;
     this.blockShift = Math.log2(this.blockSize);
     this.physicalBlockExponent = physicalBlockExponent(options.device.capabilities.physicalBlockBytes ?? PAGE_SIZE, this.blockSize);
@@ -272,12 +277,14 @@ export class LogicalUnit {
     }
     // SPC-4 §5.15.2.4: what the port group's asymmetric access state lets through (alua.ts);
     // an active port of a gateway that does not hold the storage yet is still transitioning.
-    let refusal = aluaRefusal(this.aluaState(ns.nexus), cdb);
-    if (refusal === undefined && this.standby && aluaRefusal('standby', cdb) !== undefined) {
-      refusal = this.alua ? Asc.LogicalUnitNotAccessibleAsymmetricAccessStateTransition : Asc.LogicalUnitNotAccessibleTargetPortInStandbyState;
-    }
+    const state = this.aluaState(ns.nexus);
+    const refusal = aluaRefusal(state, cdb);
     if (refusal !== undefined) throw new SenseError(SenseKey.NotReady, refusal);
     const d = this.commands.lookup(cdb);
+    if (this.standby && !this.servedInStandby(cdb, d.flags)) {
+      // An active port of a gateway that does not hold the storage (yet): still transitioning.
+      throw new SenseError(SenseKey.NotReady, this.alua ? Asc.LogicalUnitNotAccessibleAsymmetricAccessStateTransition : Asc.LogicalUnitNotAccessibleTargetPortInStandbyState);
+    }
     if (this.spc2Holder !== undefined && this.spc2Holder !== ns.nexus.key && !SPC2_ALLOWED_OPCODES.has(op)) {
       throw new ReservationConflictError();
     }
@@ -300,6 +307,14 @@ export class LogicalUnit {
     };
   }
 
+  /** Can this command run while this gateway does not hold the storage? */
+  private servedInStandby(cdb: Buffer, flags: CommandFlag): boolean {
+    if (aluaRefusal('standby', cdb) === undefined) return true;
+    // A FUA read may flush the write cache first: only the owner can (READ 10/12/16 FUA bit).
+    if ((cdb[0] === 0x28 || cdb[0] === 0xa8 || cdb[0] === 0x88) && (cdb[1] & 0x08) !== 0) return false;
+    return this.standbyReads && (flags & CommandFlag.ReadClass) !== 0 && (flags & CommandFlag.NeedsMedium) !== 0 && (flags & CommandFlag.MediumWrite) === 0;
+  }
+
   /** The asymmetric access state of the port group this nexus reaches the LU through. */
   aluaState(nexus: ITNexus): AluaState {
     if (this.alua) return this.alua.state(nexus.targetPortGroup);
@@ -314,15 +329,14 @@ export class LogicalUnit {
   needsActivation(cmd: ScsiCommand): boolean {
     if (!this.alua || this.alua.mode !== 'implicit' || !this.standby || this.closed || this.sanitizing) return false;
     if (cmd.cdb.length === 0 || this.nexuses.get(cmd.nexus.key)?.ua.pending) return false;
+    // Active/optimized too: this gateway holds the storage now, and this LU is about to be replaced.
     const state = this.alua.state(cmd.nexus.targetPortGroup);
-    if (state !== 'active/non-optimized' && state !== 'transitioning') return false;
-    if (aluaRefusal('standby', cmd.cdb) === undefined) return false;
+    if (state !== 'active/non-optimized' && state !== 'transitioning' && state !== 'active/optimized') return false;
     try {
-      this.commands.lookup(cmd.cdb);
+      return !this.servedInStandby(cmd.cdb, this.commands.lookup(cmd.cdb).flags);
     } catch {
       return false;
     }
-    return true;
   }
 
   /** STPG: run `transition` after the command (it replaces this LU, so never inside its task set). */
@@ -480,11 +494,29 @@ export class LogicalUnit {
     return this.nexuses.has(key);
   }
 
-  /** A new I_T nexus: it starts with the given unit attention (power on / nexus loss). */
-  nexusCreated(nexus: ITNexus, asc: Asc): void {
+  /**
+   * A port group's state changed: ASYMMETRIC ACCESS STATE CHANGED on every I_T nexus, unless
+   * the change is an implicit transition that an initiator's I/O caused (see alua.ts).
+   */
+  private aluaChanged(change: AluaChange): void {
+    if (!aluaChangeAnnounced(change)) return;
+    this.establishUnitAttention(Asc.AsymmetricAccessStateChanged);
+  }
+
+  /** Unit attentions pending for a nexus (carried over when this LU is replaced). */
+  pendingUnitAttentions(nexusKey: string): readonly Asc[] {
+    return this.nexuses.get(nexusKey)?.ua.list() ?? [];
+  }
+
+  /**
+   * A new I_T nexus: it starts with the given unit attention (power on / nexus loss; none:
+   * undefined), after any `inherited` from the LU this one replaces.
+   */
+  nexusCreated(nexus: ITNexus, asc: Asc | undefined, inherited: readonly Asc[] = []): void {
     this.writeBackObserver(nexus.key);
     const ns = new LuNexus(nexus);
-    ns.ua.establish(asc);
+    for (const a of inherited) ns.ua.establish(a);
+    if (asc !== undefined) ns.ua.establish(asc);
     this.nexuses.set(nexus.key, ns);
   }
 
@@ -616,11 +648,24 @@ export class LogicalUnit {
   }
 
   /** Stop accepting commands, abort what is running and wait for it to end. */
-  async close(): Promise<void> {
+  /**
+   * `drainMs`: first let the running tasks finish for up to this long (the LU is being
+   * replaced in place, e.g. an ALUA transition: its commands complete instead of vanishing);
+   * what is still running then is aborted.
+   */
+  async close(drainMs = 0): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribeResize();
     this.unsubscribeAlua();
+    if (drainMs > 0 && this.taskSet.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.taskSet.tasks].map((t) => t.whenEnded())),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
     const tasks = [...this.taskSet.tasks];
     for (const t of tasks) t.abort({ reportStatus: false });
     await Promise.all(tasks.map((t) => t.whenEnded()));

@@ -49,6 +49,8 @@ export interface LogicalUnitConfig {
    * non-owner port.
    */
   readonly alua?: AluaAccess;
+  /** With `standby`: the device still serves reads (a coherent read-only view), so reads need no transition. */
+  readonly standbyReads?: boolean;
 }
 
 export interface ScsiTargetOptions {
@@ -110,21 +112,26 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
    * old one finishes its tasks, every nexus keeps the LUN and gets `unitAttention` (MODE
    * PARAMETERS CHANGED by default) instead of a power-on reset. Throws on bad config.
    */
-  async replaceLogicalUnit(config: LogicalUnitConfig, unitAttention: Asc = Asc.ModeParametersChanged): Promise<void> {
+  async replaceLogicalUnit(config: LogicalUnitConfig, unitAttention: Asc | 'none' = Asc.ModeParametersChanged): Promise<void> {
     const old = this.units.get(config.lun);
     if (!old) throw new Error(`LUN ${config.lun} does not exist`);
     this.units.delete(config.lun);
     try {
-      this.attach(config, unitAttention);
+      this.attach(config, unitAttention, old);
     } catch (e) {
       this.units.set(config.lun, old);
       throw e;
     }
     this.registry.unregister(old);
-    await old.close();
+    // In place: the old LU's commands finish (bounded by cmd_time_out) rather than being dropped.
+    await old.close(old.device.timeoutMs);
   }
 
-  private attach(config: LogicalUnitConfig, unitAttention: Asc = Asc.PowerOnResetOrBusDeviceReset): LogicalUnit {
+  /**
+   * `unitAttention`: what every nexus is told ('none': nothing new); `previous`: the LU this
+   * one replaces, whose pending unit attentions each nexus keeps (reported first).
+   */
+  private attach(config: LogicalUnitConfig, unitAttention: Asc | 'none' = Asc.PowerOnResetOrBusDeviceReset, previous?: LogicalUnit): LogicalUnit {
     if (this.closed) throw new Error('target is closed');
     if (!Number.isInteger(config.lun) || config.lun < 0 || config.lun > MAX_LUN) {
       throw new RangeError(`LUN ${config.lun} is outside 0..${MAX_LUN}`);
@@ -135,9 +142,10 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
     const lu = new LogicalUnit({
       lun: config.lun, device: config.device, wwn: config.wwn, name: config.name, settings,
       removable: config.removable ?? settings.emulate_removable === 1, reservations: config.reservations,
-      standby: config.standby, alua: config.alua,
+      standby: config.standby, alua: config.alua, standbyReads: config.standbyReads,
     }, this, this.log);
-    for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, unitAttention);
+    const ua = unitAttention === 'none' ? undefined : unitAttention;
+    for (const nexus of this.nexuses.values()) lu.nexusCreated(nexus, ua, previous?.pendingUnitAttentions(nexus.key));
     this.units.set(config.lun, lu);
     this.sortedLuns = [...this.units.keys()].sort((a, b) => a - b);
     this.visibleCache.clear();
@@ -263,12 +271,18 @@ export class ScsiTarget implements ScsiTargetDevice, TargetContext {
    * failed transition leaves it to the LU (NOT READY, ASYMMETRIC ACCESS STATE TRANSITION).
    */
   private async executeAfterTransition(lu: LogicalUnit, command: ScsiCommand, reason: 'implicit'): Promise<ScsiResult> {
-    try {
-      await lu.alua!.activate(reason);
-    } catch (err) {
-      this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
+    let now = lu;
+    // Bounded: another path may take the LU away again before this command ran.
+    const deadline = Date.now() + 1000 * Math.max(1, lu.alua!.implicitTransitionSeconds);
+    while (now.needsActivation(command) && Date.now() < deadline) {
+      try {
+        await now.alua!.activate(reason, undefined, command.nexus.initiatorName);
+      } catch (err) {
+        this.log.warn({ err, lun: lu.lun, initiator: command.nexus.initiatorPortName }, 'implicit ALUA transition failed');
+        break;
+      }
+      now = this.units.get(lu.lun) ?? now;
     }
-    const now = this.units.get(lu.lun) ?? lu;
     // The nexus that caused the transition is not told of it (SPC-4 §5.15.2.2).
     now.clearUnitAttention(command.nexus.key, Asc.AsymmetricAccessStateChanged);
     return now.execute(command);

@@ -9,7 +9,9 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { freePort, tempDir } from '../helpers/daemon';
+import * as path from 'node:path';
+import { freePort, run, tempDir } from '../helpers/daemon';
+import { GWCLI, settingsFile } from '../helpers/gwcli';
 import { HA_IQN, HaGateway, haSession, haStatus, read10, setupHaTarget, stamped, waitHa, write10 } from '../helpers/ha';
 import { TestInitiator, ScsiOutcome } from '../helpers/initiator';
 import { qemuIo } from '../helpers/store';
@@ -277,6 +279,18 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     const refused = await scsiUa(a, read10(0, 8), { read: 4096 });
     assert.equal(refused.status, 2, 'CHECK CONDITION through the draining gateway');
     assert.equal(await haStatus(dir, 'iscsi2', DISK).then((s) => s?.owned), true, 'the disk stayed with iscsi2');
+    // The same through gwcli (against iscsi2's API): resume, then drain again.
+    const cfg = settingsFile(dir, Number(g2.api.split(':')[1]), `api_host = 127.0.0.2\n`);
+    const gwcli = (args: string[]) => run(process.execPath, [GWCLI, '--config', cfg, ...args], { env: { GWCLI_HOME: path.join(dir, 'gwcli-home'), NO_COLOR: '1' }, timeoutMs: 60_000 });
+    const node = `/iscsi-targets/${HA_IQN}/gateways/iscsi1`;
+    const resumed = await gwcli([node, 'resume']);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.equal((await g2.apiCall('GET', '/api/drain/iscsi1')).body.draining, false);
+    const drained = await gwcli([node, 'drain']);
+    assert.equal(drained.code, 0, drained.stdout + drained.stderr);
+    assert.match(drained.stdout + drained.stderr, /drained/);
+    assert.equal((await g2.apiCall('GET', '/api/drain/iscsi1')).body.draining, true);
+    assert.equal((await g2.apiCall('PUT', '/api/drain/nosuchgw')).status, 404);
 
     // qemu-io load through iscsi2 while iscsi1 is stopped (SIGTERM) and started again.
     const url = `iscsi://127.0.0.2:${port}/${HA_IQN}/0`;
