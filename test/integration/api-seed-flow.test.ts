@@ -75,7 +75,7 @@ describe('seed flow over the REST API, two gateways', () => {
       const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://${CHAP_USER}%${CHAP_PASSWORD}@${p}/`], { timeoutMs: 30_000 });
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.1:${port},1`), `discovery through ${p} lists iscsi1's portal:\n${ls.stdout}`);
-      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},1`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
+      assert.match(ls.stdout, new RegExp(`Target:${IQN} Portal:127\\.0\\.0\\.2:${port},2`), `discovery through ${p} lists iscsi2's portal:\n${ls.stdout}`);
       assert.match(ls.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:6[34]M\)/, `LUN 0 through ${p}:\n${ls.stdout}`);
     }
 

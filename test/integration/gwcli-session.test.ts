@@ -210,7 +210,7 @@ describe("the user's guide's gwcli session in a terminal", () => {
       const ls = await run('iscsi-ls', ['-s', '-i', HOST, `iscsi://common12%pass12345678@${ip}:${port}/`], { timeoutMs: 30_000 });
       assert.equal(ls.code, 0, ls.stderr);
       assert.match(ls.stdout, new RegExp(`Target:${IQN.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.1:${port},1`));
-      assert.match(ls.stdout, new RegExp(`Target:${IQN.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.2:${port},1`));
+      assert.match(ls.stdout, new RegExp(`Target:${IQN.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.2:${port},2`));
       assert.match(ls.stdout, /Lun:1\s+Type:DIRECT_ACCESS \(Size:6[34]M\)/, ls.stdout);
     }
     const owner = config.disks['rbd/testvol'].owner === 'iscsi1' ? '127.0.0.1' : '127.0.0.2';

@@ -88,7 +88,8 @@ describe('portals', () => {
       const r4 = await run('iscsi-ls', [`iscsi://127.0.0.1:${daemon.port}/`]);
       assert.equal(r4.code, 0, r4.stderr);
       assert.match(r4.stdout, new RegExp(`Portal:127\\.0\\.0\\.1:${daemon.port},1`));
-      assert.match(r4.stdout, new RegExp(`Portal:\\[::1\\]:${v6port},1`));
+      // Each portal IP is its own target port (TPGT), as ceph-iscsi numbers one TPG per IP.
+      assert.match(r4.stdout, new RegExp(`Portal:\\[::1\\]:${v6port},2`));
       const r6 = await run('iscsi-inq', [`iscsi://[::1]:${v6port}/${DEMO_IQN}/0`]);
       assert.equal(r6.code, 0, r6.stderr);
       assert.match(r6.stdout, /DIRECT_ACCESS/);
