@@ -96,21 +96,23 @@ export class Backstores {
    * size and capabilities, and how to open it read-write. Undefined for disks every gateway
    * serves alike (snapshots, null).
    */
-  async managedParts(id: string, disk: DiskConfig): Promise<{ key: string; view: BlockDevice; openRw: () => Promise<BlockDevice> } | undefined> {
+  async managedParts(id: string, disk: DiskConfig): Promise<{ key: string; view: BlockDevice; openRw: () => Promise<BlockDevice>; viewReads: boolean } | undefined> {
     if (isImageBackstore(disk.backstore)) {
       if (disk.snapshot) return undefined;
       const store = await this.imageStore();
       const spec = `${disk.pool}/${disk.image}`;
       return {
         key: `image:${spec}`,
-        view: new StandbyDevice(id, await store.openImage(spec, { readOnly: true })),
+        // Same host, same page cache: the read-only view sees every write the owner acknowledged.
+        view: new StandbyDevice(id, await store.openImage(spec, { readOnly: true }), true),
         openRw: () => store.openImage(spec),
+        viewReads: true,
       };
     }
     if (disk.backstore === 'file') {
       const file = this.filePath(disk);
       const size = await fs.promises.stat(file).then((s) => s.size, () => disk.size ?? 0);
-      return { key: `file:${file}`, view: new StandbyDevice(id, size), openRw: () => LockedFileDevice.open(file, disk.size) };
+      return { key: `file:${file}`, view: new StandbyDevice(id, size), openRw: () => LockedFileDevice.open(file, disk.size), viewReads: false };
     }
     return undefined;
   }

@@ -266,7 +266,7 @@ export class Reconciler {
             await this.closeDevice(id, cur0);
             this.disks.delete(id);
           }
-          const device = await this.o.ha.manage(id, parts.key, parts.view, parts.openRw, access === 'active');
+          const device = await this.o.ha.manage(id, parts.key, parts.view, parts.openRw, access === 'active', parts.viewReads);
           this.disks.set(id, { signature: managedSig, device, access: 'managed' });
           continue;
         } catch (e) {

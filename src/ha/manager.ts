@@ -195,11 +195,11 @@ export class HaManager {
    * if nobody holds it; throws when it took the lock but cannot open the image for writing
    * (another process, not a gateway, writes it).
    */
-  async manage(id: string, key: string, view: BlockDevice, openRw: () => Promise<BlockDevice>, preferred: boolean): Promise<OwnedDevice> {
+  async manage(id: string, key: string, view: BlockDevice, openRw: () => Promise<BlockDevice>, preferred: boolean, viewReads = false): Promise<OwnedDevice> {
     if (this.disks.has(id)) throw new Error(`disk ${id} is already managed`);
     const d: ManagedDisk = {
       id, key, openRw, preferred,
-      device: new OwnedDevice(id, view, () => this.activate(id, 'implicit')),
+      device: new OwnedDevice(id, view, () => this.activate(id, 'implicit'), viewReads),
       acquiredAt: 0, releasedAt: 0, holdMs: this.minHoldMs, failbackAt: Date.now() + this.failbackMs, failbackBackoffMs: this.failbackMs,
       lastFailback: 0, failovers: 0, lockLost: 0, fenced: 0, bounces: 0,
     };
@@ -231,11 +231,18 @@ export class HaManager {
     return d.device;
   }
 
+  /**
+   * The configured owner changed. An administrator who names this gateway the owner wants the
+   * disk here now: take it (announced as a configuration change, 2A/06 on every path).
+   */
   setPreferred(id: string, preferred: boolean): void {
     const d = this.disks.get(id);
     if (d && d.preferred !== preferred) {
       d.preferred = preferred;
       d.failbackAt = Date.now() + this.failbackMs;
+      if (preferred && !d.device.active && !this.draining) {
+        this.activate(id, 'take').catch((e) => this.o.log.warn({ err: e, disk: id }, 'cannot take the disk the configuration names this gateway the owner of'));
+      }
     }
   }
 

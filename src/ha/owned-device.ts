@@ -33,6 +33,8 @@ export class OwnedDevice implements BlockDevice {
     readonly name: string,
     private readonly view: BlockDevice,
     private readonly activate: () => Promise<void>,
+    /** The view serves reads that see every write the owner acknowledged. */
+    private readonly viewReads = false,
   ) {
     this.capabilities = view.capabilities;
   }
@@ -133,6 +135,9 @@ export class OwnedDevice implements BlockDevice {
   }
 
   read(offset: number, length: number, into?: Buffer, options?: IoOptions): Promise<Buffer> {
+    // Not the owner, and the view is coherent with the owner's writes (embedded store: one page
+    // cache): reads need no transition, so readers on several paths do not bounce the lock.
+    if (!this.rw && !this.gate && this.viewReads) return this.view.read(offset, length, into, options);
     return this.run(options, (d) => d.read(offset, length, into, options));
   }
 
@@ -155,6 +160,7 @@ export class OwnedDevice implements BlockDevice {
   }
 
   mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
+    if (!this.rw && !this.gate && this.viewReads) return this.view.mapStatus(offset, length, options);
     return this.run(options, (d) => d.mapStatus(offset, length, options));
   }
 

@@ -276,8 +276,10 @@ describe('failover between gateways', { timeout: 200_000 }, () => {
     assert.match(took.last_takeover ?? '', /^take: hand-over from iscsi1/);
     // A draining gateway takes nothing: I/O through it is refused with a retryable error.
     const a = await session('127.0.0.1', port);
-    const refused = await scsiUa(a, read10(0, 8), { read: 4096 });
+    const refused = await scsiUa(a, write10(0, 8), { write: Buffer.alloc(4096, 0xee) });
     assert.equal(refused.status, 2, 'CHECK CONDITION through the draining gateway');
+    // Reads there still work (the coherent read-only view), without moving the lock.
+    assert.equal((await scsiUa(a, read10(0, 8), { read: 4096 })).status, 0);
     assert.equal(await haStatus(dir, 'iscsi2', DISK).then((s) => s?.owned), true, 'the disk stayed with iscsi2');
     // The same through gwcli (against iscsi2's API): resume, then drain again.
     const cfg = settingsFile(dir, Number(g2.api.split(':')[1]), `api_host = 127.0.0.2\n`);
