@@ -8,11 +8,13 @@
 # Ceph (mon, osd, mgr, CLIs, librbd/librados headers), fio (rbd engine) and uuid-runtime: the throw-away
 # test clusters of scripts/ceph-cluster.sh and the librbd addon, which builds at `npm ci` (so run this first).
 # chromium: the web dashboard's browser tests (driven by playwright-core, never a downloaded browser).
+# qemu-system-x86, iproute2, iptables: the kernel-initiator VM (scripts/vm/build.sh, test/helpers/vm.ts)
+# on a bridge in a network namespace; the VM's own packages are fetched by build.sh with apt-get download.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 pkgs=(libiscsi-bin qemu-utils qemu-block-extra tgt prometheus liburing-dev python3-fusepy tmux
   ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev fio uuid-runtime
-  chromium)
+  chromium qemu-system-x86 iproute2 iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
