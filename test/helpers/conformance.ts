@@ -41,7 +41,9 @@ export function scoreLog(log: string, suite: string): Map<string, Verdict> {
 export async function runSuite(url: string, suite: string, extraArgs: string[] = [], url2?: string): Promise<{ results: Map<string, Verdict>; log: string }> {
   const r = await run('iscsi-test-cu', ['-d', '-v', ...extraArgs, `--test=ALL.${suite}`, url, ...(url2 ? [url2] : [])], { timeoutMs: 180_000 });
   const log = r.stdout + r.stderr;
-  const results = scoreLog(log, suite);
-  if (r.signal === 'SIGKILL') results.set(`${suite}.TIMEOUT`, 'FAIL');
+  // `suite` may name one test ("MultipathIO.Simple"); verdicts are named "<suite>.<test>" either way.
+  const family = suite.split('.')[0];
+  const results = scoreLog(log, family);
+  if (r.signal === 'SIGKILL') results.set(`${family}.TIMEOUT`, 'FAIL');
   return { results, log };
 }
