@@ -257,7 +257,7 @@ describe('ALUA with two gateway processes', () => {
       // The old holder learns of the move through the lease within a poll interval or two.
       for (let n = 0; ; n++) {
         const r = await o.scsi(READ10, { read: 4096 });
-        if (r.status !== 0 && sense(r)[0] !== 6) {
+        if (r.status !== 0 && sense(r)?.[0] !== 6) {
           assert.deepEqual(sense(r), [2, 0x04, 0x0b], 'and is standby now');
           break;
         }
