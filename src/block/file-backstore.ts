@@ -50,6 +50,40 @@ async function probePunch(fd: number, size: number): Promise<boolean> {
   }
 }
 
+/** What a FileBackstore on this open file offers (`size`: where the discard probe may punch). */
+async function fileCapabilities(fd: number, st: fs.Stats, size: number, readOnly: boolean): Promise<BlockDeviceCapabilities> {
+  // A regular file reports real allocation; a block device node has none to report.
+  const punch = !readOnly && (await probePunch(fd, size));
+  // One pwrite within one page of the page cache is copied under that page's lock and a
+  // fatal signal is only noticed between pages: all or nothing, for readers too. Larger
+  // atomic writes need the journal (regular, writable files only).
+  const journaled = st.isFile() && !readOnly;
+  return {
+    discard: punch,
+    discardZeroes: punch,
+    mapStatus: st.isFile() && nativeAvailable(),
+    atomicWriteBytes: journaled ? MAX_JOURNALED_ATOMIC_WRITE : PAGE_SIZE,
+    atomicWriteAlignment: journaled ? 0 : PAGE_SIZE,
+    // LBPPBE: the file system's block (a smaller write is a read-modify-write of it).
+    physicalBlockBytes: st.isFile() && st.blksize > 0 ? st.blksize : undefined,
+  };
+}
+
+/**
+ * The capabilities a read-write FileBackstore on `file` will have, without opening it as one
+ * (a gateway that does not own the file yet announces what the owner offers). The discard
+ * probe punches past the end of the file only.
+ */
+export async function probeFileCapabilities(file: string): Promise<BlockDeviceCapabilities> {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const st = fs.fstatSync(fd);
+    return await fileCapabilities(fd, st, st.isBlockDevice() ? blockDeviceSize(fd) : st.size, false);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export class FileBackstore implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
@@ -85,23 +119,9 @@ export class FileBackstore implements BlockDevice {
       if (!exists && options.createSize !== undefined) fs.ftruncateSync(fd, options.createSize);
       const st = fs.fstatSync(fd);
       const size = st.isBlockDevice() ? blockDeviceSize(fd) : st.size;
-      // A regular file reports real allocation; a block device node has none to report.
-      const punch = !options.readOnly && (await probePunch(fd, size));
-      // One pwrite within one page of the page cache is copied under that page's lock and a
-      // fatal signal is only noticed between pages: all or nothing, for readers too. Larger
-      // atomic writes need the journal (regular, writable files only).
-      const journaled = st.isFile() && !options.readOnly;
-      const capabilities: BlockDeviceCapabilities = {
-        discard: punch,
-        discardZeroes: punch,
-        mapStatus: st.isFile() && nativeAvailable(),
-        atomicWriteBytes: journaled ? MAX_JOURNALED_ATOMIC_WRITE : PAGE_SIZE,
-        atomicWriteAlignment: journaled ? 0 : PAGE_SIZE,
-        // LBPPBE: the file system's block (a smaller write is a read-modify-write of it).
-        physicalBlockBytes: st.isFile() && st.blksize > 0 ? st.blksize : undefined,
-      };
+      const capabilities = await fileCapabilities(fd, st, size, options.readOnly ?? false);
       const dev = new FileBackstore(fd, options, size, capabilities);
-      if (journaled) dev.journal = await AtomicJournal.open(`${options.path}.atomic-journal`, dev.inPlace);
+      if (capabilities.atomicWriteBytes === MAX_JOURNALED_ATOMIC_WRITE) dev.journal = await AtomicJournal.open(`${options.path}.atomic-journal`, dev.inPlace);
       return dev;
     } catch (e) {
       fs.closeSync(fd);

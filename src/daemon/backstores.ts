@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlockDevice, BlockDeviceError } from '../block/block-device';
-import { FileBackstore } from '../block/file-backstore';
+import { FileBackstore, probeFileCapabilities } from '../block/file-backstore';
 import { NullBackstore } from '../block/null-backstore';
 import { storeRoot } from '../config/paths';
 import { DiskConfig, isImageBackstore } from '../config/schema';
@@ -18,6 +18,7 @@ import { StandbyDevice } from '../ha/standby-device';
 import { exportProblem } from '../images/disk-rules';
 import type { ImageProvider } from '../images/provider';
 import { ImageStore, featureMask } from '../store';
+import { exclusiveWriterCapabilities } from '../store/device';
 import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
 
@@ -119,10 +120,11 @@ export class Backstores {
       if (disk.snapshot || this.provider) return undefined;
       const store = await this.imageStore();
       const spec = `${disk.pool}/${disk.image}`;
+      const reader = await store.openImage(spec, { readOnly: true });
       return {
         key: `image:${spec}`,
         // Same host, same page cache: the read-only view sees every write the owner acknowledged.
-        view: new StandbyDevice(id, await store.openImage(spec, { readOnly: true }), true),
+        view: new StandbyDevice(id, reader, true, exclusiveWriterCapabilities(reader.capabilities)),
         openRw: () => store.openImage(spec),
         viewReads: true,
       };
@@ -130,7 +132,8 @@ export class Backstores {
     if (disk.backstore === 'file') {
       const file = this.filePath(disk);
       const size = await fs.promises.stat(file).then((s) => s.size, () => disk.size ?? 0);
-      return { key: `file:${file}`, view: new StandbyDevice(id, size), openRw: () => LockedFileDevice.open(file, disk.size), viewReads: false };
+      const capabilities = await probeFileCapabilities(file).catch(() => undefined);
+      return { key: `file:${file}`, view: new StandbyDevice(id, size, false, capabilities), openRw: () => LockedFileDevice.open(file, disk.size), viewReads: false };
     }
     return undefined;
   }

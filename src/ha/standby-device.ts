@@ -20,10 +20,12 @@ export class StandbyDevice implements BlockDevice {
     readonly name: string,
     private readonly view: BlockDevice | number,
     readonly servesReads = false,
+    /** What the owner's device offers, when it differs from the view's (a read-only view lacks discard). */
+    capabilities?: BlockDeviceCapabilities,
   ) {
-    this.capabilities = typeof view === 'number'
+    this.capabilities = capabilities ?? (typeof view === 'number'
       ? { discard: true, discardZeroes: true, mapStatus: true, atomicWriteBytes: 0 }
-      : view.capabilities;
+      : view.capabilities);
   }
 
   size(): number {

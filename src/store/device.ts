@@ -39,6 +39,16 @@ function singleWriteUnit(state: ImageState): number {
   return layout.simple ? PAGE_SIZE : Math.min(PAGE_SIZE, layout.stripeUnit);
 }
 
+const EXCLUSIVE_WRITER_ATOMIC_WRITES = { atomicWriteBytes: MAX_JOURNALED_ATOMIC_WRITE, atomicWriteAlignment: 0 } as const;
+
+/**
+ * What the image's exclusive writer offers, given a reader's capabilities of it: discard and the
+ * journaled atomic writes (a gateway that does not own the image yet announces what the owner does).
+ */
+export function exclusiveWriterCapabilities(reader: BlockDeviceCapabilities): BlockDeviceCapabilities {
+  return { ...reader, discard: true, ...EXCLUSIVE_WRITER_ATOMIC_WRITES };
+}
+
 function atomicWrites(state: ImageState): Pick<BlockDeviceCapabilities, 'atomicWriteBytes' | 'atomicWriteAlignment'> {
   const unit = singleWriteUnit(state);
   return { atomicWriteBytes: unit, atomicWriteAlignment: unit };
@@ -197,7 +207,7 @@ export class HeadDevice extends BaseDevice {
       // which a write is a read-modify-write (LBPPBE), as for a file backstore.
       physicalBlockBytes: 4096,
       // The exclusive writer owns the image's atomic-write journal; a shared writer cannot.
-      ...(writer === 'exclusive' ? { atomicWriteBytes: MAX_JOURNALED_ATOMIC_WRITE, atomicWriteAlignment: 0 } : atomicWrites(state)),
+      ...(writer === 'exclusive' ? EXCLUSIVE_WRITER_ATOMIC_WRITES : atomicWrites(state)),
     });
   }
 
