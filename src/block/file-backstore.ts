@@ -8,6 +8,7 @@
  * go through a journal next to a regular file (`<file>.atomic-journal`).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { allocExtents, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate, nativeAvailable, punchHole, zeroRange } from '../sys/native';
 import { fdatasyncFd, preadFull, pwriteFull } from '../sys/io';
 import { AtomicJournal, JournalTarget, MAX_JOURNALED_ATOMIC_WRITE } from './atomic-journal';
@@ -75,6 +76,16 @@ async function fileCapabilities(fd: number, st: fs.Stats, size: number, readOnly
  * probe punches past the end of the file only.
  */
 export async function probeFileCapabilities(file: string): Promise<BlockDeviceCapabilities> {
+  if (!fs.existsSync(file)) {
+    // The owner creates it (with the disk's size): a regular file in that directory.
+    const dir = fs.statSync(path.dirname(file));
+    const punch = nativeAvailable();
+    return {
+      discard: punch, discardZeroes: punch, mapStatus: nativeAvailable(),
+      atomicWriteBytes: MAX_JOURNALED_ATOMIC_WRITE, atomicWriteAlignment: 0,
+      physicalBlockBytes: dir.blksize > 0 ? dir.blksize : undefined,
+    };
+  }
   const fd = fs.openSync(file, 'r+');
   try {
     const st = fs.fstatSync(fd);
