@@ -410,25 +410,30 @@ async function withDeadline<T>(p: Promise<T>, deadline: number, message: string)
  * are configuration commits applied by the reconciler. The reconciler calls update() after
  * each pass opened the disks; LUs get their LuAccess from access().
  */
-export class ConfigAccessControl {
-  private config: GatewayConfig | undefined;
-  private readonly lus = new Map<string, ConfigLuAccess>();
+/** A LuAccess the access controls keep per (target, disk) and recompute on every document. */
+export interface RefreshableLuAccess extends LuAccess {
+  readonly mode: AluaMode;
+  refresh(config: GatewayConfig, reason: AluaChange['reason']): void;
+}
+
+/**
+ * What both access controls (ConfigAccessControl here, LockAccessControl in lock-access.ts)
+ * share: one LuAccess per mapped (target, disk), recomputed on every applied document.
+ */
+export abstract class LuAccessRegistry<A extends RefreshableLuAccess> {
+  protected config: GatewayConfig | undefined;
+  protected readonly lus = new Map<string, A>();
   readonly transitionTimeoutMs: number;
 
-  constructor(readonly options: AccessControlOptions) {
+  constructor(readonly options: { readonly gateway: string; readonly provider: ImageProviderKind; readonly defaultMode: 'implicit' | 'explicit'; readonly transitionTimeoutMs?: number }) {
     this.transitionTimeoutMs = options.transitionTimeoutMs ?? DEFAULT_TRANSITION_TIMEOUT_MS;
   }
 
+  /** A new LuAccess of this kind (its states are set by the first refresh). */
+  protected abstract create(target: string, disk: string, mode: AluaMode): A;
+
   get gateway(): string {
     return this.options.gateway;
-  }
-
-  holdsWriter(disk: string): boolean {
-    return this.options.holdsWriter(disk);
-  }
-
-  currentOwner(disk: string): string | undefined {
-    return this.config?.disks[disk]?.owner;
   }
 
   /** The model this disk has in this target under `config`. */
@@ -445,7 +450,7 @@ export class ConfigAccessControl {
     const mode = this.modeOf(config, target, disk);
     let a = this.lus.get(k);
     if (!a || a.mode !== mode) {
-      a = new ConfigLuAccess(this, target, disk, mode);
+      a = this.create(target, disk, mode);
       this.lus.set(k, a);
       a.refresh(config, 'config');
     }
@@ -464,7 +469,7 @@ export class ConfigAccessControl {
     }
   }
 
-  refreshOne(a: ConfigLuAccess, reason: AluaChange['reason']): void {
+  refreshOne(a: A, reason: AluaChange['reason']): void {
     if (this.config) a.refresh(this.config, reason);
   }
 
@@ -476,5 +481,23 @@ export class ConfigAccessControl {
       mode: a.mode,
       groups: (a.groups() as TargetPortGroupInfo[]).map((g) => ({ id: g.id, gateway: g.gateway, state: a.state(g.id), preferred: a.preferred(g.id) })),
     }));
+  }
+}
+
+export class ConfigAccessControl extends LuAccessRegistry<ConfigLuAccess> {
+  constructor(override readonly options: AccessControlOptions) {
+    super(options);
+  }
+
+  protected create(target: string, disk: string, mode: AluaMode): ConfigLuAccess {
+    return new ConfigLuAccess(this, target, disk, mode);
+  }
+
+  holdsWriter(disk: string): boolean {
+    return this.options.holdsWriter(disk);
+  }
+
+  currentOwner(disk: string): string | undefined {
+    return this.config?.disks[disk]?.owner;
   }
 }

@@ -15,7 +15,7 @@
  */
 import type { GatewayConfig } from '../config/schema';
 import {
-  AluaChange, AluaMode, AluaPortGroup, AluaState, AluaTransitionError, ImageProviderKind, LuAccess, TargetPortGroupInfo, aluaMode,
+  AluaChange, AluaMode, AluaPortGroup, AluaState, AluaTransitionError, ImageProviderKind, LuAccess, LuAccessRegistry, TargetPortGroupInfo,
   targetTopology,
 } from './access-state';
 import type { HaManager } from './manager';
@@ -124,14 +124,11 @@ class LockLuAccess implements LuAccess {
   }
 }
 
-export class LockAccessControl {
-  private config: GatewayConfig | undefined;
-  private readonly lus = new Map<string, LockLuAccess>();
-  readonly transitionTimeoutMs: number;
+export class LockAccessControl extends LuAccessRegistry<LockLuAccess> {
   private readonly unsubscribe: () => void;
 
-  constructor(readonly options: LockAccessOptions) {
-    this.transitionTimeoutMs = options.transitionTimeoutMs ?? 10_000;
+  constructor(override readonly options: LockAccessOptions) {
+    super(options);
     // The lock moved (here or elsewhere): the active/optimized group moves with it; every nexus
     // of the disk's LUs hears ASYMMETRIC ACCESS STATE CHANGED unless an initiator's I/O moved it
     // (implicit: states follow the I/O, scsi/alua.ts aluaChangeAnnounced).
@@ -141,48 +138,8 @@ export class LockAccessControl {
     });
   }
 
-  get gateway(): string {
-    return this.options.gateway;
-  }
-
-  modeOf(config: GatewayConfig, target: string, disk: string): AluaMode {
-    return aluaMode(config, target, disk, this.options.provider, this.options.defaultMode);
-  }
-
-  access(config: GatewayConfig, target: string, disk: string): LuAccess {
-    const k = `${target}\n${disk}`;
-    const mode = this.modeOf(config, target, disk);
-    let a = this.lus.get(k);
-    if (!a || a.mode !== mode) {
-      a = new LockLuAccess(this, target, disk, mode);
-      this.lus.set(k, a);
-      a.refresh(config, 'config');
-    }
-    return a;
-  }
-
-  update(config: GatewayConfig): void {
-    this.config = config;
-    for (const [k, a] of [...this.lus]) {
-      if (!config.targets[a.target]?.disks[a.disk]) {
-        this.lus.delete(k);
-        continue;
-      }
-      a.refresh(config, 'config');
-    }
-  }
-
-  refreshOne(a: LockLuAccess, reason: AluaChange['reason']): void {
-    if (this.config) a.refresh(this.config, reason);
-  }
-
-  snapshot(): { target: string; disk: string; mode: AluaMode; groups: { id: number; gateway: string; state: AluaState; preferred: boolean }[] }[] {
-    return [...this.lus.values()].map((a) => ({
-      target: a.target,
-      disk: a.disk,
-      mode: a.mode,
-      groups: (a.groups() as TargetPortGroupInfo[]).map((g) => ({ id: g.id, gateway: g.gateway, state: a.state(g.id), preferred: a.preferred(g.id) })),
-    }));
+  protected create(target: string, disk: string, mode: AluaMode): LockLuAccess {
+    return new LockLuAccess(this, target, disk, mode);
   }
 
   close(): void {
