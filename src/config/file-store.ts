@@ -21,6 +21,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { writeFileAtomic } from '../sys/durable';
 import { pidAlive } from '../util/pid';
 import { flock, LOCK_EX, LOCK_UN } from '../sys/native';
+import { ConfigChangeFeed } from './change-feed';
 import { documentVersion, migrateDocument, MigratingGateway } from './migrate';
 import { ConfigError, GatewayConfig, SCHEMA_VERSION, checkConfig, emptyConfig, parseConfig, timestamp } from './schema';
 import {
@@ -67,12 +68,9 @@ export class FileConfigStore implements ConfigStore {
   /** Serializes this process's guard holders (flock does not order waiters within a process). */
   private guardTail: Promise<void> = Promise.resolve();
   private cached: Cached | undefined;
-  private readonly listeners = new Set<ConfigListener>();
+  private readonly feed = new ConfigChangeFeed(() => this.read());
   private watcher: fs.FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
-  private lastNotified = -1;
-  private checking = false;
-  private recheck = false;
   private readonly pollMs: number;
 
   constructor(
@@ -336,11 +334,11 @@ export class FileConfigStore implements ConfigStore {
   // ---------------------------------------------------------------- watching
 
   watch(listener: ConfigListener): () => void {
-    this.listeners.add(listener);
+    this.feed.add(listener);
     if (!this.poller) this.startWatching();
     return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.stopWatching();
+      this.feed.delete(listener);
+      if (this.feed.size === 0) this.stopWatching();
     };
   }
 
@@ -350,7 +348,7 @@ export class FileConfigStore implements ConfigStore {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       this.watcher = fs.watch(dir, { persistent: false }, (_event, file) => {
-        if (file === null || file === base) this.check();
+        if (file === null || file === base) this.feed.check();
       });
       this.watcher.on('error', () => {
         // The poll keeps working; fs.watch is only the fast path.
@@ -360,7 +358,7 @@ export class FileConfigStore implements ConfigStore {
     } catch {
       this.watcher = undefined;
     }
-    this.poller = setInterval(() => this.check(), this.pollMs);
+    this.poller = setInterval(() => this.feed.check(), this.pollMs);
     this.poller.unref();
   }
 
@@ -371,42 +369,8 @@ export class FileConfigStore implements ConfigStore {
     this.poller = undefined;
   }
 
-  /** Read and notify if the epoch moved; coalesces bursts (one check at a time, one re-check). */
-  private check(): void {
-    if (this.checking) {
-      this.recheck = true;
-      return;
-    }
-    this.checking = true;
-    void (async () => {
-      try {
-        do {
-          this.recheck = false;
-          let snap: ConfigSnapshot;
-          try {
-            snap = await this.read();
-          } catch {
-            continue; // corrupt or vanished mid-replace: the next event or poll tries again
-          }
-          if (snap.epoch !== this.lastNotified) {
-            this.lastNotified = snap.epoch;
-            for (const l of [...this.listeners]) {
-              try {
-                l(snap);
-              } catch {
-                // A listener's failure is its own; the others still hear about the change.
-              }
-            }
-          }
-        } while (this.recheck);
-      } finally {
-        this.checking = false;
-      }
-    })();
-  }
-
   async close(): Promise<void> {
-    this.listeners.clear();
+    this.feed.clear();
     this.stopWatching();
   }
 }

@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { ObjectWatch, RadosError, RadosObject, isErrno } from '../ceph/rados-object';
 import { CephSettings, cephPool } from '../ceph/settings';
+import { ConfigChangeFeed } from './change-feed';
 import { documentVersion, migrateDocument, MigratingGateway } from './migrate';
 import { ConfigError, GatewayConfig, SCHEMA_VERSION, checkConfig, emptyConfig, parseConfig, timestamp } from './schema';
 import {
@@ -93,14 +94,11 @@ export class RadosConfigStore implements ConfigStore {
   private cached: Raw | undefined;
   /** Serializes this process's commit steps (the cls lock would only make them spin). */
   private commitTail: Promise<void> = Promise.resolve();
-  private readonly listeners = new Set<ConfigListener>();
+  private readonly feed = new ConfigChangeFeed(() => this.read());
   private watchHandle: ObjectWatch | undefined;
   private watching = false;
   private rewatching = false;
   private resync: NodeJS.Timeout | undefined;
-  private lastNotified = -1;
-  private checking = false;
-  private recheck = false;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly resyncMs: number;
   private readonly notifyTimeoutMs: number;
@@ -289,7 +287,7 @@ export class RadosConfigStore implements ConfigStore {
       .catch(() => undefined) // a dead watcher times out; the others were told
       .finally(() => this.pending.delete(p));
     this.pending.add(p);
-    if (this.listeners.size > 0) this.check();
+    if (this.feed.size > 0) this.feed.check();
   }
 
   async lock(options: LockOptions): Promise<ConfigLock> {
@@ -348,11 +346,11 @@ export class RadosConfigStore implements ConfigStore {
   // ---------------------------------------------------------------- watching
 
   watch(listener: ConfigListener): () => void {
-    this.listeners.add(listener);
+    this.feed.add(listener);
     if (!this.watching) this.startWatching();
     return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) void this.stopWatching();
+      this.feed.delete(listener);
+      if (this.feed.size === 0) void this.stopWatching();
     };
   }
 
@@ -368,7 +366,7 @@ export class RadosConfigStore implements ConfigStore {
           this.rewatch();
         }
       }
-      this.check();
+      this.feed.check();
     }, this.resyncMs);
     this.resync.unref();
   }
@@ -378,7 +376,7 @@ export class RadosConfigStore implements ConfigStore {
     let wait = 100;
     while (this.watching) {
       try {
-        const w = await this.obj.watch(() => this.check(), (e: RadosError) => {
+        const w = await this.obj.watch(() => this.feed.check(), (e: RadosError) => {
           if (this.watchHandle === w) this.rewatch(e);
         });
         if (!this.watching) {
@@ -388,7 +386,7 @@ export class RadosConfigStore implements ConfigStore {
         this.watchHandle = w;
         if (again) this.onWatch?.('restored', `watching ${this.location} again`);
         // Commits between the caller's read and this registration were not notified to us.
-        this.check();
+        this.feed.check();
         return;
       } catch {
         await sleep(wait);
@@ -422,42 +420,8 @@ export class RadosConfigStore implements ConfigStore {
     await w?.close().catch(() => undefined);
   }
 
-  /** Read and notify if the epoch moved; coalesces bursts (one check at a time, one re-check). */
-  private check(): void {
-    if (this.checking) {
-      this.recheck = true;
-      return;
-    }
-    this.checking = true;
-    void (async () => {
-      try {
-        do {
-          this.recheck = false;
-          let snap: ConfigSnapshot;
-          try {
-            snap = await this.read();
-          } catch {
-            continue; // unreachable or corrupt for now: the next notify or re-read tries again
-          }
-          if (snap.epoch !== this.lastNotified && this.listeners.size > 0) {
-            this.lastNotified = snap.epoch;
-            for (const l of [...this.listeners]) {
-              try {
-                l(snap);
-              } catch {
-                // A listener's failure is its own; the others still hear about the change.
-              }
-            }
-          }
-        } while (this.recheck);
-      } finally {
-        this.checking = false;
-      }
-    })();
-  }
-
   async close(): Promise<void> {
-    this.listeners.clear();
+    this.feed.clear();
     await this.stopWatching();
     // Let the last notifies reach the others (bounded: a dead watcher only costs the timeout).
     if (this.pending.size > 0) {
