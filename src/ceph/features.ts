@@ -3,6 +3,7 @@
 /** RBD feature bits (rbd/features.h) by the names `rbd` and ceph-iscsi use. */
 export const RBD_FEATURES: Readonly<Record<string, number>> = {
   layering: 1 << 0,
+  striping: 1 << 1,
   'exclusive-lock': 1 << 2,
   'object-map': 1 << 3,
   'fast-diff': 1 << 4,

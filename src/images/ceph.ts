@@ -12,7 +12,8 @@
  */
 import type { BlockDevice } from '../block/block-device';
 import { RbdBackstore, RbdImageHandle, rbdErrno } from '../block/rbd-backstore';
-import { CEPH_ISCSI_DEFAULT_FEATURES, featureMaskOf, featureNames } from './disk-rules';
+import { featureMask, featureNames } from '../ceph/features';
+import { CEPH_ISCSI_DEFAULT_FEATURES } from './disk-rules';
 import {
   CreateOptions, ImageDetails, ImageError, ImageErrorKind, ImageProvider, LockState, OpenOptions, SnapshotDetails,
 } from './provider';
@@ -179,7 +180,7 @@ export class CephImageProvider implements ImageProvider {
     if (!Number.isSafeInteger(size) || size <= 0) throw new ImageError(`invalid size ${size} for ${pool}/${image}`, 'invalid-argument');
     const features = options.features ?? CEPH_ISCSI_DEFAULT_FEATURES;
     try {
-      featureMaskOf(features);
+      featureMask(features);
     } catch (e) {
       throw new ImageError((e as Error).message, 'invalid-argument');
     }

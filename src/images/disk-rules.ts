@@ -13,22 +13,8 @@
  *    would be split over several objects (several OSD round trips, no longer atomic per
  *    block), and the guide forbids it.
  */
+import { RBD_FEATURES, featureNames } from '../ceph/features';
 import type { ImageDetails } from './provider';
-
-/** librbd's feature bits (rbd/features.h). */
-export const RBD_FEATURE_BITS: Readonly<Record<string, number>> = {
-  layering: 1,
-  striping: 2,
-  'exclusive-lock': 4,
-  'object-map': 8,
-  'fast-diff': 16,
-  'deep-flatten': 32,
-  journaling: 64,
-  'data-pool': 128,
-  operations: 256,
-  migrating: 512,
-  'non-primary': 1024,
-};
 
 /** Features of the images ceph-iscsi creates (RBDDev.create): layering, exclusive-lock, object-map, fast-diff, deep-flatten. */
 export const CEPH_ISCSI_DEFAULT_FEATURES: readonly string[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten'];
@@ -38,8 +24,8 @@ export const MIN_STRIPE_UNIT = 4096;
 
 export type ImageBackstore = 'user:rbd' | 'rbd';
 
-const EXCLUSIVE_LOCK = RBD_FEATURE_BITS['exclusive-lock'];
-const JOURNALING = RBD_FEATURE_BITS.journaling;
+const EXCLUSIVE_LOCK = RBD_FEATURES['exclusive-lock'];
+const JOURNALING = RBD_FEATURES.journaling;
 
 /** Feature mask an image must have to be exported with `backstore` (/api/settings required_rbd_features). */
 export function requiredFeatures(backstore: ImageBackstore): number {
@@ -49,22 +35,6 @@ export function requiredFeatures(backstore: ImageBackstore): number {
 /** Feature mask an image must not have (/api/settings unsupported_rbd_features). */
 export function unsupportedFeatures(_backstore: ImageBackstore): number {
   return JOURNALING;
-}
-
-/** Names of the bits set in `mask`, in bit order. */
-export function featureNames(mask: number): string[] {
-  return Object.entries(RBD_FEATURE_BITS).filter(([, bit]) => (mask & bit) !== 0).map(([name]) => name);
-}
-
-/** Mask of feature names (unknown names are an error: the caller passed something unchecked). */
-export function featureMaskOf(names: readonly string[]): number {
-  let mask = 0;
-  for (const n of names) {
-    const bit = RBD_FEATURE_BITS[n];
-    if (bit === undefined) throw new RangeError(`unknown RBD feature '${n}'`);
-    mask |= bit;
-  }
-  return mask;
 }
 
 /** What of an image a backstore rule looks at. */

@@ -1,8 +1,9 @@
 /** Backstore rules (reference §6.1): required/unsupported feature masks and the stripe unit. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { featureMask as featureMaskOf, featureNames } from '../../../src/ceph/features';
 import {
-  CEPH_ISCSI_DEFAULT_FEATURES, MIN_STRIPE_UNIT, exportProblem, featureMaskOf, featureNames, requiredFeatures, unsupportedFeatures,
+  CEPH_ISCSI_DEFAULT_FEATURES, MIN_STRIPE_UNIT, exportProblem, requiredFeatures, unsupportedFeatures,
 } from '../../../src/images/disk-rules';
 
 const DEFAULT_MASK = featureMaskOf(CEPH_ISCSI_DEFAULT_FEATURES);
