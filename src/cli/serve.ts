@@ -29,6 +29,7 @@ import { installProcessGuard } from '../util/process-guard';
 import type { ImageProvider } from '../images/provider';
 import { cephFromSettingsFile, connectCephImages } from '../images/select';
 import { CephImageProvider } from '../images/ceph';
+import { lockClientConnector } from '../ha/rbd-lock';
 import { CephRbdClient } from '../images/ceph-client';
 
 function collectPortal(value: string, previous: PortalAddress[] | undefined): PortalAddress[] {
@@ -165,7 +166,9 @@ export function registerServeCommand(program: Command): void {
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}) });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}),
+          // user:rbd disks: RBD's exclusive lock on a librados client of its own (src/ha/rbd-lock.ts).
+          ...(images && cephImages ? { cephLocks: { connect: lockClientConnector(cephImages), pool: ceph?.pool ?? 'rbd' } } : {}) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         await closeCeph();

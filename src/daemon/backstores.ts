@@ -21,6 +21,7 @@ import { ImageStore, featureMask } from '../store';
 import { exclusiveWriterCapabilities } from '../store/device';
 import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
+import type { RbdLocks } from '../ha/rbd-lock';
 
 /** A file disk's device with the lock that keeps other gateways from writing the file. */
 class LockedFileDevice {
@@ -55,6 +56,8 @@ export class Backstores {
     private readonly log: Logger,
     /** Images from another provider than the embedded store (Ceph RBD, when configured). */
     private readonly provider?: ImageProvider,
+    /** The RBD exclusive lock of `user:rbd` disks on Ceph (src/ha/rbd-lock.ts). */
+    private readonly rbdLocks?: RbdLocks,
   ) {}
 
   /** The embedded image store of this data dir (opened on first use). */
@@ -114,10 +117,13 @@ export class Backstores {
    */
   async managedParts(id: string, disk: DiskConfig): Promise<{ key: string; view: BlockDevice; openRw: () => Promise<BlockDevice>; viewReads: boolean } | undefined> {
     if (isImageBackstore(disk.backstore)) {
-      // RBD images on Ceph keep the configured owner until the RBD exclusive-lock takeover
-      // (lock_acquire / blocklist + lock_break) is wired into src/ha; the lease lock below
-      // guards the embedded store only.
-      if (disk.snapshot || this.provider) return undefined;
+      if (disk.snapshot) return undefined;
+      // On Ceph `user:rbd` is active/passive under RBD's exclusive lock (fenced by blocklisting);
+      // `rbd` is active/active, out of the lock.
+      if (this.provider) {
+        if (disk.backstore !== 'user:rbd' || !this.rbdLocks) return undefined;
+        return this.rbdLocks.managedParts(id, disk.backstore, disk.pool, disk.image, this.provider);
+      }
       const store = await this.imageStore();
       const spec = `${disk.pool}/${disk.image}`;
       const reader = await store.openImage(spec, { readOnly: true });

@@ -16,6 +16,9 @@ import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { HaManager } from '../ha/manager';
 import { sendMessage } from '../ha/inbox';
 import { LeaseLocks } from '../ha/lease-lock';
+import { RBD_LOCK_PREFIX, RbdLocks } from '../ha/rbd-lock';
+import { RoutedLocks } from '../ha/routed-locks';
+import type { CephCluster } from '../ceph/cluster';
 import { reassignOwners } from '../ha/ownership';
 import { assignTopologyIds } from '../ha/access-state';
 import { IscsiService } from '../iscsi/service';
@@ -61,6 +64,11 @@ export interface GatewayOptions {
   readonly configStore?: SharedConfigStore;
   /** Where image disks live when not in the embedded store (Ceph RBD); the caller closes it. */
   readonly images?: ImageProvider;
+  /**
+   * Ceph: `user:rbd` disks are owned under RBD's exclusive lock, taken by a librados client of
+   * its own (`connect` makes one; src/ha/rbd-lock.ts), its registry in `pool`.
+   */
+  readonly cephLocks?: { readonly connect: () => Promise<CephCluster>; readonly pool: string };
 }
 
 /** A ConfigStore that can bring an older document to the current schema in place. */
@@ -92,13 +100,15 @@ export class Gateway implements RunningState {
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = options.configStore ?? this.fileStore;
-    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images);
     const s = this.settings;
     const haLog = options.log.child({ component: 'ha' });
+    const leases = new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog });
+    const rbdLocks = options.cephLocks && options.images ? cephImageLocks(options, s.ha_lease_secs * 1000, haLog) : undefined;
+    this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images, rbdLocks);
     this.ha = new HaManager({
       gateway: options.name,
       dataDir: options.dataDir,
-      locks: new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog }),
+      locks: rbdLocks ? new RoutedLocks([{ prefix: RBD_LOCK_PREFIX, backend: rbdLocks }], leases) : leases,
       log: haLog,
       minHoldMs: s.ha_min_hold_ms,
       maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
@@ -453,6 +463,29 @@ export class Gateway implements RunningState {
   }
 }
 
+
+/**
+ * The RBD exclusive lock of `user:rbd` disks: liveness of the other gateways from their
+ * published status (a dead pid on this host counts at once), hand-over requests through the HA
+ * inbox.
+ */
+function cephImageLocks(o: GatewayOptions, leaseMs: number, log: Logger): RbdLocks {
+  const c = o.cephLocks!;
+  return new RbdLocks({
+    gateway: o.name,
+    connect: c.connect,
+    registryPool: c.pool,
+    leaseMs,
+    log,
+    liveness: async (gw) => {
+      const st = (await readStatuses(o.dataDir)).find((g) => g.name === gw);
+      if (!st) return undefined;
+      const gone = st.host === os.hostname() && st.pid !== undefined && !pidAlive(st.pid);
+      return { alive: st.up && !gone, ...(st.heartbeat !== undefined ? { heartbeatAgoMs: Math.max(0, Date.now() - st.heartbeat) } : {}) };
+    },
+    sendHandover: (gw, key, reason) => sendMessage(o.dataDir, gw, { kind: 'handover', key, from: o.name, at: Date.now(), ...(reason ? { reason } : {}) }),
+  });
+}
 
 /**
  * Disk ids an initiator sees through a target: every served LUN without ACL; in ACL mode its

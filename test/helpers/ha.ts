@@ -24,6 +24,10 @@ export interface HaSettings {
   readonly minHoldMs?: number;
   readonly maxHoldMs?: number;
   readonly drainOnStop?: boolean;
+  /** More `[config]` lines (e.g. cluster_name for a Ceph cluster). */
+  readonly config?: readonly string[];
+  /** More environment for the daemon (e.g. CEPH_CONF). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export class HaGateway {
@@ -53,12 +57,13 @@ export class HaGateway {
       `ha_min_hold_ms = ${settings.minHoldMs ?? 250}`,
       `ha_max_hold_ms = ${settings.maxHoldMs ?? 2000}`,
       `ha_drain_on_stop = ${settings.drainOnStop ?? true}`,
+      ...(settings.config ?? []),
       '',
     ].join('\n'));
     const api = `${ip}:${await freePort()}`;
     const args = [CLI, 'serve', '--data', dataDir, '--name', name, '--portal', `${ip}:${port}`, '--config', cfg, '--api', api, '--metrics', `${ip}:${await freePort()}`];
     const proc = spawn(process.execPath, args, {
-      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'info' },
+      env: { ...process.env, ISCSI_GATEWAY_LOG: process.env.ISCSI_GATEWAY_LOG ?? 'info', ...(settings.env ?? {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const g = new HaGateway(name, ip, api, proc);
