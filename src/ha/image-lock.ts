@@ -6,9 +6,10 @@
  *   the holder's heartbeat; hand-over requests travel through the gateways' inboxes; a holder
  *   whose lease lapsed is fenced (SIGKILLed, verified by pid + start time + boot id, waited for)
  *   before its lease is broken.
- * - Ceph (not built yet, see docs/high-availability.md): rbd_lock_acquire(EXCLUSIVE) /
+ * - Ceph (rbd-lock.ts, `user:rbd` disks): rbd_lock_acquire(EXCLUSIVE) on the writing handle /
  *   rbd_lock_get_owners / rados blocklist_add of the owner's address, then rbd_lock_break; a
- *   returning gateway reconnects with a new client id (its old one stays blocklisted).
+ *   fenced gateway reconnects with a new client id (its old one stays blocklisted until it
+ *   starts again). routed-locks.ts puts both behind one backend by lock key prefix.
  *
  * The policy — when to ask, when to fence, how long to hold, bouncing — lives in manager.ts and
  * is the same for both.

@@ -432,6 +432,8 @@ export class HaManager {
     const rw = d.device.forget();
     d.lockLost++;
     d.releasedAt = Date.now();
+    // Fenced (hung, cut off): settle for the failback time before taking the disk back.
+    d.failbackAt = Date.now() + this.failbackMs;
     if (rw) void rw.close().catch(() => undefined);
     this.o.log.error({ disk: d.id, reason }, 'lost the image lock');
     this.setHolder(d.id, undefined);
