@@ -427,9 +427,12 @@ export class RbdLocks implements ImageLockBackend {
     const h = c.handles.get(key);
     if (had && h) {
       const img = await h.catch(() => undefined);
-      await img?.lockRelease().catch((e: unknown) => {
-        if (errnoOf(e) !== EBLOCKLISTED) this.o.log.warn({ err: e, disk: key }, 'releasing the RBD exclusive lock failed');
+      const failed = await img?.lockRelease().then(() => false, (e: unknown) => {
+        if (errnoOf(e) !== EBLOCKLISTED) this.o.log.warn({ err: e, disk: key }, 'releasing the RBD exclusive lock failed: closing the image instead');
+        return true;
       });
+      // Never keep a lock this gateway no longer serves: rbd_close releases it (or the client is fenced).
+      if (failed) await this.closeHandle(c, key);
     }
     if (this.intents[key]) {
       const { [key]: _gone, ...rest } = this.intents;
