@@ -35,6 +35,8 @@ import { AluaDiskView, DisruptiveChange, DisruptiveChangeError, GatewayStatus, R
 import { HEARTBEAT_MS, PeerLiveness, peerLiveness, publishStatus, readPeerStatuses, readStatuses } from './status';
 
 export const DEFAULT_PORTAL = '127.0.0.1:3260';
+/** Delay of the status publication after a login or logout (coalesces a burst of logins). */
+const PUBLISH_SOON_MS = 100;
 
 export interface GatewayOptions {
   readonly dataDir: string;
@@ -87,6 +89,9 @@ export class Gateway implements RunningState {
   private unwatch: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** A publication soon after a login or logout (coalesced), so other gateways see sessions at once. */
+  private publishSoonTimer: NodeJS.Timeout | undefined;
+  private unsubscribeSessions: (() => void) | undefined;
   private peers: HaSample['peers'] = [];
   /** Set when this start created the demo target. */
   createdDemo = false;
@@ -238,6 +243,17 @@ export class Gateway implements RunningState {
     // Disks that could not be opened (previous owner still closing) are retried.
     this.retryTimer = setInterval(() => void this.reconciler?.retry().then(() => this.publish()), HEARTBEAT_MS);
     this.retryTimer.unref();
+    this.unsubscribeSessions = this.service.sessions.onChange(() => this.publishSoon());
+  }
+
+  /** Publish within PUBLISH_SOON_MS (several logins at once make one publication). */
+  private publishSoon(): void {
+    if (this.publishSoonTimer || this.stopping) return;
+    this.publishSoonTimer = setTimeout(() => {
+      this.publishSoonTimer = undefined;
+      void this.publish();
+    }, PUBLISH_SOON_MS);
+    this.publishSoonTimer.unref();
   }
 
   /** What metrics show of HA (sync: peers as of the last heartbeat). */
@@ -451,6 +467,8 @@ export class Gateway implements RunningState {
           }
         }
         this.unwatch?.();
+        this.unsubscribeSessions?.();
+        if (this.publishSoonTimer) clearTimeout(this.publishSoonTimer);
         if (this.heartbeat) clearInterval(this.heartbeat);
         if (this.retryTimer) clearInterval(this.retryTimer);
         this.reconciler?.closePortals();
