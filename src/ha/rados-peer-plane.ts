@@ -40,6 +40,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Notifies not yet answered; beyond this a send skips its notify (the safety read delivers). */
 const MAX_PENDING_NOTIFIES = 64;
+/** A failed inbox read is retried after this (one warning per second, not per poll). */
+const RETRY_AFTER_ERROR_MS = 1000;
 
 export interface RadosPeerPlaneOptions {
   /** Read an inbox this often even without a notify (default 1000 ms). */
@@ -59,6 +61,8 @@ interface Inbox {
   readonly listeners: Set<() => void>;
   /** Something may be waiting (a notify came, the watch was (re-)established, the safety timer). */
   dirty: boolean;
+  /** After a failed read, not before this (the caller polls every 50 ms; the cluster may be away). */
+  retryAt: number;
   watch?: ObjectWatch;
   watching: boolean;
   rewatching: boolean;
@@ -131,7 +135,7 @@ export class RadosPeerPlane implements PeerPlane {
   private inbox(gateway: string): Inbox {
     let b = this.inboxes.get(gateway);
     if (!b) {
-      b = { obj: this.inboxObject(gateway), listeners: new Set(), dirty: true, watching: false, rewatching: false };
+      b = { obj: this.inboxObject(gateway), listeners: new Set(), dirty: true, retryAt: 0, watching: false, rewatching: false };
       this.inboxes.set(gateway, b);
     }
     return b;
@@ -162,17 +166,20 @@ export class RadosPeerPlane implements PeerPlane {
 
   async take(gateway: string): Promise<HaMessage[]> {
     const b = this.inbox(gateway);
-    if (!b.dirty && b.watch) return [];
+    if ((!b.dirty && b.watch) || Date.now() < b.retryAt) return [];
     b.dirty = false;
     let entries: Map<string, Buffer>;
     try {
       entries = await b.obj.omapGet('', MAX_QUEUED_MESSAGES);
+      // Removed before they are acted on: a message is taken once (a failed removal leaves
+      // them all queued for the next read).
+      if (entries.size > 0) await b.obj.omapRemove([...entries.keys()]);
     } catch (e) {
       b.dirty = true;
+      b.retryAt = Date.now() + RETRY_AFTER_ERROR_MS;
       throw e;
     }
     if (entries.size === 0) return [];
-    await b.obj.omapRemove([...entries.keys()]);
     // More than one page waiting: read again at once.
     if (entries.size >= MAX_QUEUED_MESSAGES) b.dirty = true;
     const now = Date.now();
