@@ -4,8 +4,9 @@
  * configuration in RADOS. Their logical-unit state is a RADOS object per LU
  * (src/ha/lu-state-rados.ts), nothing in the data dirs: a persistent reservation made through
  * one gateway binds the other, PREEMPT through the other reaches the holder with its unit
- * attention, and the reservation survives SIGKILL of the gateway it was made on; an SPC-2
- * reservation binds both and is released when its gateway dies.
+ * attention, and the reservation survives SIGKILL of the gateway it was made on; MODE SELECT
+ * and LOGICAL UNIT RESET reach the other gateway's nexuses; an SPC-2 reservation binds both
+ * and is released when its gateway dies.
  *
  * iscsi2 owns the RBD image (active); iscsi1's path only carries PERSISTENT RESERVE and TEST
  * UNIT READY there. The null disk is active on both gateways.
@@ -195,6 +196,31 @@ describe('reservations shared by two gateways with separate data dirs on Ceph', 
     assertGood(await out(a1b, 0, 0, 0n, 0xa3n), 'A REGISTER through the returned gateway 1');
     assert.deepEqual(await keys(b2), [0xa3n], 'gateway 2 sees it');
     assertGood(await out(a1b, 0, 0, 0xa3n, 0n), 'unregister');
+  });
+
+  it("MODE SELECT and LOGICAL UNIT RESET through one gateway reach the other gateway's nexuses", async () => {
+    const lun = 1;
+    const a1 = await open('127.0.0.1', HOST_A, '80000000005a', [lun]);
+    const b2 = await open('127.0.0.2', HOST_B, '80000000005b', [lun]);
+    // Control mode page with SWP=1 (software write protect).
+    const control = (swp: boolean) => Buffer.from(`000000000a0a0200${swp ? '08' : '00'}400000ffff0000`, 'hex');
+    const select = (p: Buffer) => a1.scsi(Buffer.from([0x15, 0x10, 0, 0, p.length, 0]), { write: p, immediate: p.length, lun });
+    assertGood(await select(control(true)), 'MODE SELECT SWP=1 through gateway 1');
+    assertSense(await b2.scsi(Buffer.alloc(6), { lun }), 0x6, 0x2a01, 'B on gateway 2: MODE PARAMETERS CHANGED');
+    assertSense(await b2.scsi(write10(0, 1), { write: BLOCK, lun }), 0x7, 0x2700, 'B on gateway 2: WRITE PROTECTED');
+    const itt = a1.nextItt();
+    a1.sendRaw(TestInitiator.bhs(0x02 | 0x40, 0x80 | 5, 0, (h) => {
+      h.writeUInt16BE(lun, 8);
+      h.writeUInt32BE(itt, 16);
+      h.writeUInt32BE(0xffffffff, 20);
+      h.writeUInt32BE(a1.cmdSN, 24);
+      h.writeUInt32BE(a1.expStatSN, 28);
+    }));
+    const rsp = await a1.receive();
+    assert.equal(rsp?.opcode, 0x22);
+    assert.equal(rsp?.bhs[2], 0, 'LOGICAL UNIT RESET: FUNCTION COMPLETE');
+    assertSense(await b2.scsi(Buffer.alloc(6), { lun }), 0x6, 0x2903, 'B on gateway 2: BUS DEVICE RESET FUNCTION OCCURRED');
+    assertGood(await b2.scsi(write10(0, 1), { write: BLOCK, lun }), 'SWP is back to its default on gateway 2');
   });
 
   it('SPC-2 RESERVE through one gateway binds the other, and is released when that gateway dies', async () => {
