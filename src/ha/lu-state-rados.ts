@@ -125,7 +125,7 @@ export interface RadosLuStateOptions {
   readonly ackTimeoutMs?: number;
   /** How often the cache is verified against the object's epoch (default 250 ms). */
   readonly verifyMs?: number;
-  /** Duration of the member lock (default 10 s): a dead gateway counts as live this long. */
+  /** Duration of the member lock (default 5 s, as ha_lease_secs): a dead gateway counts as live this long. */
   readonly memberLeaseMs?: number;
 }
 
@@ -172,7 +172,7 @@ export class RadosLuStateStore implements LuStateStore {
     this.ackTimeoutMs = o.ackTimeoutMs ?? envMs('ISCSI_GATEWAY_LU_STATE_ACK_MS', 3000);
     this.verifyMs = o.verifyMs ?? 250;
     this.lagMs = Math.max(this.verifyMs * 2, Math.floor(this.ackTimeoutMs / 3));
-    this.leaseMs = o.memberLeaseMs ?? envMs('ISCSI_GATEWAY_LU_STATE_LEASE_MS', 10_000);
+    this.leaseMs = o.memberLeaseMs ?? envMs('ISCSI_GATEWAY_LU_STATE_LEASE_MS', 5000);
     this.memberLock = `${MEMBER_PREFIX}${o.instance}`;
     this.log = o.log.child({ component: 'lu-state', wwn: o.wwn, object: this.where });
   }
