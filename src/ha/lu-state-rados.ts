@@ -36,6 +36,7 @@
  *    committing fails the command (HARDWARE ERROR, LOGICAL UNIT COMMUNICATION FAILURE) and
  *    makes the cache untrusted: a change is acknowledged only after it was stored.
  */
+import * as fsp from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ObjectWatch, RadosError, RadosObject, isErrno, radosError } from '../ceph/rados-object';
 import type { NotifyEvent, ObjectContent } from '../ceph/rados-object';
@@ -121,6 +122,12 @@ export interface RadosLuStateOptions {
   readonly log: Logger;
   /** Single-gateway APTPL files (DATA/pr): taken over when the LU has no state yet. */
   readonly legacyAptplDir?: string;
+  /**
+   * The data-dir state file of this LU (DATA/lu-state/<serial>.json, written by gateways that
+   * kept the state in the data dir before): its APTPL reservations are taken over when the LU
+   * has no state in RADOS yet.
+   */
+  readonly legacyStateFile?: string;
   /** How long a commit waits for the other gateways' acknowledgements (default 3000 ms). */
   readonly ackTimeoutMs?: number;
   /** How often the cache is verified against the object's epoch (default 250 ms). */
@@ -212,7 +219,15 @@ export class RadosLuStateStore implements LuStateStore {
       let doc = content ? this.parse(content) : undefined;
       let state = doc ? this.stateOf(doc) : undefined;
       let migrated = false;
-      if (!doc && this.o.legacyAptplDir) {
+      if (!doc && this.o.legacyStateFile) {
+        const pr = await this.legacyFileState(this.o.legacyStateFile);
+        if (pr) {
+          state = { pr };
+          migrated = true;
+          this.log.info({ from: this.o.legacyStateFile }, 'APTPL reservations of the data-dir state taken over into RADOS');
+        }
+      }
+      if (!state && !doc && this.o.legacyAptplDir) {
         const pr = await loadAptplState(aptplFile(this.o.legacyAptplDir, this.o.wwn), this.o.wwn);
         if (pr) {
           state = { pr };
@@ -266,6 +281,21 @@ export class RadosLuStateStore implements LuStateStore {
         this.renewer.unref();
       }
     }
+  }
+
+  /** The APTPL reservations of a data-dir state file (undefined: none, or no such file). */
+  private async legacyFileState(file: string): Promise<LuState['pr'] | undefined> {
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    const doc = this.parse({ data: Buffer.from(text, 'utf8'), xattrs: new Map(), version: 0n });
+    if (!doc) return undefined;
+    const pr = this.stateOf(doc).pr;
+    return pr.aptpl ? pr : undefined;
   }
 
   private parse(content: ObjectContent): LuStateDoc | undefined {

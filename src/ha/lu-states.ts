@@ -58,7 +58,8 @@ export class SharedLus {
     if (this.config instanceof RadosConfigStore) {
       const cfg = this.config.obj;
       const obj = new RadosObject(cfg.ioCtx, cfg.pool, luStateObjectName(wwn));
-      return RadosLuStateStore.open({ obj, wwn, instance: this.instance, log: this.log, legacyAptplDir });
+      const legacyStateFile = path.join(luStateDir(this.dataDir), `${wwn}.json`);
+      return RadosLuStateStore.open({ obj, wwn, instance: this.instance, log: this.log, legacyAptplDir, legacyStateFile });
     }
     return FileLuStateStore.open({ dir: luStateDir(this.dataDir), wwn, instance: this.instance, log: this.log, legacyAptplDir });
   }

@@ -19,6 +19,8 @@ import type { Registration } from '../../src/scsi/reservations';
 import { Asc, SenseError, SenseKey } from '../../src/scsi/sense';
 import { silentLogger } from '../../src/util/log';
 import { startCephCluster, TestCephCluster } from '../helpers/ceph';
+import { tempDir } from '../helpers/daemon';
+import { FileLuStateStore } from '../../src/ha/lu-state-file';
 
 const child = path.join(__dirname, 'children', 'rados-lu-state-child.js');
 let serial = 0;
@@ -232,6 +234,21 @@ describe('logical-unit state in RADOS', () => {
     assert.deepEqual(g2.state.pr.registrations.map((r) => r.key), [2n]);
     assert.equal(g2.state.pr.aptpl, true);
     await g2.close();
+  });
+
+  it("takes over the APTPL reservations of the data dir's state file when the LU has none in RADOS", async () => {
+    const wwn = nextWwn();
+    const dir = tempDir('igw-lu-file-');
+    const file = await FileLuStateStore.open({ dir, wwn, instance: 'old', log: silentLogger() });
+    await file.update((s) => ({ state: register(s, reg(0x5an), true), result: undefined }));
+    await file.close();
+    const g = await RadosLuStateStore.open({ obj: objOf(wwn), wwn, instance: 'gw1', log: silentLogger(), legacyStateFile: path.join(dir, `${wwn}.json`) });
+    try {
+      assert.deepEqual(g.state.pr.registrations.map((r) => r.key), [0x5an]);
+      assert.equal(g.state.pr.aptpl, true);
+    } finally {
+      await g.close();
+    }
   });
 
   it('bounds: registrations beyond the limit get INSUFFICIENT REGISTRATION RESOURCES; a damaged object is refused', async () => {
