@@ -24,7 +24,16 @@ export type NativeWriteOp =
   | { readonly op: 'exec'; readonly cls: string; readonly method: string; readonly input: Buffer }
   | { readonly op: 'remove' };
 
-export type NativeWatchCallback = (kind: 'notify' | 'error', payload: Buffer | undefined, notifierId: bigint | undefined, err: number | undefined) => void;
+export type NativeWatchCallback = (
+  kind: 'notify' | 'error', payload: Buffer | undefined, notifierId: bigint | undefined, err: number | undefined, notifyId: bigint | undefined,
+) => void;
+
+/** One watcher's ack of a notify (its reply payload, empty unless the watcher acks manually). */
+export interface NativeNotifyReply {
+  readonly notifierId: bigint;
+  readonly cookie: bigint;
+  readonly payload: Buffer;
+}
 
 /** Rejections carry `errno` (negative, as librados returns it). */
 export interface ObjectBinding {
@@ -39,11 +48,18 @@ export interface ObjectBinding {
   objUnlock(io: NativeIoCtx, oid: string, name: string, cookie: string): Promise<void>;
   objListLockers(io: NativeIoCtx, oid: string, name: string): Promise<{ exclusive: boolean; tag: string; lockers: Array<{ client: string; cookie: string; address: string }> }>;
   objBreakLock(io: NativeIoCtx, oid: string, name: string, client: string, cookie: string): Promise<void>;
-  objWatch(io: NativeIoCtx, oid: string, callback: NativeWatchCallback): Promise<NativeWatchHandle>;
+  /** `manualAck`: notifies are not acked until objNotifyAck (with a reply). */
+  objWatch(io: NativeIoCtx, oid: string, callback: NativeWatchCallback, manualAck?: boolean): Promise<NativeWatchHandle>;
+  /** 0 or a negative errno. */
+  objNotifyAck(watch: NativeWatchHandle, notifyId: bigint, reply?: Buffer): number;
   objUnwatch(watch: NativeWatchHandle): Promise<void>;
   /** ms since last confirmed, or a negative errno when broken. */
   objWatchCheck(watch: NativeWatchHandle): number;
-  objNotify(io: NativeIoCtx, oid: string, payload: Buffer, timeoutMs: number): Promise<{ acks: number; timeouts: number }>;
+  objNotify(io: NativeIoCtx, oid: string, payload: Buffer, timeoutMs: number): Promise<{
+    acks: number; timeouts: number;
+    replies: NativeNotifyReply[];
+    timedOut: Array<{ notifierId: bigint; cookie: bigint }>;
+  }>;
 }
 
 /** The object functions of the loaded addon (throws binding.ts's error when Ceph is absent). */

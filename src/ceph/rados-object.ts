@@ -98,6 +98,16 @@ export interface NotifyEvent {
   readonly payload: Buffer;
   /** The notifying client's global id. */
   readonly notifierId: bigint;
+  /** This notify's id (what a manual-ack watch acks). */
+  readonly notifyId: bigint;
+}
+
+export interface NotifyReply {
+  /** The acking watcher's client global id and watch cookie. */
+  readonly notifierId: bigint;
+  readonly cookie: bigint;
+  /** What the watcher replied (empty for watches that ack automatically). */
+  readonly payload: Buffer;
 }
 
 export interface NotifyResult {
@@ -105,6 +115,8 @@ export interface NotifyResult {
   readonly acks: number;
   /** Watchers that did not answer within the timeout. */
   readonly timeouts: number;
+  /** Each acknowledging watcher with its reply. */
+  readonly replies: readonly NotifyReply[];
 }
 
 /** A registered watch; `onError` reports a broken watch (the caller re-watches). */
@@ -121,6 +133,17 @@ export class ObjectWatch {
     const r = objectBinding().objWatchCheck(this.handle);
     if (r < 0) throw radosError({ errno: r, message: 'watch broken' }, `watch on ${this.oid}`);
     return r;
+  }
+
+  /**
+   * Ack a notify of a manual-ack watch (RadosObject.watch with `manualAck`), with a reply the
+   * notifier receives (at most 64 KiB). Queued, not waited for; false when the watch is closed.
+   */
+  ack(notifyId: bigint, reply: Buffer = Buffer.alloc(0)): boolean {
+    if (this.closed) return false;
+    const r = objectBinding().objNotifyAck(this.handle, notifyId, reply);
+    if (r < 0) throw radosError({ errno: r, message: 'notify ack failed' }, `ack on ${this.oid}`);
+    return true;
   }
 
   /** Unregister and wait until no callback of this watch can still run. */
@@ -297,16 +320,17 @@ export class RadosObject {
   // ------------------------------------------------------------------ watch / notify
 
   /**
-   * Watch the object: `onNotify` for every notify (acknowledged at once, before it runs),
-   * `onError` when the watch broke (disconnect, timeout): the caller closes it and watches again.
+   * Watch the object: `onNotify` for every notify (acknowledged at once, before it runs; with
+   * `manualAck` the handler acks it itself through ObjectWatch.ack, with a reply), `onError`
+   * when the watch broke (disconnect, timeout): the caller closes it and watches again.
    */
-  async watch(onNotify: (e: NotifyEvent) => void, onError: (e: RadosError) => void): Promise<ObjectWatch> {
+  async watch(onNotify: (e: NotifyEvent) => void, onError: (e: RadosError) => void, options: { manualAck?: boolean } = {}): Promise<ObjectWatch> {
     let handle: NativeWatchHandle;
     try {
-      handle = await objectBinding().objWatch(this.io, this.oid, (kind, payload, notifierId, err) => {
-        if (kind === 'notify') onNotify({ payload: payload ?? Buffer.alloc(0), notifierId: notifierId ?? 0n });
+      handle = await objectBinding().objWatch(this.io, this.oid, (kind, payload, notifierId, err, notifyId) => {
+        if (kind === 'notify') onNotify({ payload: payload ?? Buffer.alloc(0), notifierId: notifierId ?? 0n, notifyId: notifyId ?? 0n });
         else onError(radosError({ errno: err ?? -5, message: 'watch error' }, this.what('watch on')));
-      });
+      }, options.manualAck === true);
     } catch (e) {
       throw radosError(e, this.what('watch'));
     }
@@ -316,7 +340,8 @@ export class RadosObject {
   /** Notify every watcher and wait for their acks (at most timeoutMs). */
   async notify(payload: Buffer, timeoutMs: number): Promise<NotifyResult> {
     try {
-      return await objectBinding().objNotify(this.io, this.oid, payload, timeoutMs);
+      const r = await objectBinding().objNotify(this.io, this.oid, payload, timeoutMs);
+      return { acks: r.acks, timeouts: r.timeouts, replies: r.replies ?? [] };
     } catch (e) {
       throw radosError(e, this.what('notify'));
     }

@@ -106,7 +106,8 @@ export class RadosConfigStore implements ConfigStore {
   private readonly onWatch: RadosConfigStoreOptions['onWatch'];
 
   constructor(
-    private readonly obj: RadosObject,
+    /** The configuration object (its pool also holds the logical units' shared state). */
+    readonly obj: RadosObject,
     options: RadosConfigStoreOptions = {},
   ) {
     this.location = `rados:${obj.pool}/${obj.oid}`;
@@ -435,7 +436,8 @@ export class RadosConfigLock implements ConfigLock {
   private until: number;
 
   constructor(
-    private readonly obj: RadosObject,
+    /** The configuration object (its pool also holds the logical units' shared state). */
+    readonly obj: RadosObject,
     readonly location: string,
     readonly owner: string,
     readonly cookie: string,

@@ -131,7 +131,7 @@ export class Reconciler {
 
   constructor(private readonly o: ReconcilerOptions) {
     for (const [k, s] of o.preBound ?? []) this.servers.set(k, s);
-    this.sharedLus = new SharedLus(o.dataDir, o.gateway, o.log);
+    this.sharedLus = new SharedLus(o.dataDir, o.gateway, o.log, o.alua?.store);
     this.access = o.ha ? new LockAccessControl({
       gateway: o.gateway,
       provider: o.alua?.provider ?? 'embedded',

@@ -2,14 +2,20 @@
  * One logical-unit state per image inside a gateway: every target (and every portal) that
  * maps a disk gets the same LuStateStore and the same range locks, so reservations, unit
  * attentions and COMPARE AND WRITE serialization hold across targets and ports; the store
- * itself is shared with the other gateways (FileLuStateStore on the data dir).
+ * itself is shared with the other gateways: a RADOS object per LU in the configuration's pool
+ * when the configuration is in RADOS (Ceph: gateways on different hosts), else a file in the
+ * data dir (the embedded store: gateway processes of one host).
  */
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RangeLocks } from '../scsi/range-lock';
 import type { LuStateStore } from '../scsi/lu-state';
+import type { ConfigStore } from '../config/store';
+import { RadosConfigStore } from '../config/rados-store';
+import { RadosObject } from '../ceph/rados-object';
 import type { Logger } from '../util/log';
 import { FileLuStateStore } from './lu-state-file';
+import { RadosLuStateStore, luStateObjectName } from './lu-state-rados';
 
 export interface SharedLu {
   readonly luState: LuStateStore;
@@ -18,7 +24,7 @@ export interface SharedLu {
 
 interface Entry extends SharedLu {
   readonly wwn: string;
-  readonly luState: FileLuStateStore;
+  readonly luState: FileLuStateStore | RadosLuStateStore;
 }
 
 /** Directory of the shared LU state files inside a data dir. */
@@ -37,8 +43,25 @@ export class SharedLus {
   private readonly opening = new Map<string, Promise<Entry>>();
   readonly instance: string;
 
-  constructor(private readonly dataDir: string, gateway: string, private readonly log: Logger) {
+  /** `config`: the configuration store; a RADOS one puts the LU states beside it. */
+  constructor(private readonly dataDir: string, gateway: string, private readonly log: Logger, private readonly config?: ConfigStore) {
     this.instance = luStateInstance(gateway);
+  }
+
+  /** Where the LU states live: "rados:<pool>" or the data dir's directory. */
+  get location(): string {
+    return this.config instanceof RadosConfigStore ? `rados:${this.config.obj.pool}` : luStateDir(this.dataDir);
+  }
+
+  private open(wwn: string): Promise<FileLuStateStore | RadosLuStateStore> {
+    const legacyAptplDir = path.join(this.dataDir, 'pr');
+    if (this.config instanceof RadosConfigStore) {
+      const cfg = this.config.obj;
+      const obj = new RadosObject(cfg.ioCtx, cfg.pool, luStateObjectName(wwn));
+      const legacyStateFile = path.join(luStateDir(this.dataDir), `${wwn}.json`);
+      return RadosLuStateStore.open({ obj, wwn, instance: this.instance, log: this.log, legacyAptplDir, legacyStateFile });
+    }
+    return FileLuStateStore.open({ dir: luStateDir(this.dataDir), wwn, instance: this.instance, log: this.log, legacyAptplDir });
   }
 
   /** The shared state of a disk (opened on first use; a new unit serial reopens it). */
@@ -49,10 +72,7 @@ export class SharedLus {
     let p = this.opening.get(diskId);
     if (!p) {
       p = (async () => {
-        const luState = await FileLuStateStore.open({
-          dir: luStateDir(this.dataDir), wwn, instance: this.instance, log: this.log,
-          legacyAptplDir: path.join(this.dataDir, 'pr'),
-        });
+        const luState = await this.open(wwn);
         const e: Entry = { wwn, luState, locks: new RangeLocks() };
         this.byDisk.set(diskId, e);
         return e;

@@ -275,7 +275,10 @@ export class LogicalUnit {
     const cdb = task.command.cdb;
     const op = cdb.length > 0 ? cdb[0] : -1;
     // First: the shared state as of now (delivers another gateway's attentions if this
-    // process may have missed a change), then the UA and reservation checks use it.
+    // process may have missed a change), then the UA and reservation checks use it. A store
+    // that can only revalidate asynchronously (RADOS) makes the command wait for it.
+    const stale = this.luState.ready?.();
+    if (stale) return stale.then(() => this.dispatch(task, ns));
     const shared = this.luState.current();
     if (ns.ua.pending && op !== Opcode.Inquiry && op !== Opcode.ReportLuns && op !== Opcode.RequestSense) {
       const asc = this.mode.uaIntlckCtrl === 0 ? ns.ua.take() : ns.ua.peek();

@@ -75,6 +75,12 @@ export interface LuStateStore {
   readonly state: LuState;
   /** The state to check a command against: the cached snapshot, revalidated if it may be stale. */
   current(): LuState;
+  /**
+   * Stores that cannot revalidate synchronously in current() (RADOS): a promise the command
+   * waits for before it is checked, when the cached state may be stale; undefined otherwise.
+   * It rejects with the SCSI error to return when the state cannot be revalidated.
+   */
+  ready?(): Promise<void> | undefined;
   /** Atomically change the latest state; `change` may throw (a SCSI error) to leave it as it is. */
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T>;
   /** Attentions established by any nexus of any gateway reach every subscribed LU. */

@@ -48,6 +48,7 @@ export const enum Asc {
   UnreachableCopyTarget = 0x0804,
   CopyTargetDeviceNotReachable = 0x0d02,
   InsufficientResources = 0x5503,
+  InsufficientRegistrationResources = 0x5504,
   OperationInProgress = 0x0016,
   WriteProtected = 0x2700,
   SpaceAllocationFailedWriteProtect = 0x2707,

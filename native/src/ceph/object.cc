@@ -6,7 +6,9 @@
 // librados thread and are handed to the JS thread through a thread-safe function (nothing else
 // runs on the librados thread). The lock calls exist only synchronously in the C API, so they
 // run on the libuv pool. Watch callbacks ack the notify at once (on the librados thread: the
-// ack is queued, not waited for) and pass the event to JS through the watch's own TSFN.
+// ack is queued, not waited for) and pass the event to JS through the watch's own TSFN; a watch
+// registered with manual acks leaves the ack to JS (objNotifyAck, with a reply payload), so the
+// notifier learns when the watcher has acted on the notify, not only that it arrived.
 // Every input Buffer is copied into the operation (configuration objects are small), so JS may
 // reuse its buffers at once; the JS IoCtx is referenced until the operation ends.
 
@@ -443,17 +445,34 @@ struct NotifyOp : AioOp {
     struct notify_ack_t* acks = nullptr;
     struct notify_timeout_t* timeouts = nullptr;
     size_t nAcks = 0, nTimeouts = 0;
+    Napi::Array replies = Napi::Array::New(env);
+    Napi::Array timedOut = Napi::Array::New(env);
     if (reply && rados_decode_notify_response(reply, replyLen, &acks, &nAcks, &timeouts, &nTimeouts) == 0) {
+      for (size_t i = 0; i < nAcks; i++) {
+        Napi::Object a = Napi::Object::New(env);
+        a.Set("notifierId", Napi::BigInt::New(env, acks[i].notifier_id));
+        a.Set("cookie", Napi::BigInt::New(env, acks[i].cookie));
+        a.Set("payload", Napi::Buffer<char>::Copy(env, acks[i].payload ? acks[i].payload : "", acks[i].payload ? acks[i].payload_len : 0));
+        replies.Set(static_cast<uint32_t>(i), a);
+      }
+      for (size_t i = 0; i < nTimeouts; i++) {
+        Napi::Object t = Napi::Object::New(env);
+        t.Set("notifierId", Napi::BigInt::New(env, timeouts[i].notifier_id));
+        t.Set("cookie", Napi::BigInt::New(env, timeouts[i].cookie));
+        timedOut.Set(static_cast<uint32_t>(i), t);
+      }
       rados_free_notify_response(acks, nAcks, timeouts);
     }
     Napi::Object o = Napi::Object::New(env);
     o.Set("acks", Napi::Number::New(env, static_cast<double>(nAcks)));
     o.Set("timeouts", Napi::Number::New(env, static_cast<double>(nTimeouts)));
+    o.Set("replies", replies);
+    o.Set("timedOut", timedOut);
     return o;
   }
 };
 
-// objNotify(io, oid, payload, timeoutMs) -> {acks, timeouts}
+// objNotify(io, oid, payload, timeoutMs) -> {acks, timeouts, replies: [{notifierId, cookie, payload}], timedOut: [{notifierId, cookie}]}
 Napi::Value ObjNotify(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ceph::IoCtxRef wrapper;
@@ -594,6 +613,7 @@ struct WatchEvent {
   int err;
   uint64_t notifierId;
   std::string payload;
+  uint64_t notifyId;
 };
 
 struct Watch {
@@ -604,6 +624,7 @@ struct Watch {
   bool registered = false;
   bool released = false;   // objUnwatch called
   bool unwatched = false;  // unregistered and flushed: no callback can come any more
+  bool manualAck = false;  // JS acks each notify itself (objNotifyAck)
 };
 
 void DeliverEvent(Napi::Env env, Napi::Function cb, Watch*, WatchEvent* ev) {
@@ -614,7 +635,7 @@ void DeliverEvent(Napi::Env env, Napi::Function cb, Watch*, WatchEvent* ev) {
     cb.Call({Napi::String::New(env, "error"), env.Undefined(), env.Undefined(), Napi::Number::New(env, ev->err)});
   } else {
     cb.Call({Napi::String::New(env, "notify"), Napi::Buffer<char>::Copy(env, ev->payload.data(), ev->payload.size()),
-             Napi::BigInt::New(env, ev->notifierId), env.Undefined()});
+             Napi::BigInt::New(env, ev->notifierId), env.Undefined(), Napi::BigInt::New(env, ev->notifyId)});
   }
 }
 
@@ -627,15 +648,16 @@ struct WatchHolder {
 
 void OnNotify(void* arg, uint64_t notifyId, uint64_t handle, uint64_t notifierId, void* data, size_t len) {
   auto* h = static_cast<WatchHolder*>(arg);
-  // Ack first: the notifier waits for it, the JS side only re-reads.
-  rados_notify_ack(h->w->io, h->w->oid.c_str(), notifyId, handle, nullptr, 0);
-  auto* ev = new WatchEvent{false, 0, notifierId, data && len ? std::string(static_cast<const char*>(data), len) : std::string()};
+  // Ack first: the notifier waits for it, the JS side only re-reads. With manual acks the JS
+  // side acks once it has acted (a notify it never acks times out at the notifier).
+  if (!h->w->manualAck) rados_notify_ack(h->w->io, h->w->oid.c_str(), notifyId, handle, nullptr, 0);
+  auto* ev = new WatchEvent{false, 0, notifierId, data && len ? std::string(static_cast<const char*>(data), len) : std::string(), notifyId};
   if (h->tsfn.NonBlockingCall(ev) != napi_ok) delete ev;
 }
 
 void OnWatchError(void* arg, uint64_t, int err) {
   auto* h = static_cast<WatchHolder*>(arg);
-  auto* ev = new WatchEvent{true, err, 0, std::string()};
+  auto* ev = new WatchEvent{true, err, 0, std::string(), 0};
   if (h->tsfn.NonBlockingCall(ev) != napi_ok) delete ev;
 }
 
@@ -663,7 +685,7 @@ struct WatchOp : AioOp {
   }
 };
 
-// objWatch(io, oid, callback(kind, payload, notifierId, err)) -> handle
+// objWatch(io, oid, callback(kind, payload, notifierId, err, notifyId), manualAck?) -> handle
 Napi::Value ObjWatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ceph::IoCtxRef wrapper;
@@ -674,6 +696,7 @@ Napi::Value ObjWatch(const Napi::CallbackInfo& info) {
   w->io = io;
   w->ref = wrapper;
   w->oid = oid;
+  w->manualAck = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   auto* holder = new WatchHolder{w, WatchTsfn::New(env, info[2].As<Napi::Function>(), "rados-watch", 0, 1, w)};
   holder->tsfn.Unref(env);
   auto* op = new WatchOp(env, info[0], wrapper, io, oid, "watch " + oid);
@@ -697,6 +720,22 @@ Napi::Value ObjWatchCheck(const Napi::CallbackInfo& info) {
   WatchHolder* h = HolderOf(info);
   if (h->w->released) return Napi::Number::New(info.Env(), -ENOTCONN);
   return Napi::Number::New(info.Env(), rados_watch_check(h->w->io, h->w->cookie));
+}
+
+// objNotifyAck(handle, notifyId, reply): ack a notify of a manual-ack watch (queued, not waited
+// for) -> 0 or a negative errno.
+Napi::Value ObjNotifyAck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  WatchHolder* h = HolderOf(info);
+  if (info.Length() < 2 || !info[1].IsBigInt()) throw Napi::TypeError::New(env, "notifyId must be a bigint");
+  bool lossless = false;
+  uint64_t notifyId = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  std::string reply = info.Length() > 2 && !info[2].IsUndefined() ? BytesOf(env, info[2], "reply") : std::string();
+  if (reply.size() > 65536) throw Napi::RangeError::New(env, "reply is larger than 64 KiB");
+  if (h->w->released) return Napi::Number::New(env, -ENOTCONN);
+  int r = rados_notify_ack(h->w->io, h->w->oid.c_str(), notifyId, h->w->cookie, reply.empty() ? nullptr : reply.data(),
+                           static_cast<int>(reply.size()));
+  return Napi::Number::New(env, r);
 }
 
 // objUnwatch(handle): unregister, then flush so that no callback of it runs afterwards.
@@ -739,6 +778,7 @@ void InitObject(Napi::Env env, Napi::Object exports) {
   exports.Set("objBreakLock", Napi::Function::New(env, ObjBreakLock, "objBreakLock"));
   exports.Set("objListLockers", Napi::Function::New(env, ObjListLockers, "objListLockers"));
   exports.Set("objWatch", Napi::Function::New(env, ObjWatch, "objWatch"));
+  exports.Set("objNotifyAck", Napi::Function::New(env, ObjNotifyAck, "objNotifyAck"));
   exports.Set("objWatchCheck", Napi::Function::New(env, ObjWatchCheck, "objWatchCheck"));
   exports.Set("objUnwatch", Napi::Function::New(env, ObjUnwatch, "objUnwatch"));
 }
