@@ -55,7 +55,8 @@ async function compareAndWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult>
     // Offloaded where the backstore can (RBD: atomic at the OSD, across gateways).
     const offloaded = await lu.device.compareAndWrite(lba * bs, data.subarray(0, half), data.subarray(half), { fua: lu.writeFua(fua), signal: task.signal })
       .catch((e: unknown) => {
-        if (e instanceof BlockDeviceError && e.kind === 'unsupported') return undefined;
+        // Emulating it is only sound when no other gateway writes the medium (active/active RBD).
+        if (e instanceof BlockDeviceError && e.kind === 'unsupported' && lu.device.capabilities.sharedCompareAndWriteBytes === undefined) return undefined;
         throw e;
       });
     if (offloaded !== undefined) {
