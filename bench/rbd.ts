@@ -129,7 +129,8 @@ export async function runRbdBench(
       const r = await runTool('rbd', args, { env, timeoutMs: 300_000 });
       if (r.code !== 0) throw new Error(`rbd ${args.join(' ')} failed: ${r.stderr.slice(-1000)}`);
     };
-    await rbd('create', '--size', `${IMAGE_BYTES / MiB}M`, 'rbd/bench');
+    // The `rbd` backstore on Ceph is active/active: no exclusive-lock (nor object-map/fast-diff).
+    await rbd('create', '--size', `${IMAGE_BYTES / MiB}M`, '--image-feature', 'layering,deep-flatten', 'rbd/bench');
     // Prefill so reads hit real objects on both sides.
     await rbd('bench', '--io-type', 'write', '--io-size', '4M', '--io-threads', '4', '--io-total', String(IMAGE_BYTES), '--io-pattern', 'seq', 'rbd/bench');
 
