@@ -88,13 +88,39 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (bytes % bs !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
   if (bytes > 0) {
     const data = await lu.receiveDataOut(task, bytes);
+    const shared = lu.device.capabilities.sharedCompareAndWriteBytes;
     await locked(lu, lba, bytes / bs, task, async () => {
+      if (shared !== undefined) return orWriteShared(lu, task, lba * bs, data, shared, lu.writeFua(fua));
       const current = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes), { signal: task.signal });
       for (let i = 0; i < bytes; i++) current[i] |= data[i];
       await lu.device.write(lba * bs, current, { fua: lu.writeFua(fua), signal: task.signal });
     });
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
+}
+
+/** Attempts of one sector's OR against writes of other gateways before giving up (retryable). */
+const OR_RETRIES = 64;
+
+/**
+ * ORWRITE on a medium other gateways write too (active/active RBD): a read and a write under
+ * this gateway's range lock could overwrite a block another gateway wrote in between (an
+ * acknowledged write lost). OR is bytewise, so each sector is ORed on its own with the
+ * backstore's atomic COMPARE AND WRITE (the OSD's), re-read and retried when it changed.
+ */
+async function orWriteShared(lu: LogicalUnit, task: Task, offset: number, data: Buffer, unit: number, fua: boolean): Promise<void> {
+  if (unit <= 0 || !lu.device.compareAndWrite || data.length % unit !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+  for (let at = 0; at < data.length; at += unit) {
+    for (let attempt = 0; ; attempt++) {
+      stopIfAborted(task);
+      const current = await lu.device.read(offset + at, unit, Buffer.allocUnsafe(unit), { signal: task.signal });
+      const next = Buffer.from(current);
+      for (let i = 0; i < unit; i++) next[i] |= data[at + i];
+      if (next.equals(current)) break;
+      if ((await lu.device.compareAndWrite(offset + at, current, next, { fua, signal: task.signal })) < 0) break;
+      if (attempt >= OR_RETRIES) throw new SenseError(SenseKey.AbortedCommand, Asc.NoAdditionalSense);
+    }
+  }
 }
 
 /**

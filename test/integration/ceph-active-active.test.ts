@@ -211,6 +211,26 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
     assert.deepEqual(sense(two), [5, 0x24, 0], 'INVALID FIELD IN CDB');
   });
 
+  it('ORWRITE through one gateway racing a WRITE through the other never loses the acknowledged write', async () => {
+    const [a, b] = open;
+    const lba = 5151;
+    const or16 = Buffer.alloc(16);
+    or16[0] = 0x8b;
+    or16.writeBigUInt64BE(BigInt(lba), 2);
+    or16.writeUInt32BE(1, 10);
+    const bits = Buffer.alloc(BS, 0x01);
+    for (let round = 0; round < 100; round++) {
+      assert.equal((await a.scsi(rw10(0x2a, lba, 1), { write: Buffer.alloc(BS) })).status, 0);
+      const y = randomBytes(BS).map((x) => x & 0xfe);
+      const [o, w] = await Promise.all([a.scsi(or16, { write: bits }), b.scsi(rw10(0x2a, lba, 1), { write: Buffer.from(y) })]);
+      assert.equal(o.status, 0, JSON.stringify(sense(o)));
+      assert.equal(w.status, 0);
+      const back = (await b.scsi(rw10(0x28, lba, 1), { read: BS })).data;
+      const ored = Buffer.from(y).map((x) => x | 1);
+      assert.ok(back.equals(Buffer.from(y)) || back.equals(Buffer.from(ored)), `round ${round}: the WRITE through iscsi2 was lost (block = old | ORWRITE data)`);
+    }
+  });
+
   it('libiscsi MultipathIO with one path on each gateway', { timeout: 240_000 }, async (t) => {
     const url = (host: string) => `iscsi://${host}:${port}/${IQN}/0`;
     const r = await runSuite(url('127.0.0.1'), 'MultipathIO', ['--dataloss'], url('127.0.0.2'));
