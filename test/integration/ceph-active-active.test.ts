@@ -105,6 +105,11 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
     const epoch = (await call(api1, 'GET', '/api/config')).body.epoch as number;
     await waitApplied(dir, ['iscsi1', 'iscsi2'], epoch, 60_000);
   });
+  /** One session through each gateway (kept for the following tests). */
+  async function paths(): Promise<TestInitiator[]> {
+    if (open.length === 0) open.push(await session('127.0.0.1', port, 'iqn.2024-01.test:aa-a'), await session('127.0.0.2', port, 'iqn.2024-01.test:aa-b'));
+    return open;
+  }
   after(async () => {
     for (const i of open) i.close();
     for (const g of gws) await g.stop();
@@ -157,9 +162,7 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
   });
 
   it('writes through one gateway read back through the other right after GOOD, interleaved and concurrent', async () => {
-    const a = await session('127.0.0.1', port, 'iqn.2024-01.test:aa-a');
-    const b = await session('127.0.0.2', port, 'iqn.2024-01.test:aa-b');
-    open.push(a, b);
+    const [a, b] = await paths();
     // A SYNCHRONIZE CACHE first: with librbd's cache on, writes would be acknowledged before the OSDs have them from now on.
     for (const i of [a, b]) assert.equal((await i.scsi(Buffer.from([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status, 0);
     const blocks = 8;
@@ -188,7 +191,7 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
   });
 
   it('COMPARE AND WRITE raced through both gateways on one LBA: exactly one wins each round, nothing torn', async () => {
-    const [a, b] = open;
+    const [a, b] = await paths();
     const lba = 4242;
     let current = randomBytes(BS);
     assert.equal((await a.scsi(rw10(0x2a, lba, 1), { write: current })).status, 0);
@@ -212,7 +215,7 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
   });
 
   it('ORWRITE through one gateway racing a WRITE through the other never loses the acknowledged write', async () => {
-    const [a, b] = open;
+    const [a, b] = await paths();
     const lba = 5151;
     const or16 = Buffer.alloc(16);
     or16[0] = 0x8b;
