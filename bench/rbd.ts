@@ -29,6 +29,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Daemon, cpuTimes, runTool } from './lib/proc';
 import { gatewayListening } from './targets/gateway';
+import type { WriterResult } from './rbd-writer';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 256 * MiB;
@@ -76,6 +77,17 @@ export interface ActiveActiveRow {
   readonly samples: { readonly oneGateway: number[]; readonly twoGateways: number[] };
 }
 
+/** Two librbd writers of one image with and without exclusive-lock (why active/active refuses it). */
+export interface LockPingPongRow {
+  readonly features: string;
+  readonly oneWriterIops: number;
+  /** Sum of the two writers running at once. */
+  readonly twoWritersIops: number;
+  readonly twoWritersP99Ms: number;
+  readonly oneWriterCpuUs: number;
+  readonly twoWritersCpuUs: number;
+}
+
 export interface RbdBenchResult {
   readonly objectStore: string;
   readonly imageBytes: number;
@@ -85,6 +97,7 @@ export interface RbdBenchResult {
   readonly fio: FioRow[];
   /** Two clients through one gateway against one client per gateway (active/active). */
   readonly activeActive: ActiveActiveRow[];
+  readonly lockPingPong: LockPingPongRow[];
 }
 
 interface Spec {
@@ -238,6 +251,31 @@ export async function runRbdBench(
       log(`  fio ${f.name}: ${v.toFixed(0)} ${f.unit}`);
     }
 
+    log('rbd bench: two librbd writers of one image, with and without exclusive-lock (4k random writes QD16)');
+    const writer = path.resolve(__dirname, 'rbd-writer.js');
+    const write = async (image: string): Promise<WriterResult> => {
+      const r = await runTool(process.execPath, [writer, 'rbd', image, String(seconds), '16'], { env, timeoutMs: (seconds + 60) * 1000 });
+      if (r.code !== 0) throw new Error(`rbd-writer ${image} failed: ${r.stderr.slice(-1000)}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as WriterResult;
+    };
+    const lockPingPong: LockPingPongRow[] = [];
+    for (const features of ['layering,deep-flatten', 'layering,exclusive-lock,object-map,fast-diff,deep-flatten']) {
+      const image = `pingpong-${lockPingPong.length}`;
+      await rbd('create', '--size', '64M', '--image-feature', features, `rbd/${image}`);
+      const one = await write(image);
+      const two = await Promise.all([write(image), write(image)]);
+      const row: LockPingPongRow = {
+        features,
+        oneWriterIops: one.iops,
+        twoWritersIops: two[0].iops + two[1].iops,
+        twoWritersP99Ms: Math.max(two[0].p99Ms, two[1].p99Ms),
+        oneWriterCpuUs: one.cpuUsPerIo,
+        twoWritersCpuUs: (two[0].cpuUsPerIo + two[1].cpuUsPerIo) / 2,
+      };
+      lockPingPong.push(row);
+      log(`  ${features}: one writer ${one.iops.toFixed(0)} IOPS, two writers ${two[0].iops.toFixed(0)} + ${two[1].iops.toFixed(0)} IOPS (p99 ${row.twoWritersP99Ms.toFixed(1)} ms)`);
+    }
+
     log('rbd bench: the same qemu-img bench through the gateway\'s iSCSI LUN');
     const dataDir = path.join(base, 'gw');
     fs.mkdirSync(dataDir, { recursive: true });
@@ -340,7 +378,7 @@ export async function runRbdBench(
         oneGatewayCpuUs: median(s.oneCpu), twoGatewaysCpuUs: median(s.twoCpu), samples: { oneGateway: s.one, twoGateways: s.two },
       };
     });
-    return { objectStore: 'memstore', imageBytes: IMAGE_BYTES, rounds, seconds, rows, fio, activeActive };
+    return { objectStore: 'memstore', imageBytes: IMAGE_BYTES, rounds, seconds, rows, fio, activeActive, lockPingPong };
   } finally {
     if (gw2) await gw2.stop('SIGTERM', 10_000).catch(() => undefined);
     if (gw) await gw.stop('SIGTERM', 10_000).catch(() => undefined);
@@ -363,6 +401,11 @@ export function formatRbdBench(r: RbdBenchResult): string {
   }
   lines.push('', 'fio --ioengine=rbd (librbd in fio, no gateway; random where qemu-img bench can only scatter):');
   for (const f of r.fio) lines.push(`${f.workload.padEnd(26)} ${f.value.toFixed(0).padStart(10)} ${f.unit}  (mean completion latency ${f.latencyMs.toFixed(2)} ms)`);
+  lines.push('', 'Two librbd writers of one image (4k random writes QD16, rbd_cache off): why active/active rbd disks refuse exclusive-lock:');
+  lines.push(`${'features'.padEnd(58)} ${'1 writer'.padStart(9)} ${'2 writers'.padStart(10)} ${'p99 (2)'.padStart(9)} ${'CPU/IO 1'.padStart(9)} ${'CPU/IO 2'.padStart(9)}`);
+  for (const p of r.lockPingPong) {
+    lines.push(`${p.features.padEnd(58)} ${p.oneWriterIops.toFixed(0).padStart(9)} ${p.twoWritersIops.toFixed(0).padStart(10)} ${`${p.twoWritersP99Ms.toFixed(1)} ms`.padStart(9)} ${`${p.oneWriterCpuUs.toFixed(0)} us`.padStart(9)} ${`${p.twoWritersCpuUs.toFixed(0)} us`.padStart(9)}`);
+  }
   lines.push(
     '',
     'Active/active (rbd backstore): two qemu-img bench clients at once, both through gateway 1 (1 gw) or one through each gateway (2 gw);',
