@@ -101,26 +101,38 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
 
 /** Attempts of one sector's OR against writes of other gateways before giving up (retryable). */
 const OR_RETRIES = 64;
+/** Sectors ORed at once (the backstore bounds what is inside librbd anyway). */
+const OR_PARALLEL = 32;
 
 /**
  * ORWRITE on a medium other gateways write too (active/active RBD): a read and a write under
  * this gateway's range lock could overwrite a block another gateway wrote in between (an
  * acknowledged write lost). OR is bytewise, so each sector is ORed on its own with the
- * backstore's atomic COMPARE AND WRITE (the OSD's), re-read and retried when it changed.
+ * backstore's atomic COMPARE AND WRITE (the OSD's), in parallel, and a sector that changed
+ * since it was read is re-read and retried.
  */
 async function orWriteShared(lu: LogicalUnit, task: Task, offset: number, data: Buffer, unit: number, fua: boolean): Promise<void> {
-  if (unit <= 0 || !lu.device.compareAndWrite || data.length % unit !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
-  for (let at = 0; at < data.length; at += unit) {
+  const device = lu.device;
+  if (unit <= 0 || !device.compareAndWrite || data.length % unit !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+  const first = await device.read(offset, data.length, Buffer.allocUnsafe(data.length), { signal: task.signal });
+  const sectors = data.length / unit;
+  const orSector = async (k: number): Promise<void> => {
+    let current = first.subarray(k * unit, (k + 1) * unit);
     for (let attempt = 0; ; attempt++) {
       stopIfAborted(task);
-      const current = await lu.device.read(offset + at, unit, Buffer.allocUnsafe(unit), { signal: task.signal });
       const next = Buffer.from(current);
-      for (let i = 0; i < unit; i++) next[i] |= data[at + i];
-      if (next.equals(current)) break;
-      if ((await lu.device.compareAndWrite(offset + at, current, next, { fua, signal: task.signal })) < 0) break;
+      for (let i = 0; i < unit; i++) next[i] |= data[k * unit + i];
+      if (next.equals(current)) return;
+      if ((await device.compareAndWrite!(offset + k * unit, current, next, { fua, signal: task.signal })) < 0) return;
       if (attempt >= OR_RETRIES) throw new SenseError(SenseKey.AbortedCommand, Asc.NoAdditionalSense);
+      current = await device.read(offset + k * unit, unit, Buffer.allocUnsafe(unit), { signal: task.signal });
     }
-  }
+  };
+  let taken = 0;
+  const worker = async (): Promise<void> => {
+    while (taken < sectors) await orSector(taken++);
+  };
+  await Promise.all(Array.from({ length: Math.min(OR_PARALLEL, sectors) }, worker));
 }
 
 /**
