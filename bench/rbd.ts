@@ -13,14 +13,23 @@
  * reads and writes at QD8. Gateway CPU per I/O from /proc (user+system, all threads). The
  * direct runs go first with no gateway running (one exclusive-lock holder at a time); then the
  * gateway opens the image. Figures are medians over the rounds.
+ *
+ * Active/active (the `rbd` backstore on Ceph, src/ha/active-active.ts): a second gateway
+ * (127.0.0.2, same data dir) joins the target, and two qemu-img bench clients run at once,
+ * first both through gateway 1, then one through each gateway; the ratio is the aggregate
+ * throughput of two gateways against one, CPU per I/O summed over the gateways. On this
+ * machine the OSD, the monitors, both gateways and both clients share the same cores, so the
+ * ratio shows what a second gateway costs or gains here, not what separate hosts would give.
  */
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Daemon, cpuTimes, runTool } from './lib/proc';
 import { gatewayListening } from './targets/gateway';
+import type { WriterResult } from './rbd-writer';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 256 * MiB;
@@ -53,6 +62,32 @@ export interface FioRow {
   readonly latencyMs: number;
 }
 
+export interface ActiveActiveRow {
+  readonly workload: string;
+  readonly unit: 'IOPS' | 'MiB/s';
+  /** Aggregate of the two clients, both through gateway 1. */
+  readonly oneGateway: number;
+  /** Aggregate of the two clients, one through each gateway. */
+  readonly twoGateways: number;
+  /** twoGateways / oneGateway. */
+  readonly ratio: number;
+  /** Gateway CPU (both gateways, all threads) per I/O, microseconds. */
+  readonly oneGatewayCpuUs: number;
+  readonly twoGatewaysCpuUs: number;
+  readonly samples: { readonly oneGateway: number[]; readonly twoGateways: number[] };
+}
+
+/** Two librbd writers of one image with and without exclusive-lock (why active/active refuses it). */
+export interface LockPingPongRow {
+  readonly features: string;
+  readonly oneWriterIops: number;
+  /** Sum of the two writers running at once. */
+  readonly twoWritersIops: number;
+  readonly twoWritersP99Ms: number;
+  readonly oneWriterCpuUs: number;
+  readonly twoWritersCpuUs: number;
+}
+
 export interface RbdBenchResult {
   readonly objectStore: string;
   readonly imageBytes: number;
@@ -60,6 +95,9 @@ export interface RbdBenchResult {
   readonly seconds: number;
   readonly rows: RbdBenchRow[];
   readonly fio: FioRow[];
+  /** Two clients through one gateway against one client per gateway (active/active). */
+  readonly activeActive: ActiveActiveRow[];
+  readonly lockPingPong: LockPingPongRow[];
 }
 
 interface Spec {
@@ -89,19 +127,38 @@ function freePort(): Promise<number> {
   });
 }
 
+/** PUT a form to the gateway's REST API (admin:admin, api_secure = false). */
+function apiPut(base: string, route: string, form: Record<string, string>): Promise<{ status: number; text: string }> {
+  const body = new URLSearchParams(form).toString();
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(route, base), {
+      method: 'PUT',
+      headers: { authorization: `Basic ${Buffer.from('admin:admin').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function qemuArgs(spec: Spec, count: number, url: string): string[] {
+/** `image`: a URL, or with `imageOpts` a --image-opts string (then the format is the driver's). */
+function qemuArgs(spec: Spec, count: number, image: string, imageOpts = false): string[] {
   return [
-    'bench', '-f', 'raw', '-t', 'none',
+    'bench', ...(imageOpts ? [] : ['-f', 'raw']), '-t', 'none',
     ...(spec.write ? ['-w', `--pattern=${PATTERN}`] : []),
     '-c', String(count), '-d', String(spec.depth), '-s', String(spec.bytes),
     ...(spec.step ? ['-S', String(spec.step)] : []),
-    url,
+    ...(imageOpts ? ['--image-opts'] : []),
+    image,
   ];
 }
 
@@ -121,6 +178,7 @@ export async function runRbdBench(
   const conf = path.join(cephDir, 'ceph.conf');
   const env = { CEPH_CONF: conf };
   let gw: Daemon | undefined;
+  let gw2: Daemon | undefined;
   try {
     log('rbd bench: starting a memstore cluster...');
     const started = await runTool('bash', [script, 'start'], { env: scriptEnv, timeoutMs: 180_000 });
@@ -129,7 +187,8 @@ export async function runRbdBench(
       const r = await runTool('rbd', args, { env, timeoutMs: 300_000 });
       if (r.code !== 0) throw new Error(`rbd ${args.join(' ')} failed: ${r.stderr.slice(-1000)}`);
     };
-    await rbd('create', '--size', `${IMAGE_BYTES / MiB}M`, 'rbd/bench');
+    // The `rbd` backstore on Ceph is active/active: no exclusive-lock (nor object-map/fast-diff).
+    await rbd('create', '--size', `${IMAGE_BYTES / MiB}M`, '--image-feature', 'layering,deep-flatten', 'rbd/bench');
     // Prefill so reads hit real objects on both sides.
     await rbd('bench', '--io-type', 'write', '--io-size', '4M', '--io-threads', '4', '--io-total', String(IMAGE_BYTES), '--io-pattern', 'seq', 'rbd/bench');
 
@@ -192,6 +251,31 @@ export async function runRbdBench(
       log(`  fio ${f.name}: ${v.toFixed(0)} ${f.unit}`);
     }
 
+    log('rbd bench: two librbd writers of one image, with and without exclusive-lock (4k random writes QD16)');
+    const writer = path.resolve(__dirname, 'rbd-writer.js');
+    const write = async (image: string): Promise<WriterResult> => {
+      const r = await runTool(process.execPath, [writer, 'rbd', image, String(seconds), '16'], { env, timeoutMs: (seconds + 60) * 1000 });
+      if (r.code !== 0) throw new Error(`rbd-writer ${image} failed: ${r.stderr.slice(-1000)}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as WriterResult;
+    };
+    const lockPingPong: LockPingPongRow[] = [];
+    for (const features of ['layering,deep-flatten', 'layering,exclusive-lock,object-map,fast-diff,deep-flatten']) {
+      const image = `pingpong-${lockPingPong.length}`;
+      await rbd('create', '--size', '64M', '--image-feature', features, `rbd/${image}`);
+      const one = await write(image);
+      const two = await Promise.all([write(image), write(image)]);
+      const row: LockPingPongRow = {
+        features,
+        oneWriterIops: one.iops,
+        twoWritersIops: two[0].iops + two[1].iops,
+        twoWritersP99Ms: Math.max(two[0].p99Ms, two[1].p99Ms),
+        oneWriterCpuUs: one.cpuUsPerIo,
+        twoWritersCpuUs: (two[0].cpuUsPerIo + two[1].cpuUsPerIo) / 2,
+      };
+      lockPingPong.push(row);
+      log(`  ${features}: one writer ${one.iops.toFixed(0)} IOPS, two writers ${two[0].iops.toFixed(0)} + ${two[1].iops.toFixed(0)} IOPS (p99 ${row.twoWritersP99Ms.toFixed(1)} ms)`);
+    }
+
     log('rbd bench: the same qemu-img bench through the gateway\'s iSCSI LUN');
     const dataDir = path.join(base, 'gw');
     fs.mkdirSync(dataDir, { recursive: true });
@@ -212,7 +296,7 @@ export async function runRbdBench(
     const seeded = await runTool('rados', ['-p', 'rbd', 'put', 'gateway.conf', path.join(dataDir, 'gateway.json')], { timeoutMs: 60_000, env: { CEPH_CONF: conf } });
     if (seeded.code !== 0) throw new Error(`rados put rbd/gateway.conf failed: ${seeded.stderr.trim()}`);
     const port = await freePort();
-    gw = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--portal', `127.0.0.1:${port}`, '--config', cfg], { ISCSI_GATEWAY_LOG: 'warn', CEPH_CONF: conf });
+    gw = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--name', 'iscsi1', '--portal', `127.0.0.1:${port}`, '--config', cfg], { ISCSI_GATEWAY_LOG: 'warn', CEPH_CONF: conf });
     await gatewayListening(gw);
     const pid = gw.pid;
     const lun = `iscsi://127.0.0.1:${port}/${GATEWAY_IQN}/0`;
@@ -245,8 +329,58 @@ export async function runRbdBench(
         samples: { direct: s.direct, gateway: s.gateway },
       };
     });
-    return { objectStore: 'memstore', imageBytes: IMAGE_BYTES, rounds, seconds, rows, fio };
+
+    log('rbd bench: active/active: two clients through gateway 1, then one client per gateway');
+    const api = `http://127.0.0.1:${apiPort}`;
+    const added = await apiPut(api, `/api/gateway/${GATEWAY_IQN}/iscsi2`, { ip_address: '127.0.0.2', nosync: 'false', skipchecks: 'true' });
+    if (added.status !== 200) throw new Error(`adding gateway iscsi2 failed: ${added.status} ${added.text}`);
+    gw2 = Daemon.spawn(process.execPath, [cli, 'serve', '--data', dataDir, '--name', 'iscsi2', '--portal', `127.0.0.2:${port}`, '--config', cfg, '--api', `127.0.0.2:${await freePort()}`], { ISCSI_GATEWAY_LOG: 'warn', CEPH_CONF: conf });
+    await gatewayListening(gw2);
+    const pids = [pid, gw2.pid];
+    const opts = (host: string, client: number): string => `driver=iscsi,transport=tcp,portal=${host}:${port},target=${GATEWAY_IQN},lun=0,initiator-name=iqn.2024-01.bench:aa-client${client}`;
+    /** Two qemu-img bench clients at once; aggregate rate over the longer run, CPU of both gateways per I/O. */
+    const pair = async (spec: Spec, count: number, hosts: readonly [string, string]): Promise<{ rate: number; cpuUs: number }> => {
+      const c0 = pids.map((p) => cpuTimes(p));
+      const runs = await Promise.all(hosts.map((h, k) => runTool('qemu-img', qemuArgs(spec, count, opts(h, k), true), { env, timeoutMs: 600_000 })));
+      const c1 = pids.map((p) => cpuTimes(p));
+      let longest = 0;
+      for (const r of runs) {
+        const m = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
+        if (r.code !== 0 || !m) throw new Error(`${r.command} failed (exit ${String(r.code)}):\n${(r.stdout + r.stderr).slice(-2000)}`);
+        longest = Math.max(longest, Number(m[1]));
+      }
+      if (c0.some((c) => !c) || c1.some((c) => !c)) throw new Error('a gateway exited during the benchmark');
+      const cpu = c1.reduce((n, c, k) => n + (c!.process - c0[k]!.process), 0);
+      return { rate: (2 * count) / longest, cpuUs: (cpu * 1e6) / (2 * count) };
+    };
+    const aaSamples = new Map(SPECS.map((sp) => [sp.name, { one: [] as number[], two: [] as number[], oneCpu: [] as number[], twoCpu: [] as number[] }]));
+    for (const spec of SPECS) {
+      const count = counts.get(spec.name)!;
+      await pair(spec, Math.max(100, Math.round(count / seconds)), ['127.0.0.1', '127.0.0.2']); // warm-up: both gateways have the image open
+      for (let round = 0; round < rounds; round++) {
+        const smp = aaSamples.get(spec.name)!;
+        const one = await pair(spec, count, ['127.0.0.1', '127.0.0.1']);
+        const two = await pair(spec, count, ['127.0.0.1', '127.0.0.2']);
+        smp.one.push(value(spec, one.rate));
+        smp.two.push(value(spec, two.rate));
+        smp.oneCpu.push(one.cpuUs);
+        smp.twoCpu.push(two.cpuUs);
+        log(`  ${spec.name} round ${round + 1}: one gateway ${value(spec, one.rate).toFixed(0)}, two gateways ${value(spec, two.rate).toFixed(0)} ${spec.unit} `
+          + `(gateway CPU/IO ${one.cpuUs.toFixed(1)} / ${two.cpuUs.toFixed(1)} us)`);
+      }
+    }
+    const activeActive: ActiveActiveRow[] = SPECS.map((spec) => {
+      const s = aaSamples.get(spec.name)!;
+      const one = median(s.one);
+      const two = median(s.two);
+      return {
+        workload: spec.name, unit: spec.unit, oneGateway: one, twoGateways: two, ratio: two / one,
+        oneGatewayCpuUs: median(s.oneCpu), twoGatewaysCpuUs: median(s.twoCpu), samples: { oneGateway: s.one, twoGateways: s.two },
+      };
+    });
+    return { objectStore: 'memstore', imageBytes: IMAGE_BYTES, rounds, seconds, rows, fio, activeActive, lockPingPong };
   } finally {
+    if (gw2) await gw2.stop('SIGTERM', 10_000).catch(() => undefined);
     if (gw) await gw.stop('SIGTERM', 10_000).catch(() => undefined);
     await runTool('bash', [script, 'kill'], { env: scriptEnv, timeoutMs: 60_000 }).catch(() => undefined);
     fs.rmSync(base, { recursive: true, force: true });
@@ -267,5 +401,19 @@ export function formatRbdBench(r: RbdBenchResult): string {
   }
   lines.push('', 'fio --ioengine=rbd (librbd in fio, no gateway; random where qemu-img bench can only scatter):');
   for (const f of r.fio) lines.push(`${f.workload.padEnd(26)} ${f.value.toFixed(0).padStart(10)} ${f.unit}  (mean completion latency ${f.latencyMs.toFixed(2)} ms)`);
+  lines.push('', 'Two librbd writers of one image (4k random writes QD16, rbd_cache off): why active/active rbd disks refuse exclusive-lock:');
+  lines.push(`${'features'.padEnd(58)} ${'1 writer'.padStart(9)} ${'2 writers'.padStart(10)} ${'p99 (2)'.padStart(9)} ${'CPU/IO 1'.padStart(9)} ${'CPU/IO 2'.padStart(9)}`);
+  for (const p of r.lockPingPong) {
+    lines.push(`${p.features.padEnd(58)} ${p.oneWriterIops.toFixed(0).padStart(9)} ${p.twoWritersIops.toFixed(0).padStart(10)} ${`${p.twoWritersP99Ms.toFixed(1)} ms`.padStart(9)} ${`${p.oneWriterCpuUs.toFixed(0)} us`.padStart(9)} ${`${p.twoWritersCpuUs.toFixed(0)} us`.padStart(9)}`);
+  }
+  lines.push(
+    '',
+    'Active/active (rbd backstore): two qemu-img bench clients at once, both through gateway 1 (1 gw) or one through each gateway (2 gw);',
+    'aggregate throughput, gateway CPU per I/O summed over both gateways. The OSD, monitor, gateways and clients share this machine\'s cores.',
+    `${'workload'.padEnd(26)} ${'1 gw'.padStart(10)} ${'2 gw'.padStart(10)} ${'2gw/1gw'.padStart(9)} ${'CPU/IO 1gw'.padStart(11)} ${'CPU/IO 2gw'.padStart(11)}`,
+  );
+  for (const a of r.activeActive) {
+    lines.push(`${a.workload.padEnd(26)} ${a.oneGateway.toFixed(0).padStart(10)} ${a.twoGateways.toFixed(0).padStart(10)} ${a.ratio.toFixed(2).padStart(9)} ${`${a.oneGatewayCpuUs.toFixed(1)} us`.padStart(11)} ${`${a.twoGatewaysCpuUs.toFixed(1)} us`.padStart(11)}  ${a.unit}`);
+  }
   return lines.join('\n');
 }

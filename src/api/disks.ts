@@ -12,7 +12,8 @@ import {
 } from '../config/validation';
 import { DISK_SETTING_SPECS } from '../scsi/disk-settings';
 import { ImageError } from '../images/provider';
-import { ImageBackstore, exportProblem } from '../images/disk-rules';
+import { ACTIVE_ACTIVE_FEATURES, ImageBackstore, exportProblem } from '../images/disk-rules';
+import { isActiveActive } from '../ha/active-active';
 import { ApiContext, ApiError, Routes, commit, current, fail, field, getForm, imageFailure, ok, params, refuseIfDisruptive } from './context';
 import { humanSize } from '../util/format';
 import { newWwn, recountActiveLuns } from './model';
@@ -155,20 +156,22 @@ async function createDisks(ctx: ApiContext, req: import('fastify').FastifyReques
     check(await current(ctx));
     // Images first (create, or grow an existing smaller one); undo what we created on failure.
     const created: string[] = [];
+    const activeActive = isActiveActive({ backstore: backstore as ImageBackstore }, ctx.images.kind);
     try {
       for (const n of names) {
         const exists = await ctx.images.exists(pool, n);
         if (!exists) {
           if (!createImage) fail(400, `Image ${diskKey(pool, n)} does not exist`);
           if (size === undefined) fail(400, 'Size parameter is required when creating a new image');
-          await ctx.images.create(pool, n, size);
+          // rbd on Ceph is active/active: no exclusive-lock (librbd would move it on every write).
+          await ctx.images.create(pool, n, size, activeActive ? { features: ACTIVE_ACTIVE_FEATURES } : undefined);
           created.push(n);
         } else if (size !== undefined) {
           const info = await ctx.images.info(pool, n);
           if (info.size < size) await ctx.images.resize(pool, n, size);
         }
         // An image made outside (rbd create/clone/import) must suit the backstore (§6.1).
-        const problem = exportProblem(backstore as ImageBackstore, await ctx.images.info(pool, n));
+        const problem = exportProblem(backstore as ImageBackstore, await ctx.images.info(pool, n), { activeActive });
         if (problem) fail(400, problem);
       }
       await ctx.store.update((c) => {

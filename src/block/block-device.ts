@@ -58,6 +58,13 @@ export interface BlockDeviceCapabilities {
    * cache every backstore here goes through.
    */
   readonly physicalBlockBytes?: number;
+  /**
+   * Set when other writers the SCSI layer cannot see share the medium (an RBD image written by
+   * several gateways at once): COMPARE AND WRITE must be done by compareAndWrite() where the
+   * data lives, never emulated with a read and a write, and only up to this many bytes (what
+   * the backstore makes atomic; 0: not at all). Absent: any length, emulated where needed.
+   */
+  readonly sharedCompareAndWriteBytes?: number;
 }
 
 /** The page size of the platforms we run on (x86-64, arm64). */

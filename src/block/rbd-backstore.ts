@@ -49,6 +49,11 @@ export interface RbdBackstoreOptions {
   /** "pool/image" or "pool/image@snap". */
   readonly name: string;
   readonly readOnly: boolean;
+  /**
+   * Other gateways write the image at the same time (src/ha/active-active.ts): COMPARE AND
+   * WRITE only as one OSD operation (capabilities.sharedCompareAndWriteBytes).
+   */
+  readonly activeActive?: boolean;
   readonly objectSize: number;
   readonly stripeUnit: number;
   readonly stripeCount: number;
@@ -125,6 +130,9 @@ export class RbdBackstore implements BlockDevice {
       atomicWriteBytes: options.readOnly ? 0 : Math.min(this.unit, PAGE_SIZE),
       atomicWriteAlignment: Math.min(this.unit, PAGE_SIZE),
       physicalBlockBytes: PAGE_SIZE,
+      // The SCSI layer's fallback (read, compare, write under its own range lock) would not be
+      // atomic against the other gateways' writes: only librbd's OSD-side one counts.
+      ...(options.activeActive && !options.readOnly ? { sharedCompareAndWriteBytes: COMPARE_AND_WRITE_SECTOR } : {}),
     };
   }
 

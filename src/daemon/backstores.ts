@@ -13,6 +13,7 @@ import { FileBackstore, probeFileCapabilities } from '../block/file-backstore';
 import { NullBackstore } from '../block/null-backstore';
 import { storeRoot } from '../config/paths';
 import { DiskConfig, isImageBackstore } from '../config/schema';
+import { isActiveActive } from '../ha/active-active';
 import { AccessState } from '../ha/ownership';
 import { StandbyDevice } from '../ha/standby-device';
 import { exportProblem } from '../images/disk-rules';
@@ -78,10 +79,12 @@ export class Backstores {
   async open(id: string, disk: DiskConfig, access: AccessState): Promise<BlockDevice> {
     if (isImageBackstore(disk.backstore) && this.provider) {
       const { pool, image } = disk as { pool: string; image: string };
-      const problem = exportProblem(disk.backstore, await this.provider.info(pool, image));
+      // rbd on Ceph: every gateway writes the image at once (src/ha/active-active.ts).
+      const activeActive = isActiveActive(disk, this.provider.kind);
+      const problem = exportProblem(disk.backstore, await this.provider.info(pool, image), { activeActive });
       if (problem) throw new BlockDeviceError(problem, 'unsupported');
       if (disk.snapshot) return this.provider.open(pool, image, { snapshot: disk.snapshot });
-      if (access === 'active') return this.provider.open(pool, image);
+      if (access === 'active') return this.provider.open(pool, image, activeActive ? { activeActive } : {});
       return new StandbyDevice(id, await this.provider.open(pool, image, { readOnly: true }));
     }
     if (isImageBackstore(disk.backstore)) {

@@ -225,7 +225,7 @@ export class Gateway implements RunningState {
       log,
       preBound,
       ha: this.ha,
-      alua: { store: this.configStore, provider: 'embedded', defaultMode: this.settings.alua_failover_type },
+      alua: { store: this.configStore, provider: this.options.images?.kind === 'ceph' ? 'ceph' : 'embedded', defaultMode: this.settings.alua_failover_type },
     });
     // Ownership changes show in the published status at once (peers pick takers from it).
     this.ha.onStatus(() => void this.publish());

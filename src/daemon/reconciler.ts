@@ -17,9 +17,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { BlockDevice } from '../block/block-device';
 import { DiskConfig, GatewayConfig, TargetConfig } from '../config/schema';
 import type { HaManager } from '../ha/manager';
-import { AccessState, accessState } from '../ha/ownership';
+import { AccessState } from '../ha/ownership';
 import { ConfigAccessControl, ImageProviderKind, LuAccess, targetTopology, transitionCause } from '../ha/access-state';
 import { LockAccessControl } from '../ha/lock-access';
+import { diskAccess, isActiveActive } from '../ha/active-active';
 import type { ConfigStore } from '../config/store';
 import { StandbyDevice } from '../ha/standby-device';
 import { IscsiService } from '../iscsi/service';
@@ -255,7 +256,7 @@ export class Reconciler {
     for (const [, t] of served) {
       for (const id of Object.keys(t.disks)) {
         const disk = config.disks[id];
-        if (disk) wanted.set(id, { disk, access: accessState(config, gateway, id) });
+        if (disk) wanted.set(id, { disk, access: diskAccess(config, gateway, id, this.o.alua?.provider) });
       }
     }
     const replaced = new Map<string, OpenDisk>();
@@ -269,7 +270,8 @@ export class Reconciler {
         await this.o.ha.setPreferred(id, access === 'active');
         continue;
       }
-      const parts = this.o.ha ? await this.o.backstores.managedParts(id, disk).catch((e: Error) => {
+      // Active/active disks (rbd on Ceph) have no owner to move: every gateway writes them.
+      const parts = this.o.ha && !isActiveActive(disk, this.o.alua?.provider) ? await this.o.backstores.managedParts(id, disk).catch((e: Error) => {
         problems.push(`disk ${id}: ${e.message}`);
         return undefined;
       }) : undefined;

@@ -4,6 +4,7 @@
  * binding's errno (CephError) so the callers map them to ImageError / BlockDeviceError kinds.
  */
 import type { CephCluster } from '../ceph/cluster';
+import { isCephError } from '../ceph/errors';
 import { RbdAdmin } from '../ceph/rbd-admin';
 import type { RbdImage } from '../ceph/rbd-image';
 import type { RbdClient, RbdImageInfo, RbdOpenImage, RbdSnapshot } from './ceph';
@@ -121,6 +122,17 @@ class OpenImage implements RbdOpenImage {
   }
   flatten(): Promise<void> {
     return this.image.flatten();
+  }
+  async metadataGet(key: string): Promise<string | undefined> {
+    try {
+      return await this.image.metadataGet(key);
+    } catch (e) {
+      if (isCephError(e, 'ENOENT')) return undefined;
+      throw e;
+    }
+  }
+  metadataSet(key: string, value: string): Promise<void> {
+    return this.image.metadataSet(key, value);
   }
 }
 

@@ -14,6 +14,9 @@ import type { BlockDevice } from '../block/block-device';
 import { RbdBackstore, RbdImageHandle, rbdErrno } from '../block/rbd-backstore';
 import { featureMask, featureNames } from '../ceph/features';
 import { CEPH_ISCSI_DEFAULT_FEATURES } from './disk-rules';
+
+/** librbd's image-level override (`rbd config image set`) that turns its cache off for every client of the image. */
+export const NO_CACHE_METADATA = { key: 'conf_rbd_cache', value: 'false' } as const;
 import {
   CreateOptions, ImageDetails, ImageError, ImageErrorKind, ImageProvider, LockState, OpenOptions, SnapshotDetails,
 } from './provider';
@@ -60,6 +63,9 @@ export interface RbdOpenImage extends RbdImageHandle {
   snapProtect(name: string): Promise<void>;
   snapUnprotect(name: string): Promise<void>;
   flatten(): Promise<void>;
+  /** Image metadata (rbd image-meta); undefined when the key is not set. */
+  metadataGet(key: string): Promise<string | undefined>;
+  metadataSet(key: string, value: string): Promise<void>;
 }
 
 /** The cluster side: pools and image administration (one rados connection per process). */
@@ -285,16 +291,24 @@ export class CephImageProvider implements ImageProvider {
     if (options.snapshot !== undefined) checkName('snapshot', options.snapshot);
     const readOnly = options.readOnly === true || options.snapshot !== undefined;
     const name = `${pool}/${image}${options.snapshot !== undefined ? `@${options.snapshot}` : ''}`;
+    const activeActive = options.activeActive === true && !readOnly;
+    // Active/active: librbd's cache would acknowledge a write before the OSDs have it (writearound
+    // after the first flush), and a read through another gateway would miss it. The image-level
+    // override turns the cache off for every client of the image; it must be in place before
+    // the data handle opens (librbd reads it at open).
+    if (activeActive) await this.withImage(pool, image, `disable the librbd cache of ${name}`, async (h) => {
+      if ((await h.metadataGet(NO_CACHE_METADATA.key)) !== NO_CACHE_METADATA.value) await h.metadataSet(NO_CACHE_METADATA.key, NO_CACHE_METADATA.value);
+    }, true);
     const i = await guard(`open ${name}`, () => this.client.open(pool, image, { readOnly, ...(options.snapshot !== undefined ? { snapshot: options.snapshot } : {}) }));
     try {
       const info = await guard(`open ${name}`, () => i.info());
       // The writer owns the exclusive lock for as long as it serves the LUN (when the image has
       // the feature: an `rbd` backstore image may lack it, then librbd has no lock to take).
-      if (!readOnly && (info.features & 4) !== 0) {
+      if (!readOnly && !activeActive && (info.features & 4) !== 0) {
         await guard(`lock ${name}`, () => i.lockExclusive(), { 16: 'busy', 30: 'busy', 110: 'busy' });
       }
       return await RbdBackstore.open(i, {
-        name, readOnly, objectSize: info.objectSize, stripeUnit: info.stripeUnit, stripeCount: info.stripeCount,
+        name, readOnly, activeActive, objectSize: info.objectSize, stripeUnit: info.stripeUnit, stripeCount: info.stripeCount,
         ...(this.options.queueDepth !== undefined ? { queueDepth: this.options.queueDepth } : {}),
         ...(this.options.onError ? { onError: this.options.onError } : {}),
       });

@@ -81,6 +81,11 @@ export interface OpenOptions {
   /** Open this snapshot, read-only. */
   readonly snapshot?: string;
   readonly readOnly?: boolean;
+  /**
+   * Several gateways write the image at once (src/ha/active-active.ts): no client-side cache,
+   * no exclusive lock, COMPARE AND WRITE only where the storage makes it atomic.
+   */
+  readonly activeActive?: boolean;
 }
 
 export interface ImageProvider {

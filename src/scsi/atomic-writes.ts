@@ -55,7 +55,8 @@ async function compareAndWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult>
     // Offloaded where the backstore can (RBD: atomic at the OSD, across gateways).
     const offloaded = await lu.device.compareAndWrite(lba * bs, data.subarray(0, half), data.subarray(half), { fua: lu.writeFua(fua), signal: task.signal })
       .catch((e: unknown) => {
-        if (e instanceof BlockDeviceError && e.kind === 'unsupported') return undefined;
+        // Emulating it is only sound when no other gateway writes the medium (active/active RBD).
+        if (e instanceof BlockDeviceError && e.kind === 'unsupported' && lu.device.capabilities.sharedCompareAndWriteBytes === undefined) return undefined;
         throw e;
       });
     if (offloaded !== undefined) {
@@ -87,13 +88,51 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
   if (bytes % bs !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidFieldInInformationUnit);
   if (bytes > 0) {
     const data = await lu.receiveDataOut(task, bytes);
+    const shared = lu.device.capabilities.sharedCompareAndWriteBytes;
     await locked(lu, lba, bytes / bs, task, async () => {
+      if (shared !== undefined) return orWriteShared(lu, task, lba * bs, data, shared, lu.writeFua(fua));
       const current = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes), { signal: task.signal });
       for (let i = 0; i < bytes; i++) current[i] |= data[i];
       await lu.device.write(lba * bs, current, { fua: lu.writeFua(fua), signal: task.signal });
     });
   }
   return { status: ScsiStatus.Good, dataOutTransferLength: blocks * bs };
+}
+
+/** Attempts of one sector's OR against writes of other gateways before giving up (retryable). */
+const OR_RETRIES = 64;
+/** Sectors ORed at once (the backstore bounds what is inside librbd anyway). */
+const OR_PARALLEL = 32;
+
+/**
+ * ORWRITE on a medium other gateways write too (active/active RBD): a read and a write under
+ * this gateway's range lock could overwrite a block another gateway wrote in between (an
+ * acknowledged write lost). OR is bytewise, so each sector is ORed on its own with the
+ * backstore's atomic COMPARE AND WRITE (the OSD's), in parallel, and a sector that changed
+ * since it was read is re-read and retried.
+ */
+async function orWriteShared(lu: LogicalUnit, task: Task, offset: number, data: Buffer, unit: number, fua: boolean): Promise<void> {
+  const device = lu.device;
+  if (unit <= 0 || !device.compareAndWrite || data.length % unit !== 0) throw new SenseError(SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+  const first = await device.read(offset, data.length, Buffer.allocUnsafe(data.length), { signal: task.signal });
+  const sectors = data.length / unit;
+  const orSector = async (k: number): Promise<void> => {
+    let current = first.subarray(k * unit, (k + 1) * unit);
+    for (let attempt = 0; ; attempt++) {
+      stopIfAborted(task);
+      const next = Buffer.from(current);
+      for (let i = 0; i < unit; i++) next[i] |= data[k * unit + i];
+      if (next.equals(current)) return;
+      if ((await device.compareAndWrite!(offset + k * unit, current, next, { fua, signal: task.signal })) < 0) return;
+      if (attempt >= OR_RETRIES) throw new SenseError(SenseKey.AbortedCommand, Asc.NoAdditionalSense);
+      current = await device.read(offset + k * unit, unit, Buffer.allocUnsafe(unit), { signal: task.signal });
+    }
+  };
+  let taken = 0;
+  const worker = async (): Promise<void> => {
+    while (taken < sectors) await orSector(taken++);
+  };
+  await Promise.all(Array.from({ length: Math.min(OR_PARALLEL, sectors) }, worker));
 }
 
 /**

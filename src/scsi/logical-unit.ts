@@ -193,7 +193,9 @@ export class LogicalUnit {
     this.dpofua = options.settings.emulate_dpo === 1 && options.settings.emulate_fua_write === 1;
     this.maxTransferBlocks = MAX_TRANSFER_BYTES / this.blockSize;
     this.optimalTransferBlocks = Math.min(options.settings.optimal_sectors, this.maxTransferBlocks);
-    this.maxCompareAndWriteBlocks = Math.min(255, this.maxTransferBlocks / 2);
+    // Shared medium (active/active RBD): only what the backstore does atomically where the data lives.
+    const sharedCaw = options.device.capabilities.sharedCompareAndWriteBytes;
+    this.maxCompareAndWriteBlocks = Math.min(255, this.maxTransferBlocks / 2, sharedCaw === undefined ? Infinity : Math.floor(sharedCaw / this.blockSize));
     // The backstore's atomic unit, in whole blocks. Transfer lengths are multiples of the
     // alignment too, so that an initiator never needs a write smaller than the unit at an
     // offset the unit does not start at (Linux derives atomic_write_unit_min from it).

@@ -59,7 +59,8 @@ describe('iscsi-test-cu on an RBD LUN (Ceph provider)', { timeout: 600_000 }, ()
     suites = list.stdout.split('\n').map((l) => /^ALL\.(\w+)$/.exec(l.trim())?.[1]).filter((s): s is string => s !== undefined);
     assert.ok(suites.length >= 40, `iscsi-test-cu --list:\n${list.stdout}`);
     cluster = await startCephCluster();
-    await cluster.rbd(['create', '--size', '256M', `rbd/${image}`]);
+    // The `rbd` backstore on Ceph is active/active: no exclusive-lock (nor object-map/fast-diff).
+    await cluster.rbd(['create', '--size', '256M', '--image-feature', 'layering,deep-flatten', `rbd/${image}`]);
     const cfg = path.join(dataDir, 'iscsi-gateway.cfg');
     fs.writeFileSync(cfg, `[config]\ncluster_name = ceph\nceph_config_dir = ${cluster.dir}\napi_secure = false\nprometheus_exporter = false\n`);
     await writeGatewayConfig(dataDir, { rbd: [{ disk: `rbd/${image}` }] });

@@ -69,9 +69,10 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
   before(async () => {
     cluster = await startCephCluster();
     // Images made outside the gateway, with Ceph's own tool.
-    for (const n of [names.data, names.resize, names.snap, names.parent, names.stall]) await rbd('create', '--size', '64M', `rbd/${n}`);
+    // The `rbd` backstore on Ceph is active/active: no exclusive-lock (nor object-map/fast-diff).
+    for (const n of [names.data, names.resize, names.snap, names.parent, names.stall]) await rbd('create', '--size', '64M', '--image-feature', 'layering,deep-flatten', `rbd/${n}`);
     fs.writeFileSync(importedFile, randomBytes(8 * MiB));
-    await rbd('import', '--no-progress', importedFile, `rbd/${names.imported}`);
+    await rbd('import', '--no-progress', '--image-feature', 'layering,deep-flatten', importedFile, `rbd/${names.imported}`);
     // The snapshot disk: data, a snapshot taken by rbd, exported read-only.
     await rbd('bench', '--io-type', 'write', '--io-size', '4096', '--io-total', String(MiB), '--io-pattern', 'seq', `rbd/${names.snap}`);
     await rbd('snap', 'create', `rbd/${names.snap}@frozen`);
@@ -180,8 +181,8 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
     assert.equal(before.code, 0, before.stdout + before.stderr);
     const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x77 0 64k', '-c', 'flush', head], { timeoutMs: 60_000 });
     assert.equal(w.code, 0, w.stdout + w.stderr);
-    // A snapshot taken by rbd while the gateway holds the exclusive lock (librbd hands the
-    // request to the lock owner), then more writes: the new snapshot has the 0x77 block.
+    // A snapshot taken by rbd while the gateway writes the image (the gateway's librbd learns of
+    // it through the header watch), then more writes: the new snapshot has the 0x77 block.
     await rbd('snap', 'create', `rbd/${names.snap}@live`);
     const w2 = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x88 0 64k', '-c', 'flush', head], { timeoutMs: 60_000 });
     assert.equal(w2.code, 0, w2.stdout + w2.stderr);
@@ -204,7 +205,8 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
     assert.equal(w.code, 0, w.stdout + w.stderr);
     await rbd('snap', 'create', `rbd/${names.parent}@base`);
     await rbd('snap', 'protect', `rbd/${names.parent}@base`);
-    await rbd('clone', `rbd/${names.parent}@base`, `rbd/${names.clone}`);
+    // The parent is an active/active `rbd` disk (no exclusive-lock); the clone is exported user:rbd, which needs it.
+    await rbd('clone', '--image-feature', 'layering,exclusive-lock,object-map,fast-diff,deep-flatten', `rbd/${names.parent}@base`, `rbd/${names.clone}`);
     const attach = await call(api, 'PUT', `/api/disk/rbd/${names.clone}`, { mode: 'create', create_image: 'false', backstore: 'user:rbd' }, { auth: 'admin:admin' });
     assert.equal(attach.status, 200, attach.text);
     const map = await call(api, 'PUT', `/api/targetlun/${IQN_PREFIX}clone`, { disk: `rbd/${names.clone}`, lun_id: '1' });
@@ -232,7 +234,8 @@ describe('Ceph RBD provider: data path against the rbd CLI', { timeout: 240_000 
     const settings = await call(api, 'GET', '/api/settings');
     assert.equal(settings.status, 200, settings.text);
     assert.deepEqual(settings.body.required_rbd_features, { 'user:rbd': 4, rbd: 0 });
-    assert.deepEqual(settings.body.unsupported_rbd_features, { 'user:rbd': 64, rbd: 64 });
+    // rbd on Ceph is active/active: exclusive-lock, object-map and fast-diff refused besides journaling.
+    assert.deepEqual(settings.body.unsupported_rbd_features, { 'user:rbd': 64, rbd: 64 | 4 | 8 | 16 });
 
     const created = await call(api, 'PUT', `/api/disk/rbd/${names.created}`, { mode: 'create', size: '32M' });
     assert.equal(created.status, 200, created.text);
