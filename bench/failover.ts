@@ -187,16 +187,18 @@ export function formatFailoverBench(r: FailoverResult): string {
   const fmt = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(2));
   const lines = [
     `Linux kernel initiator (open-iscsi replacement_timeout 5 s, NOP-Out 1 s/2 s) + dm-multipath, 2 gateways, embedded store; VM on ${r.accel}`,
-    `| event | rounds | pause median [min–max] (s) | every pause (s) | data verified | rounds with I/O errors |`,
-    `|---|---|---|---|---|---|`,
+    `| event | rounds | pause median [min–max] (s) | every pause (s) | data verified | rounds with I/O errors | back on ${r.preferredOwner}, median (s) |`,
+    `|---|---|---|---|---|---|---|`,
   ];
   for (const s of r.summary) {
-    lines.push(`| ${TITLES[s.event]} | ${s.rounds} | ${fmt(s.medianS)} [${fmt(s.minS)}–${fmt(s.maxS)}] | ${s.pausesS.map((p) => p.toFixed(2)).join(', ')} | ${s.allVerified ? 'yes' : 'NO'} | ${s.errorRounds} |`);
+    const mine = r.rounds.filter((x) => x.event === s.event);
+    const fb = mine.map((x) => x.failbackS).filter((x): x is number => x !== null);
+    const back = `${fmt(median(fb))}${fb.length < mine.length ? ` (${mine.length - fb.length} never within ${FAILBACK_BOUND_S} s)` : ''}`;
+    lines.push(`| ${TITLES[s.event]} | ${s.rounds} | ${fmt(s.medianS)} [${fmt(s.minS)}–${fmt(s.maxS)}] | ${s.pausesS.map((p) => p.toFixed(2)).join(', ')} | ${s.allVerified ? 'yes' : 'NO'} | ${s.errorRounds} | ${back} |`);
   }
   const restarts = r.rounds.filter((x) => x.event === 'restart' && x.otherPauseS !== undefined).map((x) => x.otherPauseS!);
-  if (restarts.length) lines.push(`rolling restart, the non-owner's restart: longest gaps ${restarts.map((p) => p.toFixed(2)).join(', ')} s`);
-  const fb = r.rounds.map((x) => x.failbackS).filter((x): x is number => x !== null);
-  if (fb.length) lines.push(`failback to ${r.preferredOwner} (ha_failback_secs 15 + path checker): median ${fmt(median(fb))} s after the gateway returned; ${r.rounds.length - fb.length} round(s) without failback within ${FAILBACK_BOUND_S} s`);
+  if (restarts.length) lines.push(`rolling restart, then the other gateway's restart: longest gaps ${restarts.map((p) => p.toFixed(2)).join(', ')} s`);
+  lines.push(`back on ${r.preferredOwner}: kill/cut from its restart/reconnection (failback after ha_failback_secs = 15 s + path checker); restart from the end of the second restart (its drain hands the disk back)`);
   lines.push(`section time ${(r.totalS / 60).toFixed(1)} min (VM boot ${r.bootS.toFixed(1)} s)`);
   if (r.failures.length) lines.push(`FAILURES (${r.failures.length}):`, ...r.failures.map((f) => `  ${f.split('\n').slice(0, 6).join('\n    ')}`));
   return lines.join('\n');
