@@ -27,8 +27,11 @@ export interface FailoverRound {
   readonly gateway: string;
   /** Longest gap between acknowledged writes (s). For `restart`: the owner's restart. */
   readonly pauseS: number;
-  /** `restart`: the longest gap while the other gateway restarted (s). */
+  /** `restart`: the longest gap until the restarted process was started (the planned stop alone, s). */
+  readonly stopPauseS?: number;
+  /** `restart`: the longest gap while the other gateway restarted (s), and of it until its start. */
   readonly otherPauseS?: number;
+  readonly otherStopPauseS?: number;
   /** kill/cut: when the first write after the event was acknowledged (s after it). */
   readonly resumedS?: number;
   /** cut: the cut-off gateway was still running after the takeover (not fenced by a kill). */
@@ -63,6 +66,8 @@ export interface FailoverResult {
 }
 
 const FAILBACK_BOUND_S = 120;
+/** How long a restarted gateway stays down before it is started again. */
+const RESTART_DOWN_S = 3;
 
 function summarize(event: FailoverEvent, rounds: FailoverRound[]): FailoverSummary {
   const mine = rounds.filter((r) => r.event === event);
@@ -104,7 +109,8 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
       rounds.push(round);
       const extra = [
         r.resumedS !== undefined ? `resumed ${r.resumedS.toFixed(2)} s after` : '',
-        r.otherPauseS !== undefined ? `other gateway's restart ${r.otherPauseS.toFixed(2)} s` : '',
+        r.stopPauseS !== undefined ? `until its start ${r.stopPauseS.toFixed(2)} s` : '',
+        r.otherPauseS !== undefined ? `then the other gateway's restart ${r.otherPauseS.toFixed(2)} s (until its start ${r.otherStopPauseS?.toFixed(2)} s)` : '',
         r.stillRunning !== undefined ? `still running: ${r.stillRunning}` : '',
         `failback ${r.failbackS === null ? `none within ${FAILBACK_BOUND_S} s` : `${r.failbackS.toFixed(1)} s`}`,
       ].filter(Boolean).join(', ');
@@ -147,10 +153,13 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
             await rig.waitBothPaths(120);
             await finish({ event, gateway: owner, pauseS: gap, resumedS: resumed, stillRunning, failbackS: await failback(back) });
           } else {
-            const first = await rig.restartUnderLoad(owner);
-            const second = await rig.restartUnderLoad(other(owner));
+            const first = await rig.restartUnderLoad(owner, 20, RESTART_DOWN_S);
+            const second = await rig.restartUnderLoad(other(owner), 20, RESTART_DOWN_S);
             const back = Date.now();
-            await finish({ event, gateway: owner, pauseS: first.gap, otherPauseS: second.gap, failbackS: await failback(back) });
+            await finish({
+              event, gateway: owner, pauseS: first.gap, stopPauseS: first.stopGap, otherPauseS: second.gap, otherStopPauseS: second.stopGap,
+              failbackS: await failback(back),
+            });
           }
         } catch (e) {
           failures.push(`${event} round ${i + 1}: ${(e as Error).message}`);
@@ -196,8 +205,12 @@ export function formatFailoverBench(r: FailoverResult): string {
     const back = `${fmt(median(fb))}${fb.length < mine.length ? ` (${mine.length - fb.length} never within ${FAILBACK_BOUND_S} s)` : ''}`;
     lines.push(`| ${TITLES[s.event]} | ${s.rounds} | ${fmt(s.medianS)} [${fmt(s.minS)}–${fmt(s.maxS)}] | ${s.pausesS.map((p) => p.toFixed(2)).join(', ')} | ${s.allVerified ? 'yes' : 'NO'} | ${s.errorRounds} | ${back} |`);
   }
-  const restarts = r.rounds.filter((x) => x.event === 'restart' && x.otherPauseS !== undefined).map((x) => x.otherPauseS!);
-  if (restarts.length) lines.push(`rolling restart, then the other gateway's restart: longest gaps ${restarts.map((p) => p.toFixed(2)).join(', ')} s`);
+  const restarts = r.rounds.filter((x) => x.event === 'restart');
+  const list = (v: Array<number | undefined>): string => v.map((p) => fmt(p)).join(', ');
+  if (restarts.length) {
+    lines.push(`rolling restart, the owner's planned stop alone (SIGTERM until the new process starts, ${RESTART_DOWN_S} s later): median ${fmt(median(restarts.map((x) => x.stopPauseS ?? NaN)))} s (${list(restarts.map((x) => x.stopPauseS))})`);
+    lines.push(`rolling restart, then the other gateway (the owner by then): longest gaps ${list(restarts.map((x) => x.otherPauseS))} s; until its start ${list(restarts.map((x) => x.otherStopPauseS))} s`);
+  }
   lines.push(`back on ${r.preferredOwner}: kill/cut from its restart/reconnection (failback after ha_failback_secs = 15 s + path checker); restart from the end of the second restart (its drain hands the disk back)`);
   lines.push(`section time ${(r.totalS / 60).toFixed(1)} min (VM boot ${r.bootS.toFixed(1)} s)`);
   if (r.failures.length) lines.push(`FAILURES (${r.failures.length}):`, ...r.failures.map((f) => `  ${f.split('\n').slice(0, 6).join('\n    ')}`));

@@ -320,15 +320,24 @@ export class KernelMultipathRig {
     return { ...pauseAfter(lines, cutAt - 0.5, cutAt), stillRunning: this.gw(name).running };
   }
 
-  /** SIGTERM `name` under load (drain-on-stop), start it again, wait for both paths: the longest gap. */
-  async restartUnderLoad(name: MpGwName, resumeWrites = 20): Promise<{ gap: number; stopMs: number }> {
+  /**
+   * SIGTERM `name` under load (drain-on-stop), keep it down for `downS`, start it again, wait for
+   * both paths. `gap`: the longest gap over the whole restart; `stopGap`: until the new process
+   * was started (what the planned stop itself costs: on this 2-core host the new gateway's
+   * start-up also takes CPU from the VM and the other gateway).
+   */
+  async restartUnderLoad(name: MpGwName, resumeWrites = 20, downS = 3): Promise<{ gap: number; stopGap: number; stopMs: number }> {
     const at = await this.guestUptime();
     const t0 = Date.now();
     await this.gw(name).stop();
     const stopMs = Date.now() - t0;
+    await sleep(downS * 1000);
+    const startAt = await this.guestUptime();
     await this.startGw(name);
     await this.waitBothPaths(120);
     const lines = await this.waitWrites(at, resumeWrites, 120);
-    return { gap: pauseAfter(lines, at).gap, stopMs };
+    const before = lines.filter((l) => l.up <= startAt);
+    const lastOk = Math.max(at, ...before.filter((l) => l.ok).map((l) => l.up));
+    return { gap: pauseAfter(lines, at).gap, stopGap: Math.max(pauseAfter(before, at).gap, startAt - lastOk), stopMs };
   }
 }

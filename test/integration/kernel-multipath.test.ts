@@ -144,8 +144,8 @@ describe('Linux kernel initiator with dm-multipath across two gateways', { timeo
     await rig.waitWrites(start, 20, 120);
     const pauses: string[] = [];
     for (const name of MP_GW_NAMES) {
-      const { gap, stopMs } = await rig.restartUnderLoad(name);
-      pauses.push(`${name}: stop ${(stopMs / 1000).toFixed(1)} s, longest gap ${gap.toFixed(2)} s`);
+      const { gap, stopGap, stopMs } = await rig.restartUnderLoad(name);
+      pauses.push(`${name}: stop ${(stopMs / 1000).toFixed(1)} s, longest gap ${gap.toFixed(2)} s (until its new start ${stopGap.toFixed(2)} s)`);
     }
     report(`rolling restart: ${pauses.join('; ')}`);
     await rig.stopLoad();
