@@ -6,6 +6,7 @@
  *
  * One VM boot, two gateway processes on the embedded store, an ext4 file system on the multipath
  * device carrying a verified write load (64 KiB files rewritten in place, each fsynced). Rounds:
+ *   none:    the control: nothing happens for 4 s (the longest gap is the shared machine's noise);
  *   kill:    SIGKILL of the gateway carrying the I/O; it restarts, both paths return, the I/O
  *            fails back to the preferred owner;
  *   cut:     the gateway carrying the I/O is cut off the network (iptables) while it keeps
@@ -17,9 +18,9 @@
  * last acknowledged checksum) and the guest is checked for I/O errors above the paths.
  */
 import { median } from './lib/report';
-import { KernelMultipathRig, MP_GW, MP_GW_NAMES, MpGwName, VERIFIED_OK } from '../test/helpers/kernel-multipath';
+import { KernelMultipathRig, MP_GW, MP_GW_NAMES, MpGwName, VERIFIED_OK, pauseAfter } from '../test/helpers/kernel-multipath';
 
-export type FailoverEvent = 'kill' | 'cut' | 'restart';
+export type FailoverEvent = 'none' | 'kill' | 'cut' | 'restart';
 
 export interface FailoverRound {
   readonly event: FailoverEvent;
@@ -68,6 +69,8 @@ export interface FailoverResult {
 const FAILBACK_BOUND_S = 120;
 /** How long a restarted gateway stays down before it is started again. */
 const RESTART_DOWN_S = 3;
+/** The control round's window: about a restart's stop phase (stop + down time). */
+const CONTROL_WINDOW_S = 4;
 
 function summarize(event: FailoverEvent, rounds: FailoverRound[]): FailoverSummary {
   const mine = rounds.filter((r) => r.event === event);
@@ -90,7 +93,7 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
   const rig = new KernelMultipathRig((l) => log(`  ${l}`));
   const rounds: FailoverRound[] = [];
   const failures: string[] = [];
-  const events = options.events ?? ['kill', 'cut', 'restart'];
+  const events = options.events ?? ['none', 'kill', 'cut', 'restart'];
   try {
     await rig.setUp();
     const { paths } = await rig.login();
@@ -112,7 +115,7 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
         r.stopPauseS !== undefined ? `until its start ${r.stopPauseS.toFixed(2)} s` : '',
         r.otherPauseS !== undefined ? `then the other gateway's restart ${r.otherPauseS.toFixed(2)} s (until its start ${r.otherStopPauseS?.toFixed(2)} s)` : '',
         r.stillRunning !== undefined ? `still running: ${r.stillRunning}` : '',
-        `failback ${r.failbackS === null ? `none within ${FAILBACK_BOUND_S} s` : `${r.failbackS.toFixed(1)} s`}`,
+        r.event === 'none' ? '' : `failback ${r.failbackS === null ? `none within ${FAILBACK_BOUND_S} s` : `${r.failbackS.toFixed(1)} s`}`,
       ].filter(Boolean).join(', ');
       log(`  ${r.event} ${r.gateway}: pause ${r.pauseS.toFixed(2)} s (${extra}); ${verifyLine}${errors ? `; ERRORS: ${errors.split('\n').join(' | ')}` : ''}`);
     };
@@ -140,7 +143,17 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
       for (let i = 0; i < options.rounds; i++) {
         try {
           const owner = await warm();
-          if (event === 'kill') {
+          if (event === 'none') {
+            // The control: the longest gap of the same load over a window as long as a restart's
+            // stop phase, with nothing happening (the shared machine's own noise).
+            const from = await rig.guestUptime();
+            await new Promise((r) => setTimeout(r, CONTROL_WINDOW_S * 1000));
+            const lines = await rig.waitWrites(from, 1, 60);
+            const to = from + CONTROL_WINDOW_S;
+            const within = lines.filter((l) => l.up <= to);
+            const lastOk = Math.max(from, ...within.filter((l) => l.ok).map((l) => l.up));
+            await finish({ event, gateway: owner, pauseS: Math.max(pauseAfter(within, from).gap, to - lastOk), failbackS: 0 });
+          } else if (event === 'kill') {
             const { gap, resumed } = await rig.killUnderLoad(owner, 20);
             const back = Date.now();
             await rig.startGw(owner);
@@ -187,6 +200,7 @@ export async function runFailoverBench(options: { rounds: number; events?: Failo
 }
 
 const TITLES: Record<FailoverEvent, string> = {
+  none: `no event (control: ${CONTROL_WINDOW_S} s of the load)`,
   kill: 'owner SIGKILLed',
   cut: 'owner cut off (still running)',
   restart: 'rolling restart (owner first)',
@@ -202,7 +216,7 @@ export function formatFailoverBench(r: FailoverResult): string {
   for (const s of r.summary) {
     const mine = r.rounds.filter((x) => x.event === s.event);
     const fb = mine.map((x) => x.failbackS).filter((x): x is number => x !== null);
-    const back = `${fmt(median(fb))}${fb.length < mine.length ? ` (${mine.length - fb.length} never within ${FAILBACK_BOUND_S} s)` : ''}`;
+    const back = s.event === 'none' ? '–' : `${fmt(median(fb))}${fb.length < mine.length ? ` (${mine.length - fb.length} never within ${FAILBACK_BOUND_S} s)` : ''}`;
     lines.push(`| ${TITLES[s.event]} | ${s.rounds} | ${fmt(s.medianS)} [${fmt(s.minS)}–${fmt(s.maxS)}] | ${s.pausesS.map((p) => p.toFixed(2)).join(', ')} | ${s.allVerified ? 'yes' : 'NO'} | ${s.errorRounds} | ${back} |`);
   }
   const restarts = r.rounds.filter((x) => x.event === 'restart');
@@ -223,7 +237,7 @@ if (require.main === module) {
   const j = process.argv.indexOf('--events');
   const events = j > 0 ? (process.argv[j + 1].split(',') as FailoverEvent[]) : undefined;
   if (!Number.isInteger(n) || n <= 0 || (events && events.some((e) => !(e in TITLES)))) {
-    console.error('usage: node dist/bench/failover.js [--rounds N] [--events kill,cut,restart]');
+    console.error('usage: node dist/bench/failover.js [--rounds N] [--events none,kill,cut,restart]');
     process.exitCode = 2;
   } else {
     runFailoverBench({ rounds: n, events, log: (l) => console.log(l) }).then(
