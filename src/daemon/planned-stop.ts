@@ -64,7 +64,8 @@ function activity(targets: ReadonlyMap<string, ScsiTarget>, disks: ReadonlySet<s
 
 export async function plannedStop(p: PlannedStopParts): Promise<PlannedStopResult> {
   const started = Date.now();
-  const elsewhere = await p.servedElsewhere();
+  // Without the lock-based ALUA nothing tells the initiators to move: no wait for them then.
+  const elsewhere = p.leave ? await p.servedElsewhere() : new Set<string>();
   const left = p.served.filter((d) => elsewhere.has(d));
   if (p.leave && left.length > 0) p.leave(left);
   const { handed, kept } = await p.drain();
