@@ -30,9 +30,10 @@ import { formatHostileBench, runHostileBench } from './hostile';
 import { formatScaleBench, runScaleBench } from './scale';
 import { formatStoreBench, formatStoreGatewayBench, runStoreBench, runStoreGatewayBench } from './store';
 import { formatRbdBench, runRbdBench } from './rbd';
+import { formatFailoverBench, runFailoverBench } from './failover';
 
 /** Sections of a full run: the table against tgt, the store against a plain file, offloads. */
-const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile', 'scale', 'rbd'] as const;
+const SECTIONS = ['tgt', 'store', 'offload', 'auth', 'hostile', 'scale', 'rbd', 'failover'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** dist/bench -> repository root */
@@ -360,6 +361,21 @@ async function main(): Promise<number> {
       failures++;
       output.scale = { failure: (e as Error).message };
       log(`FAILURE (scale section): ${(e as Error).message}`);
+    }
+  }
+
+  if (sections.has('failover')) {
+    log('');
+    log('== failover: the kernel initiator\'s I/O pause when the owner gateway is killed, cut off, restarted (dm-multipath in a VM) ==');
+    try {
+      const failover = await runFailoverBench({ rounds: quick ? 2 : 5, log });
+      log(formatFailoverBench(failover));
+      output.failover = failover;
+      if (failover.failures.length) failures++;
+    } catch (e) {
+      failures++;
+      output.failover = { failure: (e as Error).message };
+      log(`FAILURE (failover section): ${(e as Error).message}`);
     }
   }
 

@@ -31,6 +31,8 @@ import { ConfiguredCatalog, PasswordDecoder } from './catalog';
 import { DEMO_TARGET, createDemoImage, demoConfig } from './demo';
 import { parseListenEntry } from './portals';
 import { Reconciler } from './reconciler';
+import { plannedStop } from './planned-stop';
+import { LockAccessControl } from '../ha/lock-access';
 import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
 import type { HaSample } from '../metrics/source';
@@ -131,11 +133,16 @@ export class Gateway implements RunningState {
       minHoldMs: s.ha_min_hold_ms,
       maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
       failbackMs: s.ha_failback_secs * 1000,
-      // A peer that just died still looks up for a few heartbeats: on this host its pid tells.
-      peers: async () => (await readPeerStatuses(plane))
-        .filter((g) => g.up && !g.draining && g.name !== options.name && !(g.host === os.hostname() && g.pid !== undefined && !pidAlive(g.pid)))
-        .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] })),
+      peers: () => this.livePeers(),
     });
+  }
+
+  /** Other gateways that are up and not draining, with the disks they serve. */
+  private async livePeers(): Promise<Array<{ name: string; disks: readonly string[] }>> {
+    // A peer that just died still looks up for a few heartbeats: on this host its pid tells.
+    return (await readPeerStatuses(this.peerPlane))
+      .filter((g) => g.up && !g.draining && g.name !== this.options.name && !(g.host === os.hostname() && g.pid !== undefined && !pidAlive(g.pid)))
+      .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] }));
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -467,11 +474,20 @@ export class Gateway implements RunningState {
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
-        if (this.reconciler && this.settings.ha_drain_on_stop && this.ha.ownedDisks().length > 0) {
+        const reconciler = this.reconciler;
+        if (reconciler && this.settings.ha_drain_on_stop) {
           try {
-            // Bounded: a service manager's stop timeout (systemd: 90 s) must not be reached.
-            const r = await this.ha.drain(Math.min(this.ha.transitionTimeoutMs, 15_000));
-            this.options.log.info({ handed: r.handed.length, kept: r.kept.length }, 'drained before stopping');
+            // Initiators move to other gateways before the sessions go (src/daemon/planned-stop.ts).
+            const access = reconciler.access;
+            await plannedStop({
+              served: reconciler.servedDisks(),
+              servedElsewhere: async () => new Set((await this.livePeers()).flatMap((g) => g.disks)),
+              leave: access instanceof LockAccessControl ? (disks) => access.leave(disks) : undefined,
+              // Bounded: a service manager's stop timeout (systemd: 90 s) must not be reached.
+              drain: () => (this.ha.ownedDisks().length > 0 ? this.ha.drain(Math.min(this.ha.transitionTimeoutMs, 15_000)) : Promise.resolve({ handed: [], kept: [] })),
+              targets: () => this.targets(),
+              log: this.options.log,
+            });
           } catch (e) {
             this.options.log.warn({ err: e }, 'drain before stopping failed');
           }

@@ -89,6 +89,9 @@ class LockLuAccess implements LuAccess {
     // Listeners hear of settled changes only; the transitioning overlay of an explicit move in
     // progress here is reported (RTPG, NOT READY) but raises no unit attention of its own.
     // A new preferred group (the administrator named another owner) is announced too.
+    // This gateway is stopping for maintenance and another one serves the disk: its group is
+    // unavailable (on this gateway), so ALUA initiators move their I/O before the sessions go.
+    if (this.localGroup !== undefined && base.size > 1 && this.control.isLeaving(this.disk)) base.set(this.localGroup, 'unavailable');
     const changed = base.size !== this.base.size || [...base].some(([id, s]) => this.base.get(id) !== s)
       || (!first && prefBefore !== this.preferredGroup);
     this.base = base;
@@ -136,6 +139,25 @@ export class LockAccessControl extends LuAccessRegistry<LockLuAccess> {
       if (!this.config) return;
       for (const a of this.lus.values()) if (a.disk === disk) a.refresh(this.config, reason);
     });
+  }
+
+  /** Disks whose local group reads unavailable because this gateway is leaving (planned stop). */
+  private readonly leaving = new Set<string>();
+
+  isLeaving(disk: string): boolean {
+    return this.leaving.has(disk);
+  }
+
+  /**
+   * A planned stop: this gateway's target port group becomes unavailable for `disks` (every
+   * gateway's other groups keep their states) and every nexus of their LUs gets ASYMMETRIC
+   * ACCESS STATE CHANGED, so a multipath initiator re-reads the states and moves its I/O to
+   * another gateway while this one still serves it. Not undone: the process is stopping.
+   */
+  leave(disks: readonly string[]): void {
+    for (const d of disks) this.leaving.add(d);
+    if (!this.config) return;
+    for (const a of this.lus.values()) if (this.leaving.has(a.disk)) a.refresh(this.config, 'config');
   }
 
   protected create(target: string, disk: string, mode: AluaMode): LockLuAccess {

@@ -83,12 +83,13 @@ export function tpgsBits(mode: AluaMode): number {
 
 /** Supported-state bits of a target port group descriptor (T_SUP O_SUP LBD_SUP U_SUP S_SUP AN_SUP AO_SUP, byte 1). */
 export function supportedStates(mode: AluaMode): number {
-  const T = 0x80, S = 0x04, AN = 0x02, AO = 0x01;
+  // U: a gateway stopping for maintenance reports its group unavailable (src/ha/lock-access.ts).
+  const T = 0x80, U = 0x08, S = 0x04, AN = 0x02, AO = 0x01;
   switch (mode) {
-    case 'implicit': return T | AN | AO;
+    case 'implicit': return T | U | AN | AO;
     // Non-owner paths are standby: I/O there never moves the lock, only SET TARGET PORT GROUPS.
-    case 'explicit': return T | S | AO;
-    case 'active/active': return AO;
+    case 'explicit': return T | U | S | AO;
+    case 'active/active': return U | AO;
   }
 }
 

@@ -74,8 +74,9 @@ export function parseSetTargetPortGroups(alua: AluaAccess, list: Buffer): PortGr
   const known = new Set(alua.groups().map((g) => g.id));
   for (let at = 4; at < list.length; at += 4) {
     const state = aluaStateFromCode(list[at] & 0x0f);
-    // Transitioning is never requested; other states only as the group supports them.
-    if (!state || state === 'transitioning' || !(sup & bitOf[state])) throw invalidFieldInParameterList(at, 3);
+    // Transitioning is never requested, nor unavailable (a gateway's stop sets it); other
+    // states only as the group supports them.
+    if (!state || state === 'transitioning' || state === 'unavailable' || !(sup & bitOf[state])) throw invalidFieldInParameterList(at, 3);
     const id = list.readUInt16BE(at + 2);
     if (!known.has(id) || out.some((r) => r.id === id)) throw invalidFieldInParameterList(at + 2, 7);
     // One owner per logical unit: at most one group can become active/optimized.

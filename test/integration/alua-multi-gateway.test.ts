@@ -161,8 +161,8 @@ describe('ALUA with two gateway processes', () => {
       const { itt, groups } = decodeRtpg(rtpg[0]);
       assert.equal(itt, 10, 'IMPLICIT TRANSITION TIME');
       assert.deepEqual([...groups.keys()], [1, 2]);
-      assert.deepEqual(groups.get(1), { state: 1, pref: false, sup: 0x83, ports: [1] }, 'iscsi1: active/non-optimized');
-      assert.deepEqual(groups.get(2), { state: 0, pref: true, sup: 0x83, ports: [2] }, 'iscsi2 (owner): active/optimized');
+      assert.deepEqual(groups.get(1), { state: 1, pref: false, sup: 0x8b, ports: [1] }, 'iscsi1: active/non-optimized');
+      assert.deepEqual(groups.get(2), { state: 0, pref: true, sup: 0x8b, ports: [2] }, 'iscsi2 (owner): active/optimized');
       // Implicit mode has no SET TARGET PORT GROUPS.
       const stpg = await a.scsi(Buffer.from([0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0]), { write: Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]) });
       assert.deepEqual(sense(stpg), [5, 0x20, 0x00], "INVALID COMMAND OPERATION CODE");
@@ -241,7 +241,7 @@ describe('ALUA with two gateway processes', () => {
       assert.deepEqual(sense(await s.scsi(READ10, { read: 4096 })), [2, 0x04, 0x0b], 'standby');
       const groups = decodeRtpg((await s.scsi(RTPG, { read: 1024 })).data).groups;
       assert.equal(groups.get(otherTpg)!.state, 2, 'standby in RTPG');
-      assert.equal(groups.get(otherTpg)!.sup, 0x85, 'T_SUP S_SUP AO_SUP');
+      assert.equal(groups.get(otherTpg)!.sup, 0x8d, 'T_SUP U_SUP S_SUP AO_SUP');
       const stpg = (list: Buffer) => s.scsi(Buffer.from([0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, list.length, 0, 0]), { write: list });
       // Bad input: unknown group, unsupported state (ANO), truncated descriptor.
       assert.deepEqual(sense(await stpg(Buffer.from([0, 0, 0, 0, 0x00, 0, 0, 9]))), [5, 0x26, 0x00], 'unknown target port group');

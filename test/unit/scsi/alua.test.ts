@@ -40,7 +40,7 @@ describe('ALUA state table (SPC-4 §5.15.2.4)', () => {
   });
   it('TPGS bits and supported states per mode', () => {
     assert.deepEqual([tpgsBits('implicit'), tpgsBits('explicit'), tpgsBits('active/active')], [1, 3, 1]);
-    assert.deepEqual([supportedStates('implicit'), supportedStates('explicit'), supportedStates('active/active')], [0x83, 0x85, 0x01]);
+    assert.deepEqual([supportedStates('implicit'), supportedStates('explicit'), supportedStates('active/active')], [0x8b, 0x8d, 0x09]);
   });
   it('implicit transitions are not announced, explicit and administrative ones are', () => {
     const c = (reason: AluaChange['reason']): AluaChange => ({ reason });
@@ -53,14 +53,14 @@ describe('REPORT TARGET PORT GROUPS data', () => {
     const data = reportTargetPortGroupsData(access('implicit', { 1: 'active/optimized', 2: 'active/non-optimized' }), true);
     assert.equal(data.toString('hex'), [
       '00000020', '10', '0a', '0000', // RETURN DATA LENGTH 32, FORMAT TYPE 001b, IMPLICIT TRANSITION TIME 10
-      '80', '83', '0001', '00', '00', '00', '02', '00000001', '00000003', // PREF + AO, T/AN/AO, TPG 1, 2 ports
-      '01', '83', '0002', '00', '00', '00', '01', '00000002', // ANO, TPG 2, 1 port
+      '80', '8b', '0001', '00', '00', '00', '02', '00000001', '00000003', // PREF + AO, T/U/AN/AO, TPG 1, 2 ports
+      '01', '8b', '0002', '00', '00', '00', '01', '00000002', // ANO, TPG 2, 1 port
     ].join(''));
   });
   it('length-only format has the 4-byte header', () => {
     const data = reportTargetPortGroupsData(access('explicit', { 1: 'active/optimized', 2: 'standby' }), false);
     assert.equal(data.readUInt32BE(0), data.length - 4);
-    assert.equal(data.subarray(4, 8).toString('hex'), '80850001');
+    assert.equal(data.subarray(4, 8).toString('hex'), '808d0001');
     assert.equal(data[20], 0x02, 'standby (second descriptor: 4 + 8 + 2 ports × 4)');
   });
 });
@@ -85,6 +85,7 @@ describe('SET TARGET PORT GROUPS parameter list', () => {
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x00, 0, 0, 7]))), [Asc.InvalidFieldInParameterList, 6], 'unknown group');
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x01, 0, 0, 2]))), [Asc.InvalidFieldInParameterList, 4], 'ANO unsupported in explicit mode');
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x0f, 0, 0, 2]))), [Asc.InvalidFieldInParameterList, 4], 'transitioning is never requested');
+    assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x00, 0, 0, 2], [0x03, 0, 0, 1]))), [Asc.InvalidFieldInParameterList, 8], 'unavailable is never requested (a gateway\'s stop sets it)');
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x00, 0, 0, 2], [0x00, 0, 0, 1]))), [Asc.InvalidFieldInParameterList, 8], 'two owners');
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x00, 0, 0, 2], [0x02, 0, 0, 2]))), [Asc.InvalidFieldInParameterList, 10], 'a group twice');
     assert.deepEqual(senseOf(() => parseSetTargetPortGroups(a, list([0x02, 0, 0, 1]))), [Asc.InvalidFieldInParameterList, 4], 'the owner to standby without a new owner');
