@@ -407,13 +407,13 @@ export class HaManager {
     this.emit(d.id, true);
   }
 
-  /** Another gateway asks for the lock of `key`. */
-  private async handoverRequested(key: string, requester: string, reason: LockReason = 'config'): Promise<void> {
+  /** Another gateway asks for the lock of `key` (`askedAt`: when it sent the request). */
+  private async handoverRequested(key: string, requester: string, reason: LockReason = 'config', askedAt?: number): Promise<void> {
     const d = this.byKey.get(key);
     if (!d) return;
     // Asked while still taking it (lock bouncing): answer once the takeover is done.
     if (d.activating) {
-      void d.activating.then(() => this.handoverRequested(key, requester, reason), () => undefined);
+      void d.activating.then(() => this.handoverRequested(key, requester, reason, askedAt), () => undefined);
       return;
     }
     if (!d.device.active || d.releasing) return;
@@ -422,11 +422,13 @@ export class HaManager {
         // Bouncing damper: a busy owner keeps the lock for its turn (the damped hold time);
         // an idle one hands it over at once, holding it would only stall the requester. Not
         // when draining: then the point is to get rid of it.
+        const received = Date.now();
         if (!this.draining && !this.stopped) {
-          if (Date.now() - d.acquiredAt > this.bounceWindowMs) d.holdMs = this.minHoldMs;
+          if (received - d.acquiredAt > this.bounceWindowMs) d.holdMs = this.minHoldMs;
           await d.device.settle(IDLE_MS, d.acquiredAt + d.holdMs);
         }
-        await this.giveUp(d, `hand-over to ${requester}`, requester, this.draining ? 'config' : reason);
+        const timing = { requestMs: askedAt !== undefined ? received - askedAt : undefined, turnMs: Date.now() - received };
+        await this.giveUp(d, `hand-over to ${requester}`, requester, this.draining ? 'config' : reason, timing);
       } catch (e) {
         this.o.log.error({ err: e, disk: d.id, requester }, 'hand-over failed: keeping the disk');
       } finally {
@@ -437,7 +439,7 @@ export class HaManager {
   }
 
   /** `to`: the gateway taking it (ALUA moves the active/optimized group there at once). */
-  private async giveUp(d: ManagedDisk, why: string, to?: string, reason: LockReason = 'config'): Promise<void> {
+  private async giveUp(d: ManagedDisk, why: string, to?: string, reason: LockReason = 'config', timing?: { requestMs?: number; turnMs: number }): Promise<void> {
     if (!d.device.active) return;
     const started = Date.now();
     const rw = await d.device.detach(this.drainMs);
@@ -448,8 +450,9 @@ export class HaManager {
     d.releasedAt = Date.now();
     d.handedTo = to;
     d.lockLost++;
-    // Where a hand-over's time goes: drain + flush, image close, lease release.
-    this.o.log.info({ disk: d.id, why, ms: d.releasedAt - started, drainFlushMs: detached - started, closeMs: closed - detached, releaseMs: d.releasedAt - closed }, 'handed the disk over');
+    // Where a hand-over's time goes: the request's way here, the rest of this gateway's turn,
+    // drain + flush, image close, lease release.
+    this.o.log.info({ disk: d.id, why, ...timing, ms: d.releasedAt - started, drainFlushMs: detached - started, closeMs: closed - detached, releaseMs: d.releasedAt - closed }, 'handed the disk over');
     this.setHolder(d.id, to, reason);
     this.emit(d.id, false);
   }
@@ -567,7 +570,7 @@ export class HaManager {
   private dispatch(m: HaMessage): void {
     switch (m.kind) {
       case 'handover':
-        void this.handoverRequested(m.key, m.from, m.reason);
+        void this.handoverRequested(m.key, m.from, m.reason, m.at);
         return;
       case 'take':
         if (this.disks.has(m.disk)) {
