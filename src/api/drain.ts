@@ -2,7 +2,8 @@
  * Maintenance of one gateway (not in ceph-iscsi): drain hands every disk the gateway owns to the
  * other gateways serving it (their paths become active/optimized) and makes it take none, so it
  * can be stopped or restarted without an I/O error on multipath initiators; resume ends that.
- * Any gateway's API can drain any running gateway: the order travels through the data dir.
+ * Any gateway's API can drain any running gateway: the order travels through the peer plane
+ * (the data dir, or RADOS when gateways are on different hosts: src/ha/peer-plane.ts).
  *
  *   GET    /api/drain/<gateway>   {"gateway", "up", "draining", "active_disks": [...]}
  *   PUT    /api/drain/<gateway>   drain; `wait=false` returns at once, else waits (time_out)

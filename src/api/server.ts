@@ -47,6 +47,7 @@ import { registerTargetLun } from './targetlun';
 import { registerTargets } from './targets';
 import { registerDashboard } from '../web/dashboard-api';
 import { StatsHistory } from '../web/history';
+import type { PeerPlane } from '../ha/peer-plane';
 import { WebState, defaultAssetsDir, registerWebPages } from '../web/pages';
 import { LoginLimiter, WebSessions } from '../web/sessions';
 
@@ -66,6 +67,8 @@ export interface ApiServerOptions {
   readonly checkconf?: () => string;
   /** The gateways' data dir: the dashboard graphs its gateways' live counters (web/live.ts). */
   readonly dataDir?: string;
+  /** Where the gateways publish those counters when not in the data dir (RADOS on Ceph). */
+  readonly peers?: PeerPlane;
   /** The Ceph cluster when configured (GET /api/cluster). */
   readonly ceph?: CephSettings;
 }
@@ -92,8 +95,8 @@ function defaultCheckconf(settings: ApiSettings): () => string {
 }
 
 /** The dashboard's state: sessions, login limiter, built assets, graphs when a data dir is known. */
-export function webState(dataDir?: string, assetsDir = defaultAssetsDir()): WebState {
-  return { sessions: new WebSessions(), limiter: new LoginLimiter(), assetsDir, ...(dataDir ? { dataDir, history: new StatsHistory(dataDir) } : {}) };
+export function webState(dataDir?: string, assetsDir = defaultAssetsDir(), peers?: PeerPlane): WebState {
+  return { sessions: new WebSessions(), limiter: new LoginLimiter(), assetsDir, ...(dataDir ? { dataDir, history: new StatsHistory(peers ?? dataDir) } : {}) };
 }
 
 /** Build the fastify app with every route (not listening yet); `web` adds the dashboard. */
@@ -184,7 +187,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   if (isDefaultCredentials(ctx) && !ctx.loopbackOnly) {
     ctx.log.warn({ host: options.host }, 'the API listens beyond loopback with the default credentials admin/admin: they are refused until api_user/api_password are set');
   }
-  const web = webState(options.dataDir);
+  const web = webState(options.dataDir, undefined, options.peers);
   const app = buildApi(ctx, https, web);
   try {
     await app.listen({ host: options.host, port: options.port });
@@ -229,6 +232,8 @@ export interface DaemonApiOptions {
   readonly ceph?: CephSettings;
   /** The image provider when it is not the data dir's embedded store (Ceph RBD); the caller closes it. */
   readonly images?: ImageProvider;
+  /** The gateways' peer plane when not the data dir (the dashboard's live counters). */
+  readonly peers?: PeerPlane;
 }
 
 /**
@@ -245,7 +250,7 @@ export async function startDaemonApi(o: DaemonApiOptions): Promise<ApiServer> {
   try {
     const server = await startApiServer({
       store: o.store, images, running: o.running, settings: s, gatewayName: o.gatewayName,
-      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, dataDir: o.dataDir, ceph: o.ceph,
+      host: s.api_host, port: s.api_port, log: o.log, secrets, checkconf: () => hash, dataDir: o.dataDir, ceph: o.ceph, ...(o.peers ? { peers: o.peers } : {}),
     });
     return { ...server, address: server.address, close: async () => { await server.close(); await closeImages(); } };
   } catch (e) {

@@ -18,6 +18,7 @@ import { GatewaySettings, ParsedSettings, SettingsError, checkconfSubset, defaul
 import { ApiServer, startDaemonApi } from '../api/server';
 import { Gateway, SharedConfigStore } from '../daemon/gateway';
 import { RadosConfigStore } from '../config/rados-store';
+import { RadosPeerPlane } from '../ha/rados-peer-plane';
 import { adoptCeph, cephSettings, closeCeph } from '../ceph/settings';
 import { DEMO_TARGET } from '../daemon/demo';
 import { PortalAddress, PortalAddressError, formatAddress, parsePortal } from '../transport/portal';
@@ -148,12 +149,16 @@ export function registerServeCommand(program: Command): void {
       // over the image provider's connection (one librados client per process).
       const ceph = cephSettings(settings);
       let configStore: SharedConfigStore | undefined;
+      // Gateways on other hosts share only the cluster: their status and messages go through
+      // RADOS too whenever the configuration does (else through the data dir).
+      let peerPlane: RadosPeerPlane | undefined;
       if (ceph) {
         if (images instanceof CephImageProvider && images.client instanceof CephRbdClient) adoptCeph(ceph, images.client.cluster);
         try {
           configStore = await RadosConfigStore.open(ceph, {
             onWatch: (event, detail) => (event === 'lost' ? log.warn({ detail }, 'configuration watch lost; re-watching') : log.info({ detail }, 'configuration watch restored')),
           });
+          peerPlane = await RadosPeerPlane.open(ceph, { mirrorDataDir: dataDir, log: log.child({ component: 'peers' }) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: Ceph cluster of ${ceph.conf}: ${(e as Error).message}\n`);
           await closeCeph();
@@ -165,7 +170,7 @@ export function registerServeCommand(program: Command): void {
       try {
         // Failed-login throttling, tunable for tests and benches (e.g. "free=5,base=250,max=8000").
         const loginThrottle = parseLoginThrottle(process.env.ISCSI_GATEWAY_LOGIN_THROTTLE);
-        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}) });
+        gateway = await Gateway.start({ dataDir, name, portals: opts.portal, log, loginThrottle, settings: settings.settings, passwordDecoder: (stored, encrypted) => secrets.open(stored, encrypted), configStore, ...(images ? { images } : {}), ...(peerPlane ? { peerPlane } : {}) });
       } catch (e) {
         process.stderr.write(`iscsi-gateway: ${(e as Error).message}\n`);
         await closeCeph();
@@ -179,7 +184,7 @@ export function registerServeCommand(program: Command): void {
         // No settings file means no TLS files either: plain HTTP (on the --api address).
         const s = opts.config ? settings.settings : { ...settings.settings, api_secure: false };
         try {
-          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph, ...(images ? { images } : {}) });
+          api = await startDaemonApi({ dataDir, store: gateway.configStore, running: gateway, gatewayName: name, settings: s, secrets, checkconfSubset: checkconfSubset(s), log, ceph, ...(images ? { images } : {}), ...(peerPlane ? { peers: peerPlane } : {}) });
         } catch (e) {
           process.stderr.write(`iscsi-gateway: REST API: ${(e as Error).message}\n`);
           await gateway.stop();
@@ -205,10 +210,10 @@ export function registerServeCommand(program: Command): void {
         }
       }
       // Live counters for the web dashboard (whichever gateway's API serves it graphs them all).
-      const live = startLivePublisher(dataDir, name, gatewayMetricsSource(gateway, name), gateway, log);
+      const live = startLivePublisher(peerPlane ?? dataDir, name, gatewayMetricsSource(gateway, name), gateway, log);
       const bound = gateway.boundPortals();
       // One write, so that a reader who waits for "listening on" also has the demo lines.
-      const where = configStore ? `; configuration in ${configStore.location}` : '';
+      const where = configStore ? `; configuration in ${configStore.location}${peerPlane ? `; gateways meet in ${peerPlane.location}` : ''}` : '';
       let banner = `iscsi-gateway ${name}: data in ${dataDir}${where}; listening on ${bound.map(formatAddress).join(', ') || '(no portal configured)'}\n`;
       if (api) banner += `REST API on ${api.url}\n`;
       if (metrics) banner += `metrics on http://${formatAddress(metrics.address())}/metrics\n`;

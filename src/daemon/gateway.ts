@@ -14,7 +14,7 @@ import { GatewaySettings, defaultSettings } from '../config/settings';
 import type { MigratingGateway } from '../config/migrate';
 import { ConfigSnapshot, ConfigStore } from '../config/store';
 import { HaManager } from '../ha/manager';
-import { sendMessage } from '../ha/inbox';
+import { FilePeerPlane, PeerPlane } from '../ha/peer-plane';
 import { LeaseLocks } from '../ha/lease-lock';
 import { reassignOwners } from '../ha/ownership';
 import { assignTopologyIds } from '../ha/access-state';
@@ -32,9 +32,11 @@ import { pidAlive } from '../util/pid';
 import type { ScsiTarget } from '../scsi/scsi-target';
 import type { HaSample } from '../metrics/source';
 import { AluaDiskView, DisruptiveChange, DisruptiveChangeError, GatewayStatus, RunningState, SessionInfo } from './running-state';
-import { HEARTBEAT_MS, readStatuses, writeStatus } from './status';
+import { HEARTBEAT_MS, PeerLiveness, peerLiveness, publishStatus, readPeerStatuses, readStatuses } from './status';
 
 export const DEFAULT_PORTAL = '127.0.0.1:3260';
+/** Delay of the status publication after a login or logout (coalesces a burst of logins). */
+const PUBLISH_SOON_MS = 100;
 
 export interface GatewayOptions {
   readonly dataDir: string;
@@ -61,6 +63,11 @@ export interface GatewayOptions {
   readonly configStore?: SharedConfigStore;
   /** Where image disks live when not in the embedded store (Ceph RBD); the caller closes it. */
   readonly images?: ImageProvider;
+  /**
+   * How gateways see each other (status, messages) when not through the data dir: the RADOS
+   * plane when the configuration is in RADOS (src/ha/rados-peer-plane.ts). Closed by stop().
+   */
+  readonly peerPlane?: PeerPlane;
 }
 
 /** A ConfigStore that can bring an older document to the current schema in place. */
@@ -73,11 +80,18 @@ export class Gateway implements RunningState {
   readonly ha: HaManager;
   readonly service: IscsiService;
   readonly configStore: SharedConfigStore;
+  /** Status documents and messages of all gateways (the data dir, or RADOS on Ceph). */
+  readonly peerPlane: PeerPlane;
+  /** A gateway's liveness by its heartbeat (for lock backends that must tell a dead holder). */
+  readonly peerLiveness: (gateway: string) => Promise<PeerLiveness>;
   private readonly fileStore: FileConfigStore;
   private reconciler: Reconciler | undefined;
   private unwatch: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** A publication soon after a login or logout (coalesced), so other gateways see sessions at once. */
+  private publishSoonTimer: NodeJS.Timeout | undefined;
+  private unsubscribeSessions: (() => void) | undefined;
   private peers: HaSample['peers'] = [];
   /** Set when this start created the demo target. */
   createdDemo = false;
@@ -92,19 +106,23 @@ export class Gateway implements RunningState {
     this.service = new IscsiService(this.catalog, options.log, options.loginThrottle);
     this.fileStore = new FileConfigStore(configPath(options.dataDir));
     this.configStore = options.configStore ?? this.fileStore;
+    const plane = options.peerPlane ?? new FilePeerPlane(options.dataDir);
+    this.peerPlane = plane;
+    this.peerLiveness = peerLiveness(plane);
     this.backstores = new Backstores(options.dataDir, `iscsi-gateway@${options.name}`, options.log, options.images);
     const s = this.settings;
     const haLog = options.log.child({ component: 'ha' });
     this.ha = new HaManager({
       gateway: options.name,
       dataDir: options.dataDir,
-      locks: new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog }),
+      locks: new LeaseLocks({ dataDir: options.dataDir, gateway: options.name, leaseMs: s.ha_lease_secs * 1000, log: haLog, send: (to, m) => plane.send(to, m) }),
+      mailbox: plane,
       log: haLog,
       minHoldMs: s.ha_min_hold_ms,
       maxHoldMs: Math.max(s.ha_min_hold_ms, s.ha_max_hold_ms),
       failbackMs: s.ha_failback_secs * 1000,
       // A peer that just died still looks up for a few heartbeats: on this host its pid tells.
-      peers: async () => (await readStatuses(options.dataDir))
+      peers: async () => (await readPeerStatuses(plane))
         .filter((g) => g.up && !g.draining && g.name !== options.name && !(g.host === os.hostname() && g.pid !== undefined && !pidAlive(g.pid)))
         .map((g) => ({ name: g.name, disks: g.servedDisks ?? [] })),
     });
@@ -225,6 +243,17 @@ export class Gateway implements RunningState {
     // Disks that could not be opened (previous owner still closing) are retried.
     this.retryTimer = setInterval(() => void this.reconciler?.retry().then(() => this.publish()), HEARTBEAT_MS);
     this.retryTimer.unref();
+    this.unsubscribeSessions = this.service.sessions.onChange(() => this.publishSoon());
+  }
+
+  /** Publish within PUBLISH_SOON_MS (several logins at once make one publication). */
+  private publishSoon(): void {
+    if (this.publishSoonTimer || this.stopping) return;
+    this.publishSoonTimer = setTimeout(() => {
+      this.publishSoonTimer = undefined;
+      void this.publish();
+    }, PUBLISH_SOON_MS);
+    this.publishSoonTimer.unref();
   }
 
   /** What metrics show of HA (sync: peers as of the last heartbeat). */
@@ -255,13 +284,13 @@ export class Gateway implements RunningState {
     const r = this.reconciler;
     if (!r) return;
     try {
-      this.peers = (await readStatuses(this.options.dataDir)).filter((g) => g.name !== this.gatewayName)
+      this.peers = (await readPeerStatuses(this.peerPlane)).filter((g) => g.name !== this.gatewayName)
         .map((g) => ({ name: g.name, up: g.up, draining: g.draining ?? false }));
     } catch {
       // keep the last view
     }
     try {
-      await writeStatus(this.options.dataDir, {
+      await publishStatus(this.peerPlane, {
         name: this.gatewayName,
         pid: process.pid,
         host: os.hostname(),
@@ -313,7 +342,7 @@ export class Gateway implements RunningState {
   }
 
   async gateways(): Promise<GatewayStatus[]> {
-    const others = (await readStatuses(this.options.dataDir)).filter((g) => g.name !== this.gatewayName);
+    const others = (await readPeerStatuses(this.peerPlane)).filter((g) => g.name !== this.gatewayName);
     const r = this.reconciler;
     const me: GatewayStatus = {
       name: this.gatewayName,
@@ -397,7 +426,7 @@ export class Gateway implements RunningState {
 
   async requestDrain(gateway: string, drain: boolean): Promise<void> {
     const msg = { kind: drain ? 'drain' as const : 'resume' as const, from: this.gatewayName, at: Date.now() };
-    await sendMessage(this.options.dataDir, gateway, msg);
+    await this.peerPlane.send(gateway, msg);
   }
 
   /**
@@ -438,6 +467,8 @@ export class Gateway implements RunningState {
           }
         }
         this.unwatch?.();
+        this.unsubscribeSessions?.();
+        if (this.publishSoonTimer) clearTimeout(this.publishSoonTimer);
         if (this.heartbeat) clearInterval(this.heartbeat);
         if (this.retryTimer) clearInterval(this.retryTimer);
         this.reconciler?.closePortals();
@@ -445,6 +476,7 @@ export class Gateway implements RunningState {
         await this.reconciler?.shutdown();
         await this.ha.close();
         await this.publish(true);
+        await this.peerPlane.close();
         await this.backstores.close();
         await this.configStore.close();
       })();

@@ -1,12 +1,12 @@
 /**
- * Per-gateway status files in the data dir (status/<name>.json): each gateway publishes its
- * heartbeat, applied epoch, portals, open disks and session list every HEARTBEAT_MS and after
- * each apply. Other gateways read them to name sessions in the way of a change and to tell UP
- * from DOWN (no heartbeat for DOWN_AFTER_MS, or a clean stop).
+ * Per-gateway status documents on the peer plane (src/ha/peer-plane.ts: status/<name>.json in
+ * the data dir, or the omap of <conf>.status in RADOS): each gateway publishes its heartbeat,
+ * applied epoch, portals, open disks and session list every HEARTBEAT_MS and after each apply.
+ * Other gateways read them to name sessions in the way of a change and to tell UP from DOWN (no
+ * heartbeat for DOWN_AFTER_MS, or a clean stop).
  */
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../sys/durable';
+import { FilePeerPlane, PeerPlane, documentFileName } from '../ha/peer-plane';
 import type { HaDiskStatus } from '../ha/manager';
 import type { GatewayStatus, SessionInfo } from './running-state';
 
@@ -34,18 +34,17 @@ export function statusDir(dataDir: string): string {
   return path.join(dataDir, 'status');
 }
 
-const SAFE_NAME = /^[A-Za-z0-9._-]{1,255}$/;
-
 export function statusFile(dataDir: string, name: string): string {
   // Gateway names are host names; anything else is encoded so it cannot leave the directory.
-  const file = SAFE_NAME.test(name) && name !== '.' && name !== '..' ? name : encodeURIComponent(name).replace(/\./g, '%2E');
-  return path.join(statusDir(dataDir), `${file}.json`);
+  return path.join(statusDir(dataDir), documentFileName(name));
 }
 
 export async function writeStatus(dataDir: string, doc: StatusDocument): Promise<void> {
-  await fsp.mkdir(statusDir(dataDir), { recursive: true, mode: 0o700 });
-  // Not fsynced per heartbeat would be cheaper, but writeFileAtomic keeps readers from torn JSON.
-  await writeFileAtomic(statusFile(dataDir, doc.name), JSON.stringify(doc), 0o600);
+  await publishStatus(new FilePeerPlane(dataDir), doc);
+}
+
+export async function publishStatus(plane: PeerPlane, doc: StatusDocument): Promise<void> {
+  await plane.publish('status', doc.name, doc);
 }
 
 function toStatus(doc: StatusDocument, now: number): GatewayStatus {
@@ -67,24 +66,40 @@ function toStatus(doc: StatusDocument, now: number): GatewayStatus {
   };
 }
 
-/** Every published gateway status (unreadable files are skipped). */
+/** Every published gateway status in the data dir (unreadable files are skipped). */
 export async function readStatuses(dataDir: string, now = Date.now()): Promise<GatewayStatus[]> {
-  let files: string[];
-  try {
-    files = await fsp.readdir(statusDir(dataDir));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+  return readPeerStatuses(new FilePeerPlane(dataDir), now);
+}
+
+/** Every gateway status published on the plane (unreadable or malformed documents are skipped). */
+export async function readPeerStatuses(plane: PeerPlane, now = Date.now()): Promise<GatewayStatus[]> {
   const out: GatewayStatus[] = [];
-  for (const f of files) {
-    if (!f.endsWith('.json') || f.startsWith('.tmp-')) continue;
-    try {
-      const doc = JSON.parse(await fsp.readFile(path.join(statusDir(dataDir), f), 'utf8')) as StatusDocument;
-      if (typeof doc.name === 'string' && typeof doc.heartbeat === 'number') out.push(toStatus(doc, now));
-    } catch {
-      // replaced or removed meanwhile
-    }
+  for (const d of await plane.read('status')) {
+    const doc = d as StatusDocument;
+    if (typeof doc === 'object' && doc !== null && typeof doc.name === 'string' && typeof doc.heartbeat === 'number') out.push(toStatus(doc, now));
   }
   return out;
+}
+
+export type PeerLiveness = 'up' | 'down' | 'unknown';
+
+/**
+ * A gateway's liveness by the heartbeat rule (UP: a heartbeat within DOWN_AFTER_MS and no clean
+ * stop; 'unknown': it never published), from statuses read at most `cacheMs` ago. For the lock
+ * backends that must tell a dead lock holder from a live one (RBD exclusive lock on Ceph).
+ */
+export function peerLiveness(plane: PeerPlane, cacheMs = 250): (gateway: string) => Promise<PeerLiveness> {
+  let cached: { at: number; statuses: Promise<GatewayStatus[]> } | undefined;
+  return async (gateway: string) => {
+    const now = Date.now();
+    if (!cached || now - cached.at > cacheMs) {
+      const statuses = readPeerStatuses(plane, now);
+      cached = { at: now, statuses };
+      statuses.catch(() => {
+        if (cached?.statuses === statuses) cached = undefined;
+      });
+    }
+    const st = (await cached.statuses).find((g) => g.name === gateway);
+    return !st ? 'unknown' : st.up ? 'up' : 'down';
+  };
 }

@@ -3,7 +3,7 @@
  * (ha/inbox/<gateway>/), one small JSON file per message, read and removed by the addressee's
  * heartbeat. Used for lock hand-over requests, "take this disk" (drain) and drain/resume
  * orders from the REST API of any gateway. A message to a gateway that is down waits until it
- * starts and is dropped then as stale (older than MAX_AGE_MS).
+ * starts and is dropped then as stale (older than MAX_MESSAGE_AGE_MS).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,7 +18,8 @@ export type HaMessage =
   /** Drain this gateway (hand every disk to another gateway) / take disks again. */
   | { readonly kind: 'drain' | 'resume'; readonly from: string; readonly at: number };
 
-const MAX_AGE_MS = 60_000;
+/** Messages older than this are dropped unread (the sender has given up waiting). */
+export const MAX_MESSAGE_AGE_MS = 60_000;
 
 export function haDir(dataDir: string): string {
   return path.join(dataDir, 'ha');
@@ -42,7 +43,8 @@ export async function sendMessage(dataDir: string, to: string, msg: HaMessage): 
   await fsp.rename(tmp, path.join(dir, name));
 }
 
-function valid(m: unknown): m is HaMessage {
+/** A well-formed message (anything read from another gateway is checked before use). */
+export function validMessage(m: unknown): m is HaMessage {
   if (typeof m !== 'object' || m === null) return false;
   const o = m as Record<string, unknown>;
   if (typeof o.from !== 'string' || typeof o.at !== 'number') return false;
@@ -74,7 +76,7 @@ export async function takeMessages(dataDir: string, gateway: string, now = Date.
       m = undefined;
     }
     await fsp.rm(file, { force: true });
-    if (valid(m) && now - m.at < MAX_AGE_MS) out.push(m);
+    if (validMessage(m) && now - m.at < MAX_MESSAGE_AGE_MS) out.push(m);
   }
   return out;
 }

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { FileLock } from '../store/locks';
 import type { Logger } from '../util/log';
 import { AcquireOutcome, FenceRecord, ImageLockBackend, LockEvents, LockHolder, LockReason, LockStatus } from './image-lock';
-import { fileKey, haDir, sendMessage } from './inbox';
+import { HaMessage, fileKey, haDir, sendMessage } from './inbox';
 import { FenceError, ProcessIdentity, fence, liveness, sameProcess, selfIdentity } from './process-identity';
 
 interface LeaseHolder extends LockHolder, ProcessIdentity {}
@@ -36,6 +36,8 @@ export interface LeaseLockOptions {
   /** A lease not renewed for this long is stale (default 5000). */
   readonly leaseMs?: number;
   readonly log: Logger;
+  /** How a hand-over request reaches the holder's gateway (default: the data dir's inbox). */
+  readonly send?: (to: string, msg: HaMessage) => Promise<void>;
 }
 
 export class LeaseLocks implements ImageLockBackend {
@@ -178,7 +180,8 @@ export class LeaseLocks implements ImageLockBackend {
   }
 
   async requestHandover(key: string, holder: LockHolder, reason?: LockReason): Promise<void> {
-    await sendMessage(this.o.dataDir, holder.gateway, { kind: 'handover', key, from: this.o.gateway, at: Date.now(), ...(reason ? { reason } : {}) });
+    const send = this.o.send ?? ((to: string, msg: HaMessage) => sendMessage(this.o.dataDir, to, msg));
+    await send(holder.gateway, { kind: 'handover', key, from: this.o.gateway, at: Date.now(), ...(reason ? { reason } : {}) });
   }
 
   async breakWithFencing(key: string, holder: LockHolder): Promise<FenceRecord> {

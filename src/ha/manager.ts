@@ -24,13 +24,16 @@
 import type { BlockDevice } from '../block/block-device';
 import type { Logger } from '../util/log';
 import { FenceRecord, ImageLockBackend, LockHolder, LockReason } from './image-lock';
-import { HaMessage, clearInbox, sendMessage, takeMessages, watchInbox } from './inbox';
+import type { HaMessage } from './inbox';
+import { FilePeerPlane, PeerPlane } from './peer-plane';
 import { OwnedDevice } from './owned-device';
 
 export interface HaOptions {
   readonly gateway: string;
   readonly dataDir: string;
   readonly locks: ImageLockBackend;
+  /** Where messages to and from other gateways go (default: the data dir's inboxes). */
+  readonly mailbox?: Pick<PeerPlane, 'send' | 'take' | 'clear' | 'onMessage'>;
   readonly log: Logger;
   /** Minimum time a gateway keeps a lock before handing it over (default 250 ms). */
   readonly minHoldMs?: number;
@@ -129,7 +132,6 @@ export class HaManager {
   private readonly holders = new Map<string, string | undefined>();
   private lastHolderPoll = 0;
   private timer: NodeJS.Timeout | undefined;
-  private unwatchInbox: (() => void) | undefined;
   private failbackTimer: NodeJS.Timeout | undefined;
   private polling = false;
   /** A message arrived while a poll ran: poll again right after it. */
@@ -139,6 +141,8 @@ export class HaManager {
   /** Outcome of the last drain (undefined while one runs or before any). */
   private drained: { handed: string[]; kept: string[] } | undefined;
   private stopped = false;
+  private readonly mailbox: Pick<PeerPlane, 'send' | 'take' | 'clear' | 'onMessage'>;
+  private unsubscribe: (() => void) | undefined;
   readonly minHoldMs: number;
   readonly maxHoldMs: number;
   readonly bounceWindowMs: number;
@@ -154,6 +158,7 @@ export class HaManager {
     const lease = 'leaseMs' in o.locks ? Number((o.locks as { leaseMs: number }).leaseMs) : 5000;
     this.transitionTimeoutMs = o.transitionTimeoutMs ?? 2 * lease + 10_000;
     this.drainMs = o.drainMs ?? 10_000;
+    this.mailbox = o.mailbox ?? new FilePeerPlane(o.dataDir);
     o.locks.setEvents({
       onHandoverRequest: (key, requester, reason) => void this.handoverRequested(key, requester, reason),
       onLost: (key, reason) => this.lost(key, reason),
@@ -171,11 +176,12 @@ export class HaManager {
 
   async start(): Promise<void> {
     this.startedAt = Date.now();
-    await clearInbox(this.o.dataDir, this.o.gateway);
+    await this.mailbox.clear(this.o.gateway);
+    // A message that arrives is read at once, not at the next poll.
+    this.unsubscribe = this.mailbox.onMessage(this.o.gateway, () => this.wake());
     await this.o.locks.start();
     this.timer = setInterval(() => void this.poll(), 50);
     this.timer.unref();
-    this.unwatchInbox = watchInbox(this.o.dataDir, this.o.gateway, () => this.wake());
     if (this.failbackMs > 0) {
       this.failbackTimer = setInterval(() => this.failbackTick(), 1000);
       this.failbackTimer.unref();
@@ -492,7 +498,7 @@ export class HaManager {
     if (gateway === this.o.gateway) return this.activate(id, 'explicit');
     const d = this.disks.get(id);
     if (!d) throw new HaRefusal(`disk ${id} is not served here`);
-    await sendMessage(this.o.dataDir, gateway, { kind: 'take', disk: id, from: this.o.gateway, at: Date.now() });
+    await this.mailbox.send(gateway, { kind: 'take', disk: id, from: this.o.gateway, at: Date.now() });
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const st = await this.o.locks.status(d.key);
@@ -551,7 +557,7 @@ export class HaManager {
     if (this.polling || this.stopped) return;
     this.polling = true;
     try {
-      for (const m of await takeMessages(this.o.dataDir, this.o.gateway)) this.dispatch(m);
+      for (const m of await this.mailbox.take(this.o.gateway)) this.dispatch(m);
       if (Date.now() - this.lastHolderPoll >= HOLDER_POLL_MS) {
         this.lastHolderPoll = Date.now();
         await this.pollHolders();
@@ -624,7 +630,7 @@ export class HaManager {
         continue;
       }
       load.set(taker.name, load.get(taker.name)! + 1);
-      await sendMessage(this.o.dataDir, taker.name, { kind: 'take', disk: d.id, from: this.o.gateway, at: Date.now() });
+      await this.mailbox.send(taker.name, { kind: 'take', disk: d.id, from: this.o.gateway, at: Date.now() });
       handed.push(d.id);
     }
     const deadline = Date.now() + timeoutMs;
@@ -645,7 +651,7 @@ export class HaManager {
   /** Stop: give every disk up (flushed, released) and stop the heartbeat. */
   async close(): Promise<void> {
     this.stopped = true;
-    this.unwatchInbox?.();
+    this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     if (this.failbackTimer) clearInterval(this.failbackTimer);
     for (const id of [...this.disks.keys()]) await this.unmanage(id).catch((e) => this.o.log.error({ err: e, disk: id }, 'closing a managed disk failed'));

@@ -20,7 +20,24 @@ export class SessionRegistry {
   private readonly byTsih = new Map<number, Session>();
   private readonly perTarget = new Map<string, number>();
   private readonly reserved = new Set<number>();
+  private readonly listeners = new Set<() => void>();
   private nextTsih = 1;
+
+  /** Called after a session was added or removed (the daemon publishes its session list). */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // a listener's failure is its own; the registry stays consistent
+      }
+    }
+  }
 
   /**
    * A fresh non-zero TSIH not in use (by a session or a discovery login holding one). Tries each
@@ -83,6 +100,7 @@ export class SessionRegistry {
     this.byKey.set(session.key, session);
     this.byTsih.set(session.tsih, session);
     this.perTarget.set(session.target.name, this.countOfTarget(session.target.name) + 1);
+    this.changed();
   }
 
   remove(session: Session): void {
@@ -92,6 +110,7 @@ export class SessionRegistry {
     const n = this.countOfTarget(session.target.name) - 1;
     if (n > 0) this.perTarget.set(session.target.name, n);
     else this.perTarget.delete(session.target.name);
+    this.changed();
   }
 
   all(): Session[] {

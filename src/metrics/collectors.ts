@@ -147,7 +147,7 @@ export class GatewayMetrics {
     m('iscsi_gateway_lun_lock_bounces_total', 'counter', 'Take-backs of the disk shortly after handing it away (two initiators on two gateways: lock bouncing)');
     m('iscsi_gateway_lun_takeover_seconds', 'gauge', 'Duration of this gateway\'s last takeover of the disk');
     m('iscsi_gateway_draining', 'gauge', 'This gateway is draining (hands its disks over, takes none): 1, else 0');
-    m('iscsi_gateway_peer_up', 'gauge', 'Another gateway of the data dir is up (heartbeat fresh): 1, else 0');
+    m('iscsi_gateway_peer_up', 'gauge', 'Another gateway (sharing the data dir or the cluster) is up (heartbeat fresh): 1, else 0');
   }
 
   /** The exposition text of one scrape. */

@@ -9,6 +9,7 @@ import type { GatewayStatus, SessionInfo } from '../daemon/running-state';
 import { diskStatus } from '../api/disks';
 import { ApiContext, Routes, current, field } from '../api/context';
 import { isImageBackstore } from '../config/schema';
+import { ImageProviderKind, aluaMode } from '../ha/access-state';
 import type { WebState } from './pages';
 import { SAMPLE_MS } from './history';
 
@@ -24,11 +25,13 @@ export interface GatewayRow {
   readonly portals: readonly string[];
   readonly sessions: number;
   readonly active_disks: readonly string[];
+  /** It hands its disks to the other gateways and takes none (drain, before maintenance). */
+  readonly draining: boolean;
   /** Further flags the gateway publishes (e.g. `draining` once the HA work reports it), shown as they are. */
   readonly flags: Record<string, string | number | boolean>;
 }
 
-const SHOWN = new Set(['name', 'up', 'heartbeat', 'appliedEpoch', 'pid', 'host', 'portals', 'sessions', 'activeDisks', 'error']);
+const SHOWN = new Set(['name', 'up', 'heartbeat', 'appliedEpoch', 'pid', 'host', 'portals', 'sessions', 'activeDisks', 'error', 'draining']);
 
 /** Scalar fields of a gateway's status beyond those the overview shows itself. */
 function flagsOf(st: GatewayStatus): Record<string, string | number | boolean> {
@@ -46,7 +49,7 @@ export interface Alert {
 }
 
 /** ALUA access state of a LUN through one gateway (SPC-4 asymmetric access states). */
-export type AluaState = 'active/optimized' | 'active/non-optimized' | 'unavailable';
+export type AluaState = 'active/optimized' | 'active/non-optimized' | 'standby' | 'unavailable';
 
 function gatewayRows(c: GatewayConfig, epoch: number, statuses: readonly GatewayStatus[]): GatewayRow[] {
   const names = new Set<string>(Object.keys(c.gateways));
@@ -56,32 +59,44 @@ function gatewayRows(c: GatewayConfig, epoch: number, statuses: readonly Gateway
     const st = statuses.find((s) => s.name === name);
     const portals = st?.portals ?? [];
     if (!st || !st.up) {
-      return { name, state: 'down' as const, reason: st ? 'no heartbeat (stopped or unreachable)' : 'never started', heartbeat: st?.heartbeat, applied_epoch: st?.appliedEpoch, portals, sessions: 0, active_disks: [], flags: {} };
+      return { name, state: 'down' as const, reason: st ? 'no heartbeat (stopped or unreachable)' : 'never started', heartbeat: st?.heartbeat, applied_epoch: st?.appliedEpoch, portals, sessions: 0, active_disks: [], draining: false, flags: {} };
     }
     const flags = flagsOf(st);
     let reason: string | undefined;
     if (st.error) reason = st.error;
-    else if (flags.draining === true) reason = 'draining: its disks are handed to the other gateways';
+    else if (st.draining === true) reason = 'draining: its disks are handed to the other gateways';
     else if ((st.appliedEpoch ?? -1) < epoch) reason = `applying configuration epoch ${epoch} (has ${st.appliedEpoch ?? 'none'})`;
     return {
       name, state: reason ? 'degraded' as const : 'up' as const, ...(reason ? { reason } : {}), heartbeat: st.heartbeat, applied_epoch: st.appliedEpoch,
-      portals, sessions: st.sessions.length, active_disks: st.activeDisks, flags,
+      portals, sessions: st.sessions.length, active_disks: st.activeDisks, draining: st.draining === true, flags,
     };
   });
 }
 
-/** Per mapped LUN: owner and the ALUA state through each gateway of the target. */
-function lunPaths(c: GatewayConfig, rows: readonly GatewayRow[]) {
+/**
+ * Per mapped LUN: the gateway writing it and the ALUA state through each gateway of the target,
+ * as the gateways report it: the holder of the disk's lock (each gateway's published HA status)
+ * is active/optimized, the configured owner is only the preferred one; active/active disks
+ * (aluaMode) are optimized on every gateway that is up.
+ */
+function lunPaths(c: GatewayConfig, rows: readonly GatewayRow[], st: readonly GatewayStatus[], provider: ImageProviderKind) {
   const up = new Set(rows.filter((r) => r.state !== 'down').map((r) => r.name));
-  const out: Array<{ target: string; disk: string; lun_id: number; owner: string | null; paths: Record<string, AluaState> }> = [];
+  const out: Array<{ target: string; disk: string; lun_id: number; owner: string | null; preferred: string | null; paths: Record<string, AluaState> }> = [];
   for (const [iqn, t] of Object.entries(c.targets)) {
     for (const [disk, ref] of Object.entries(t.disks)) {
-      const owner = c.disks[disk]?.owner ?? null;
+      const preferred = c.disks[disk]?.owner ?? null;
+      const mode = aluaMode(c, iqn, disk, provider, 'implicit');
+      const managed = st.filter((g) => g.up && g.ha?.[disk] !== undefined);
+      // Disks under the lock: whoever holds it; others keep the configured owner.
+      const owner = mode === 'active/active' ? null
+        : managed.length > 0 ? managed.find((g) => g.ha?.[disk]?.owned)?.name ?? null : preferred;
       const paths: Record<string, AluaState> = {};
       for (const gw of Object.keys(t.portals)) {
-        paths[gw] = !up.has(gw) ? 'unavailable' : gw === owner ? 'active/optimized' : 'active/non-optimized';
+        paths[gw] = !up.has(gw) ? 'unavailable'
+          : mode === 'active/active' || gw === owner ? 'active/optimized'
+            : mode === 'explicit' ? 'standby' : 'active/non-optimized';
       }
-      out.push({ target: iqn, disk, lun_id: ref.lun_id, owner, paths });
+      out.push({ target: iqn, disk, lun_id: ref.lun_id, owner, preferred, paths });
     }
   }
   return out;
@@ -105,7 +120,7 @@ export function registerDashboard(r: Routes, ctx: ApiContext, web: WebState): vo
     const { config: c, epoch } = await ctx.store.read();
     const st = await statuses(ctx);
     const gateways = gatewayRows(c, epoch, st);
-    const luns = lunPaths(c, gateways);
+    const luns = lunPaths(c, gateways, st, ctx.images.kind === 'ceph' ? 'ceph' : 'embedded');
     const alerts: Alert[] = [];
     for (const g of gateways) {
       if (g.state === 'down') alerts.push({ severity: 'critical', kind: 'gateway-down', message: `Gateway ${g.name} is down: ${g.reason ?? ''}` });
@@ -113,7 +128,9 @@ export function registerDashboard(r: Routes, ctx: ApiContext, web: WebState): vo
     }
     for (const l of luns) {
       if (!Object.values(l.paths).includes('active/optimized')) {
-        const why = l.owner === null ? 'it has no owner' : `its owner ${l.owner} is ${gateways.find((g) => g.name === l.owner)?.state === 'down' ? 'down' : 'not a gateway of the target'}`;
+        const why = l.owner !== null ? `its owner ${l.owner} is not a gateway of the target`
+          : l.preferred === null ? 'it has no owner'
+            : `no gateway holds its lock (preferred owner ${l.preferred} is ${gateways.find((g) => g.name === l.preferred)?.state ?? 'unknown'})`;
         alerts.push({ severity: 'critical', kind: 'no-optimized-path', message: `LUN ${l.lun_id} (${l.disk}) of ${l.target} has no active/optimized path: ${why}` });
       }
     }

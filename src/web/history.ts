@@ -6,7 +6,7 @@
  * start over without a spike.
  */
 import type { LiveDocument, LiveLun } from './live';
-import { readLive } from './live';
+import { LiveWhere, readLive } from './live';
 
 export const SAMPLE_MS = 2000;
 export const HISTORY_POINTS = 300;
@@ -139,7 +139,7 @@ export class StatsHistory {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
 
-  constructor(private readonly dataDir: string, private readonly periodMs = SAMPLE_MS) {}
+  constructor(private readonly where: LiveWhere, private readonly periodMs = SAMPLE_MS) {}
 
   start(): void {
     if (this.timer) return;
@@ -157,7 +157,7 @@ export class StatsHistory {
     if (this.busy) return;
     this.busy = true;
     try {
-      const docs = await readLive(this.dataDir);
+      const docs = await readLive(this.where);
       const p = point(this.previous, docs, Date.now());
       if (Object.keys(p.gateways).length > 0) {
         this.points.push(p);

@@ -1,12 +1,13 @@
 /**
- * Every gateway daemon publishes its live counters for the web dashboard: live/<name>.json in
- * the shared data dir, rewritten every PUBLISH_MS (atomic rename, no fsync: a lost sample is
- * harmless). The dashboard, served by any one gateway's API, reads every gateway's file and
- * turns successive samples into rates (history.ts), just as status/<name>.json carries the
+ * Every gateway daemon publishes its live counters for the web dashboard on the peer plane
+ * (src/ha/peer-plane.ts): live/<name>.json in the shared data dir (atomic rename, no fsync: a
+ * lost sample is harmless), or an omap entry of <conf>.live in RADOS, rewritten every
+ * PUBLISH_MS. The dashboard, served by any one gateway's API, reads every gateway's sample and
+ * turns successive samples into rates (history.ts), just as the status documents carry the
  * heartbeats. Counters are cumulative (since the logical unit or session exists).
  */
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { FilePeerPlane, PeerPlane, documentFileName } from '../ha/peer-plane';
 import type { Session } from '../iscsi/session';
 import { ConnectionInfo, DigestName, formatHostPort } from '../iscsi/connection-info';
 import { LATENCY_BUCKETS_SECONDS } from '../metrics/histogram';
@@ -88,11 +89,8 @@ export function liveDir(dataDir: string): string {
   return path.join(dataDir, 'live');
 }
 
-const SAFE_NAME = /^[A-Za-z0-9._-]{1,255}$/;
-
 export function liveFile(dataDir: string, name: string): string {
-  const file = SAFE_NAME.test(name) && name !== '.' && name !== '..' ? name : encodeURIComponent(name).replace(/\./g, '%2E');
-  return path.join(liveDir(dataDir), `${file}.json`);
+  return path.join(liveDir(dataDir), documentFileName(name));
 }
 
 function sessionParameters(s: Session): Record<string, string | number | boolean> {
@@ -142,20 +140,24 @@ export interface LivePublisher {
   stop(): Promise<void>;
 }
 
-/** Publish this gateway's sample every PUBLISH_MS until stopped; the file is removed at stop. */
-export function startLivePublisher(dataDir: string, name: string, source: MetricsSource, gateway: GatewayView, log: Logger, periodMs = PUBLISH_MS): LivePublisher {
-  const file = liveFile(dataDir, name);
+/** A data dir (its live/ directory) or the gateways' peer plane (RADOS on Ceph). */
+export type LiveWhere = string | PeerPlane;
+
+function planeOf(where: LiveWhere): PeerPlane {
+  return typeof where === 'string' ? new FilePeerPlane(where) : where;
+}
+
+/** Publish this gateway's sample every PUBLISH_MS until stopped; the document is removed at stop. */
+export function startLivePublisher(where: LiveWhere, name: string, source: MetricsSource, gateway: GatewayView, log: Logger, periodMs = PUBLISH_MS): LivePublisher {
+  const plane = planeOf(where);
   let running: Promise<void> = Promise.resolve();
   let warned = false;
   const publish = async (): Promise<void> => {
     try {
-      await fsp.mkdir(liveDir(dataDir), { recursive: true, mode: 0o700 });
-      const tmp = `${file}.tmp-${process.pid}`;
-      await fsp.writeFile(tmp, JSON.stringify(liveSample(name, source, gateway)), { mode: 0o600 });
-      await fsp.rename(tmp, file);
+      await plane.publish('live', name, liveSample(name, source, gateway));
       warned = false;
     } catch (err) {
-      if (!warned) log.warn({ err, file }, 'cannot publish live statistics for the dashboard');
+      if (!warned) log.warn({ err, at: plane.location }, 'cannot publish live statistics for the dashboard');
       warned = true;
     }
   };
@@ -168,29 +170,17 @@ export function startLivePublisher(dataDir: string, name: string, source: Metric
     stop: async () => {
       clearInterval(timer);
       await running;
-      await fsp.rm(file, { force: true });
+      await plane.withdraw('live', name);
     },
   };
 }
 
-/** Every gateway's last published sample (unreadable or half-written files are skipped). */
-export async function readLive(dataDir: string): Promise<LiveDocument[]> {
-  let files: string[];
-  try {
-    files = await fsp.readdir(liveDir(dataDir));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+/** Every gateway's last published sample (unreadable or half-written documents are skipped). */
+export async function readLive(where: LiveWhere): Promise<LiveDocument[]> {
   const out: LiveDocument[] = [];
-  for (const f of files.slice(0, 256)) {
-    if (!f.endsWith('.json')) continue;
-    try {
-      const doc = JSON.parse(await fsp.readFile(path.join(liveDir(dataDir), f), 'utf8')) as LiveDocument;
-      if (typeof doc.name === 'string' && typeof doc.at === 'number' && Array.isArray(doc.luns)) out.push(doc);
-    } catch {
-      // replaced meanwhile
-    }
+  for (const d of await planeOf(where).read('live')) {
+    const doc = d as LiveDocument;
+    if (typeof doc === 'object' && doc !== null && typeof doc.name === 'string' && typeof doc.at === 'number' && Array.isArray(doc.luns)) out.push(doc);
   }
   return out;
 }

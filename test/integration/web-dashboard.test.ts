@@ -248,8 +248,19 @@ describe('web dashboard in headless Chromium', () => {
     bench.kill('SIGTERM');
     bench = undefined;
 
-    // A stopped gateway shows as down within 15 s.
+    // Maintenance: Drain hands iscsi2's disks to iscsi1 (the LUN table then names iscsi1 as the
+    // gateway writing it), Resume lets it take disks again.
     await page.click('nav >> text=Overview');
+    await page.click('tr[data-gateway="iscsi2"] button[data-action="drain"]');
+    await page.waitForSelector('tr[data-gateway="iscsi2"] button[data-action="resume"]', { timeout: 15_000 });
+    // (A string: this file is compiled without the DOM library.)
+    await page.waitForFunction(`[...document.querySelectorAll('#luns tbody tr')].some((tr) => tr.children[0].textContent === ${JSON.stringify(IQN)}
+      && tr.children[3].textContent.startsWith('iscsi1'))`, undefined, { timeout: 15_000 });
+    await browser.screenshot('09-drained');
+    await page.click('tr[data-gateway="iscsi2"] button[data-action="resume"]');
+    await page.waitForSelector('tr[data-gateway="iscsi2"] button[data-action="drain"]', { timeout: 15_000 });
+
+    // A stopped gateway shows as down within 15 s.
     await page.waitForSelector('tr[data-gateway="iscsi2"] [data-state="up"], tr[data-gateway="iscsi2"] [data-state="degraded"]');
     await gws[1].stop();
     const stopped = Date.now();
@@ -258,7 +269,7 @@ describe('web dashboard in headless Chromium', () => {
     assert.ok(seconds < 15, `down after ${seconds} s`);
     console.log(`iscsi2 shown down ${seconds.toFixed(1)} s after its stop`);
     await page.waitForSelector('#alerts li[data-kind="gateway-down"]');
-    await browser.screenshot('09-gateway-down');
+    await browser.screenshot('10-gateway-down');
 
     // Logout ends the session: pages go back to the login form.
     await page.click('text=Log out');

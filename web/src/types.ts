@@ -24,13 +24,17 @@ export interface GatewayRow {
   portals: string[];
   sessions: number;
   active_disks: string[];
+  draining: boolean;
   flags: Record<string, string | number | boolean>;
 }
 export interface LunPath {
   target: string;
   disk: string;
   lun_id: number;
+  /** The gateway writing it now (lock holder); null for active/active disks or none up. */
   owner: string | null;
+  /** The configured (preferred) owner. */
+  preferred: string | null;
   paths: Record<string, string>;
 }
 export interface Alert {

@@ -4,7 +4,7 @@
  * own counters (GET /api/dashboard, /api/dashboard/stats; refreshed every 2 s).
  */
 import { useEffect, useState } from 'preact/hooks';
-import { ApiFailure, api, bytes, seconds } from '../api';
+import { ApiFailure, api, bytes, seconds, seg } from '../api';
 import { Banner, Chart, Series } from '../components';
 import type { Overview, Point, Rates } from '../types';
 
@@ -26,6 +26,20 @@ export function OverviewPage() {
   const [overview, setOverview] = useState<Overview | undefined>();
   const [points, setPoints] = useState<Point[]>([]);
   const [error, setError] = useState<string | undefined>();
+  const [notice, setNotice] = useState<string | undefined>();
+  const [tick, setTick] = useState(0);
+  // Drain hands the gateway's disks to the others before maintenance; resume takes them back.
+  const drain = async (gw: string, resume: boolean) => {
+    if (!resume && !confirm(`Drain ${gw}? Its disks are handed over to the other gateways of their targets.`)) return;
+    try {
+      await api(resume ? 'DELETE' : 'PUT', `/api/drain/${seg(gw)}`);
+      setNotice(resume ? `${gw} takes disks again.` : `${gw} is draining: its disks are being handed over.`);
+      setError(undefined);
+      setTick((n) => n + 1);
+    } catch (e) {
+      setError(e instanceof ApiFailure ? e.message : String(e));
+    }
+  };
   useEffect(() => {
     let alive = true;
     let last = 0;
@@ -55,7 +69,7 @@ export function OverviewPage() {
       alive = false;
       clearInterval(t);
     };
-  }, []);
+  }, [tick]);
   if (!overview) return error ? <Banner kind="error">{error}</Banner> : <p>Loading…</p>;
   const times = points.map((p) => p.t);
   const gw = (p: Point) => p.gateways;
@@ -65,6 +79,7 @@ export function OverviewPage() {
     <section aria-labelledby="overview-h">
       <h1 id="overview-h">Overview</h1>
       {error && <Banner kind="error">{error}</Banner>}
+      {notice && <Banner kind="ok">{notice}</Banner>}
       <div class="alerts" id="alerts">
         <h2>Alerts</h2>
         {overview.alerts.length === 0 ? <p class="muted">No alerts.</p> : (
@@ -79,7 +94,7 @@ export function OverviewPage() {
       <h2>Gateways</h2>
       <div class="table-wrap">
         <table id="gateways">
-          <thead><tr><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Portals</th><th scope="col">Sessions</th><th scope="col">Config epoch</th><th scope="col">Throughput now</th></tr></thead>
+          <thead><tr><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Portals</th><th scope="col">Sessions</th><th scope="col">Config epoch</th><th scope="col">Throughput now</th><th scope="col">Maintenance</th></tr></thead>
           <tbody>
             {overview.gateways.map((g) => {
               const r = latest?.gateways[g.name];
@@ -91,6 +106,9 @@ export function OverviewPage() {
                   <td>{g.sessions}</td>
                   <td>{g.applied_epoch ?? '–'} / {overview.epoch}</td>
                   <td>{r && g.state !== 'down' ? `${bytes(r.read_bps)}/s read, ${bytes(r.write_bps)}/s write` : '–'}</td>
+                  <td>{g.state !== 'down' && (g.draining
+                    ? <button type="button" class="secondary" data-action="resume" onClick={() => void drain(g.name, true)}>Resume</button>
+                    : <button type="button" class="secondary" data-action="drain" onClick={() => void drain(g.name, false)}>Drain</button>)}</td>
                 </tr>
               );
             })}
@@ -122,7 +140,7 @@ export function OverviewPage() {
               const r = latest?.luns[`${l.target}|${l.lun_id}|${l.disk}`];
               return (
                 <tr>
-                  <td class="iqn">{l.target}</td><td>{l.lun_id}</td><td>{l.disk}</td><td>{l.owner ?? '–'}</td>
+                  <td class="iqn">{l.target}</td><td>{l.lun_id}</td><td>{l.disk}</td><td>{l.owner ?? (Object.values(l.paths).every((p) => p === 'active/optimized') ? 'all (active/active)' : '–')}{l.preferred && l.preferred !== l.owner && <div class="muted small">preferred: {l.preferred}</div>}</td>
                   <td>{Object.entries(l.paths).map(([g, s]) => <div>{g}: <span class={`alua ${s.replace('/', '-')}`}>{s}</span></div>)}</td>
                   <td>{seconds(r?.read_p50)} / {seconds(r?.read_p99)}</td>
                   <td>{seconds(r?.write_p50)} / {seconds(r?.write_p99)}</td>
