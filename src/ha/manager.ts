@@ -470,11 +470,12 @@ export class HaManager {
     const rw = d.device.forget();
     d.lockLost++;
     d.releasedAt = Date.now();
-    d.handedTo = undefined;
     if (rw) void rw.close().catch(() => undefined);
     this.o.log.error({ disk: d.id, reason }, 'lost the image lock');
     this.setHolder(d.id, undefined);
     this.emit(d.id, false);
+    // Lost, not handed to anyone: a takeover need not leave the free lock to another gateway.
+    d.handedTo = undefined;
   }
 
   /**
