@@ -6,6 +6,7 @@
  * starts and is dropped then as stale (older than MAX_MESSAGE_AGE_MS).
  */
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -83,4 +84,25 @@ export async function takeMessages(dataDir: string, gateway: string, now = Date.
 /** Drop everything waiting (a gateway that starts again answers only what comes after). */
 export async function clearInbox(dataDir: string, gateway: string): Promise<void> {
   await fsp.rm(inboxDir(dataDir, gateway), { recursive: true, force: true });
+}
+
+/**
+ * Call `listener` as soon as a message may have arrived for `gateway` (inotify on its inbox
+ * directory), so a hand-over request is answered in a millisecond instead of at the next poll;
+ * the poll stays as the fallback. Returns the unsubscriber.
+ */
+export function watchInbox(dataDir: string, gateway: string, listener: () => void): () => void {
+  const dir = inboxDir(dataDir, gateway);
+  let watcher: fs.FSWatcher | undefined;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
+      if (!name || (name.endsWith('.json') && !name.startsWith('.tmp-'))) listener();
+    });
+    // A watcher error (the directory removed under it) leaves the poll to do the work.
+    watcher.on('error', () => watcher?.close());
+  } catch {
+    watcher = undefined;
+  }
+  return () => watcher?.close();
 }

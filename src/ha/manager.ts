@@ -6,11 +6,15 @@
  *   take:     lock free / holder gone -> take it; holder live -> ask for a hand-over and wait;
  *             holder's lease lapsed (hung, stopped) -> fence it, break the lock, take it.
  *             Then open the image read-write and attach it to the LU's OwnedDevice.
- *   give up:  on request, once held for the damped minimum hold time: gate new commands, drain
- *             those in flight, flush, close (store lock released), release the lease.
+ *   give up:  on request, at once when this gateway is not using the disk (nothing in flight
+ *             for IDLE_MS), else once it has had its turn (the damped hold time since it took
+ *             the disk): gate new commands, drain those in flight, flush, close (store lock
+ *             released), release the lease. Requests are read the moment they arrive.
  *   bouncing: a disk taken back less than bounceWindowMs after it was handed away counts as a
- *             bounce and doubles the minimum hold time (up to maxHoldMs); a quiet period resets
- *             it. Both gateways keep making progress in turns, never a stall.
+ *             bounce and doubles the hold time (up to maxHoldMs); a quiet period resets it. Two
+ *             busy gateways write in turns of the hold time (every command that queued behind
+ *             a transition runs in the new owner's turn), never a stall; an initiator that
+ *             alternates paths command by command pays one hand-over per switch, no hold.
  *   failback: the configured owner (config `owner`, the preferred gateway) takes its disks
  *             back once it has been up for failbackMs; a failback that is undone at once backs
  *             off exponentially.
@@ -84,6 +88,8 @@ interface ManagedDisk {
   acquiredAt: number;
   /** When it last handed the lock away (bounce detection). */
   releasedAt: number;
+  /** The gateway it was last handed to (on request), until that one took it. */
+  handedTo?: string;
   holdMs: number;
   activating?: Promise<void>;
   releasing?: Promise<void>;
@@ -106,6 +112,15 @@ function lockReason(r: TransitionReason): LockReason {
 }
 /** How often a gateway re-reads who holds the disks it does not hold. */
 const HOLDER_POLL_MS = 200;
+/**
+ * An owner with nothing in flight for this long is not using the disk: it hands it over without
+ * waiting for its hold time. Longer than an initiator needs to send its next command on a busy
+ * path (a round trip plus scheduling on a loaded host); an initiator that switched paths has
+ * usually been away longer than this by the time its request arrives, so it costs little.
+ */
+const IDLE_MS = 10;
+/** How long a gateway that handed a disk over leaves the free lock to the one that asked for it. */
+const HANDOFF_MS = 2000;
 
 export class HaManager {
   private readonly disks = new Map<string, ManagedDisk>();
@@ -119,6 +134,8 @@ export class HaManager {
   private timer: NodeJS.Timeout | undefined;
   private failbackTimer: NodeJS.Timeout | undefined;
   private polling = false;
+  /** A message arrived while a poll ran: poll again right after it. */
+  private wakeAgain = false;
   private startedAt = Date.now();
   private draining = false;
   /** Outcome of the last drain (undefined while one runs or before any). */
@@ -161,7 +178,7 @@ export class HaManager {
     this.startedAt = Date.now();
     await this.mailbox.clear(this.o.gateway);
     // A message that arrives is read at once, not at the next poll.
-    this.unsubscribe = this.mailbox.onMessage(this.o.gateway, () => void this.poll());
+    this.unsubscribe = this.mailbox.onMessage(this.o.gateway, () => this.wake());
     await this.o.locks.start();
     this.timer = setInterval(() => void this.poll(), 50);
     this.timer.unref();
@@ -329,13 +346,18 @@ export class HaManager {
     let fenced: FenceRecord | undefined;
     let from: LockHolder | undefined;
     let lastAsk = 0;
+    // Just handed over: let the gateway that asked take the free lock first (commands that
+    // queued here during the hand-over must not snatch it back before it could). Once it has
+    // taken it, this gateway asks like anyone else, and a free lock is free to take.
+    let deferring = d.handedTo !== undefined && Date.now() - d.releasedAt < HANDOFF_MS;
     for (;;) {
       if (this.stopped) throw new HaRefusal(`gateway ${this.o.gateway} is stopping`);
-      // Just handed over: let the gateway that asked take the free lock first (commands that
-      // queued here during the hand-over must not snatch it back before it could).
-      if (Date.now() - d.releasedAt < 2000 && !(await this.o.locks.status(d.key)).holder) {
-        await sleep(10);
-        continue;
+      if (deferring) {
+        if (Date.now() - d.releasedAt < HANDOFF_MS && !(await this.o.locks.status(d.key)).holder) {
+          await sleep(5);
+          continue;
+        }
+        deferring = false;
       }
       const r = await this.o.locks.tryAcquire(d.key, lockReason(reason));
       if (r.kind === 'acquired') break;
@@ -356,6 +378,7 @@ export class HaManager {
     }
     // The previous holder closed the image (or died): the store's writer lock is free or frees
     // within moments (a fenced process's flock goes with it).
+    const locked = Date.now();
     let rw: BlockDevice | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -377,6 +400,7 @@ export class HaManager {
     d.device.attach(rw);
     const now = Date.now();
     d.acquiredAt = now;
+    d.handedTo = undefined;
     if (from && d.releasedAt > 0 && now - d.releasedAt < this.bounceWindowMs) {
       d.bounces++;
       d.holdMs = Math.min(this.maxHoldMs, d.holdMs * 2);
@@ -384,32 +408,33 @@ export class HaManager {
     d.failovers++;
     d.lastTakeoverMs = now - started;
     d.lastTakeover = `${reason}: ${how}`;
-    this.o.log.info({ disk: d.id, reason, how, ms: d.lastTakeoverMs, holdMs: d.holdMs }, 'took over the disk');
+    this.o.log.info({ disk: d.id, reason, how, ms: d.lastTakeoverMs, lockMs: locked - started, openMs: now - locked, holdMs: d.holdMs }, 'took over the disk');
     this.setHolder(d.id, this.o.gateway, lockReason(reason));
     this.emit(d.id, true);
   }
 
-  /** Another gateway asks for the lock of `key`. */
-  private async handoverRequested(key: string, requester: string, reason: LockReason = 'config'): Promise<void> {
+  /** Another gateway asks for the lock of `key` (`askedAt`: when it sent the request). */
+  private async handoverRequested(key: string, requester: string, reason: LockReason = 'config', askedAt?: number): Promise<void> {
     const d = this.byKey.get(key);
     if (!d) return;
     // Asked while still taking it (lock bouncing): answer once the takeover is done.
     if (d.activating) {
-      void d.activating.then(() => this.handoverRequested(key, requester, reason), () => undefined);
+      void d.activating.then(() => this.handoverRequested(key, requester, reason, askedAt), () => undefined);
       return;
     }
     if (!d.device.active || d.releasing) return;
     d.releasing = (async () => {
       try {
-        // Bouncing damper: keep the lock for the current minimum hold time (not when draining:
-        // then the point is to get rid of it).
+        // Bouncing damper: a busy owner keeps the lock for its turn (the damped hold time);
+        // an idle one hands it over at once, holding it would only stall the requester. Not
+        // when draining: then the point is to get rid of it.
+        const received = Date.now();
         if (!this.draining && !this.stopped) {
-          const quietFor = Date.now() - d.acquiredAt;
-          if (quietFor > this.bounceWindowMs) d.holdMs = this.minHoldMs;
-          const wait = d.acquiredAt + d.holdMs - Date.now();
-          if (wait > 0) await sleep(wait);
+          if (received - d.acquiredAt > this.bounceWindowMs) d.holdMs = this.minHoldMs;
+          await d.device.settle(IDLE_MS, d.acquiredAt + d.holdMs);
         }
-        await this.giveUp(d, `hand-over to ${requester}`, requester, this.draining ? 'config' : reason);
+        const timing = { requestMs: askedAt !== undefined ? received - askedAt : undefined, turnMs: Date.now() - received };
+        await this.giveUp(d, `hand-over to ${requester}`, requester, this.draining ? 'config' : reason, timing);
       } catch (e) {
         this.o.log.error({ err: e, disk: d.id, requester }, 'hand-over failed: keeping the disk');
       } finally {
@@ -420,15 +445,20 @@ export class HaManager {
   }
 
   /** `to`: the gateway taking it (ALUA moves the active/optimized group there at once). */
-  private async giveUp(d: ManagedDisk, why: string, to?: string, reason: LockReason = 'config'): Promise<void> {
+  private async giveUp(d: ManagedDisk, why: string, to?: string, reason: LockReason = 'config', timing?: { requestMs?: number; turnMs: number }): Promise<void> {
     if (!d.device.active) return;
     const started = Date.now();
     const rw = await d.device.detach(this.drainMs);
+    const detached = Date.now();
     if (rw) await rw.close();
+    const closed = Date.now();
     await this.o.locks.release(d.key);
     d.releasedAt = Date.now();
+    d.handedTo = to;
     d.lockLost++;
-    this.o.log.info({ disk: d.id, why, ms: d.releasedAt - started }, 'handed the disk over');
+    // Where a hand-over's time goes: the request's way here, the rest of this gateway's turn,
+    // drain + flush, image close, lease release.
+    this.o.log.info({ disk: d.id, why, ...timing, ms: d.releasedAt - started, drainFlushMs: detached - started, closeMs: closed - detached, releaseMs: d.releasedAt - closed }, 'handed the disk over');
     this.setHolder(d.id, to, reason);
     this.emit(d.id, false);
   }
@@ -446,6 +476,8 @@ export class HaManager {
     this.o.log.error({ disk: d.id, reason }, 'lost the image lock');
     this.setHolder(d.id, undefined);
     this.emit(d.id, false);
+    // Lost, not handed to anyone: a takeover need not leave the free lock to another gateway.
+    d.handedTo = undefined;
   }
 
   /**
@@ -518,6 +550,12 @@ export class HaManager {
     }
   }
 
+  /** A message arrived: read it now (or right after the poll under way). */
+  private wake(): void {
+    if (this.polling) this.wakeAgain = true;
+    else void this.poll();
+  }
+
   private async poll(): Promise<void> {
     if (this.polling || this.stopped) return;
     this.polling = true;
@@ -531,13 +569,17 @@ export class HaManager {
       this.o.log.warn({ err: e }, 'cannot read the HA inbox');
     } finally {
       this.polling = false;
+      if (this.wakeAgain) {
+        this.wakeAgain = false;
+        void this.poll();
+      }
     }
   }
 
   private dispatch(m: HaMessage): void {
     switch (m.kind) {
       case 'handover':
-        void this.handoverRequested(m.key, m.from, m.reason);
+        void this.handoverRequested(m.key, m.from, m.reason, m.at);
         return;
       case 'take':
         if (this.disks.has(m.disk)) {

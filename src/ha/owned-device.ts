@@ -10,6 +10,11 @@
  * - Giving ownership up (detach): new operations wait at a gate, those in flight finish
  *   (bounded), the device is flushed, and only then is it handed back for closing, so no
  *   acknowledged write is behind the new owner's back and no write of ours lands after it.
+ * - COMPARE AND WRITE runs its compare and its write as one operation of one ownership turn
+ *   (never the compare on the read-only view, nor a hand-over between the two), so it stays
+ *   atomic against every other gateway's writes.
+ * - `settle` tells the manager when the owner is not using the image (nothing in flight for
+ *   a moment): a hand-over then costs this gateway nothing and need not wait.
  */
 import {
   BlockDevice, BlockDeviceCapabilities, BlockDeviceError, Extent, IoOptions, WriteOptions, WriteSameOptions,
@@ -21,6 +26,8 @@ export class OwnedDevice implements BlockDevice {
   private rw: BlockDevice | undefined;
   private inflight = 0;
   private idle: Array<() => void> = [];
+  /** When an operation last started or ended on the read-write device (ms). */
+  private lastActivity = 0;
   /** Set while ownership changes: new operations wait for it. */
   private gate: Promise<void> | undefined;
   private closed = false;
@@ -51,6 +58,30 @@ export class OwnedDevice implements BlockDevice {
 
   size(): number {
     return (this.rw ?? this.view).size();
+  }
+
+  /**
+   * Resolves once no operation has run on the read-write device for `quietMs` (the owner is
+   * idle: the next command of a busy initiator arrives well within it), or at `until` (ms since
+   * the epoch), whichever comes first.
+   */
+  async settle(quietMs: number, until: number): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      if (now >= until || !this.rw) return;
+      let timer: NodeJS.Timeout | undefined;
+      if (this.inflight > 0) {
+        await new Promise<void>((r) => {
+          this.idle.push(r);
+          timer = setTimeout(r, until - now);
+        });
+      } else {
+        const quiet = now - this.lastActivity;
+        if (quiet >= quietMs) return;
+        await new Promise<void>((r) => (timer = setTimeout(r, Math.min(quietMs - quiet, until - now))));
+      }
+      if (timer) clearTimeout(timer);
+    }
   }
 
   /** Become the owner's device: `rw` was opened read-write under the lock. */
@@ -104,6 +135,7 @@ export class OwnedDevice implements BlockDevice {
       if (options?.signal?.aborted) throw new BlockDeviceError(`${this.name}: aborted while waiting for ownership`, 'aborted');
       if (this.rw) {
         this.inflight++;
+        this.lastActivity = Date.now();
         return this.rw;
       }
       try {
@@ -118,6 +150,7 @@ export class OwnedDevice implements BlockDevice {
 
   private leave(): void {
     this.inflight--;
+    this.lastActivity = Date.now();
     if (this.inflight === 0 && this.idle.length > 0) {
       const w = this.idle;
       this.idle = [];
@@ -149,6 +182,30 @@ export class OwnedDevice implements BlockDevice {
     // Not the owner: nothing of ours is unflushed (detach flushed it), no transition needed.
     if (!this.rw && !this.gate) return Promise.resolve();
     return this.run(options, (d) => d.flush(options));
+  }
+
+  /**
+   * COMPARE AND WRITE in one turn of ownership: the backstore's own offload when it has one,
+   * else read, compare and write on the read-write device as one operation (a hand-over waits
+   * for it as for any operation in flight). Returns the offset of the first differing byte, or
+   * -1 when the data matched and was written.
+   */
+  compareAndWrite(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number> {
+    return this.run(options, async (d) => {
+      if (d.compareAndWrite) {
+        const r = await d.compareAndWrite(offset, compare, data, options).catch((e: unknown) => {
+          if (e instanceof BlockDeviceError && e.kind === 'unsupported') return undefined;
+          throw e;
+        });
+        if (r !== undefined) return r;
+      }
+      const current = await d.read(offset, compare.length, Buffer.allocUnsafe(compare.length), { signal: options?.signal });
+      if (!current.equals(compare)) {
+        for (let i = 0; i < compare.length; i++) if (current[i] !== compare[i]) return i;
+      }
+      await d.write(offset, data, options);
+      return -1;
+    });
   }
 
   discard(offset: number, length: number, options?: IoOptions): Promise<void> {

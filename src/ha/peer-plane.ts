@@ -17,7 +17,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../sys/durable';
-import { HaMessage, clearInbox, inboxDir, sendMessage, takeMessages } from './inbox';
+import { HaMessage, clearInbox, inboxDir, sendMessage, takeMessages, watchInbox } from './inbox';
 
 export type PeerChannel = 'status' | 'live';
 
@@ -169,9 +169,9 @@ export class FilePeerPlane implements PeerPlane {
     return clearInbox(this.dataDir, gateway);
   }
 
-  /** The addressee polls its inbox directory often enough (HaManager, every 50 ms). */
-  onMessage(): () => void {
-    return () => undefined;
+  /** inotify on the addressee's inbox directory (a hand-over request is read in a millisecond; HaManager's 50 ms poll stays as the fallback). */
+  onMessage(gateway: string, listener: () => void): () => void {
+    return watchInbox(this.dataDir, gateway, listener);
   }
 
   async close(): Promise<void> {

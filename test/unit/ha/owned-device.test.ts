@@ -93,3 +93,82 @@ test('detach refuses and stays the owner when operations do not finish in time',
   await w;
   await dev.write(512, Buffer.alloc(512, 4));
 });
+
+/** A device whose reads wait for `releaseReads()`. */
+class SlowReads extends MemoryBackstore {
+  private gate: Promise<void> | undefined;
+  private open!: () => void;
+  holdReads(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  releaseReads(): void {
+    this.gate = undefined;
+    this.open();
+  }
+  override async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (this.gate) await this.gate;
+    return super.read(offset, length, into);
+  }
+}
+
+test('COMPARE AND WRITE on a non-owner compares on the owner\'s device, not on the read-only view', async () => {
+  // The view still shows 0x11; the image (what the owner wrote last) holds 0x22.
+  const view = new MemoryBackstore({ size: MiB, name: 'view' });
+  await view.write(0, Buffer.alloc(512, 0x11));
+  const rw = new MemoryBackstore({ size: MiB, name: 'rw' });
+  await rw.write(0, Buffer.alloc(512, 0x22));
+  let activations = 0;
+  const dev: OwnedDevice = new OwnedDevice('d', view, async () => {
+    activations++;
+    dev.attach(rw);
+  }, true);
+  assert.equal(await dev.compareAndWrite(0, Buffer.alloc(512, 0x22), Buffer.alloc(512, 0x33)), -1, 'matched the image');
+  assert.equal(activations, 1, 'took ownership before comparing');
+  assert.ok((await rw.read(0, 512)).equals(Buffer.alloc(512, 0x33)));
+  const at = await dev.compareAndWrite(0, Buffer.concat([Buffer.alloc(100, 0x33), Buffer.alloc(412, 0x44)]), Buffer.alloc(512, 0x55));
+  assert.equal(at, 100, 'offset of the first differing byte');
+  assert.ok((await rw.read(0, 512)).equals(Buffer.alloc(512, 0x33)), 'nothing written on a miscompare');
+});
+
+test('a hand-over waits for a COMPARE AND WRITE between its compare and its write', async () => {
+  const rw = new SlowReads({ size: MiB, name: 'rw' });
+  const dev = new OwnedDevice('d', new StandbyDevice('d', MiB), async () => {
+    throw new Error('no lock');
+  });
+  dev.attach(rw);
+  rw.holdReads();
+  const caw = dev.compareAndWrite(0, Buffer.alloc(512), Buffer.alloc(512, 9));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(dev.inFlight, 1, 'the compare is in flight');
+  const detaching = dev.detach(5000);
+  await new Promise((r) => setTimeout(r, 20));
+  rw.releaseReads();
+  assert.equal(await caw, -1);
+  assert.equal(await detaching, rw);
+  assert.ok((await rw.read(0, 512)).equals(Buffer.alloc(512, 9)), 'the write landed before the device was handed back');
+});
+
+test('settle: at once when idle, after the operations in flight and a quiet moment when busy, never past its bound', async () => {
+  const rw = new SlowDevice({ size: MiB, name: 'rw' });
+  const dev = new OwnedDevice('d', new StandbyDevice('d', MiB), async () => undefined);
+  dev.attach(rw);
+  const t = Date.now();
+  await dev.settle(0, Date.now() + 60_000);
+  assert.ok(Date.now() - t < 1000, 'idle: no wait');
+  rw.hold();
+  const w = dev.write(0, Buffer.alloc(512, 1));
+  await new Promise((r) => setImmediate(r));
+  let settled = false;
+  const s = dev.settle(10, Date.now() + 60_000).then(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(settled, false, 'not while an operation is in flight');
+  rw.release();
+  await w;
+  await s;
+  rw.hold();
+  const w2 = dev.write(0, Buffer.alloc(512, 2));
+  await dev.settle(10, Date.now() + 30);
+  assert.equal(dev.inFlight, 1, 'the bound ends the wait even though the owner is busy');
+  rw.release();
+  await w2;
+});
