@@ -102,6 +102,7 @@ export class Gateway implements RunningState {
   /** A publication soon after a login or logout (coalesced), so other gateways see sessions at once. */
   private publishSoonTimer: NodeJS.Timeout | undefined;
   private unsubscribeSessions: (() => void) | undefined;
+  private unsubscribeLockLost: (() => void) | undefined;
   private peers: HaSample['peers'] = [];
   /** Set when this start created the demo target. */
   createdDemo = false;
@@ -261,6 +262,16 @@ export class Gateway implements RunningState {
     this.retryTimer = setInterval(() => void this.reconciler?.retry().then(() => this.publish()), HEARTBEAT_MS);
     this.retryTimer.unref();
     this.unsubscribeSessions = this.service.sessions.onChange(() => this.publishSoon());
+    // Fenced (hung or cut off past the lease): commands that sat in our sockets meanwhile were
+    // sent before the other gateway took over, and the initiator may have re-sent them there.
+    // Run under a lock taken anew they would land after newer data, so every connection is
+    // dropped in this same tick (unread PDUs with it, running tasks aborted); initiators log in
+    // again and decide themselves what to re-send.
+    this.unsubscribeLockLost = this.ha.onLockLost((disk, reason) => {
+      const sessions = this.service.sessions.all().filter((s) => !s.isClosed);
+      this.options.log.error({ disk, reason, sessions: sessions.length }, 'lost an image lock without releasing it: dropping every iSCSI connection');
+      for (const s of sessions) void s.terminate(`image lock of ${disk} lost: ${reason}`);
+    });
   }
 
   /** Publish within PUBLISH_SOON_MS (several logins at once make one publication). */
@@ -494,6 +505,7 @@ export class Gateway implements RunningState {
         }
         this.unwatch?.();
         this.unsubscribeSessions?.();
+        this.unsubscribeLockLost?.();
         if (this.publishSoonTimer) clearTimeout(this.publishSoonTimer);
         if (this.heartbeat) clearInterval(this.heartbeat);
         if (this.retryTimer) clearInterval(this.retryTimer);

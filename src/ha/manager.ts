@@ -127,6 +127,7 @@ export class HaManager {
   private readonly byKey = new Map<string, ManagedDisk>();
   private readonly listeners = new Set<(disk: string, owned: boolean) => void>();
   private readonly statusListeners = new Set<() => void>();
+  private readonly lockLostListeners = new Set<(disk: string, reason: string) => void>();
   private readonly holderListeners = new Set<(disk: string, holder: string | undefined, reason: LockReason) => void>();
   /** Gateway holding each managed disk's lock, as last read from the lock (every gateway sees the same). */
   private readonly holders = new Map<string, string | undefined>();
@@ -192,6 +193,15 @@ export class HaManager {
   onChange(listener: (disk: string, owned: boolean) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Called synchronously when this gateway loses a lock without giving it up (fenced, or its
+   * lease taken over): another gateway judged it dead, so whatever reached it meanwhile is suspect.
+   */
+  onLockLost(listener: (disk: string, reason: string) => void): () => void {
+    this.lockLostListeners.add(listener);
+    return () => this.lockLostListeners.delete(listener);
   }
 
   /** Called whenever anything status() or isDraining report changed (to publish it). */
@@ -468,6 +478,13 @@ export class HaManager {
     const d = this.byKey.get(key);
     if (!d) return;
     const rw = d.device.forget();
+    for (const l of this.lockLostListeners) {
+      try {
+        l(d.id, reason);
+      } catch (e) {
+        this.o.log.error({ err: e, disk: d.id }, 'lock-lost listener failed');
+      }
+    }
     d.lockLost++;
     d.releasedAt = Date.now();
     // Fenced (hung, cut off): settle for the failback time before taking the disk back.
