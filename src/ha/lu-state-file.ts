@@ -40,19 +40,21 @@ const FORMAT = 'iscsi-gateway-lu-state-1';
 /** Attentions kept in the file for gateways that have not read them yet. */
 const MAX_ATTENTIONS = 64;
 
-function envMs(name: string, fallback: number): number {
+/** A duration (ms) from the environment (tests shorten them), else `fallback`. */
+export function envMs(name: string, fallback: number): number {
   const v = Number(process.env[name]);
   return Number.isFinite(v) && v > 0 ? v : fallback;
 }
 
-interface LoggedAttention {
+/** The document of one LU's state, the same in the data-dir file and the RADOS object. */
+export interface LoggedAttention {
   seq: number;
   /** Instance that established it (it told its own LUs already). */
   origin: string;
   attention: SharedAttentionJson;
 }
 
-interface LuStateDoc {
+export interface LuStateDoc {
   format: string;
   wwn: string;
   epoch: number;

@@ -42,12 +42,13 @@ import { ObjectWatch, RadosError, RadosObject, isErrno, radosError } from '../ce
 import type { NotifyEvent, ObjectContent } from '../ceph/rados-object';
 import { loadAptplState, aptplFile } from '../scsi/aptpl-file';
 import {
-  EMPTY_LU_STATE, LuState, LuStateChange, LuStateJson, LuStateListener, LuStateStore, SharedAttention, SharedAttentionJson,
+  EMPTY_LU_STATE, LuState, LuStateChange, LuStateListener, LuStateStore, SharedAttention,
   attentionFromJson, attentionToJson, deliverAttentions, luStateFromJson, luStateToJson,
 } from '../scsi/lu-state';
 import { EMPTY_PR_STATE } from '../scsi/reservations';
 import { Asc, SenseError, SenseKey } from '../scsi/sense';
 import type { Logger } from '../util/log';
+import { LuStateDoc, envMs } from './lu-state-file';
 
 const FORMAT = 'iscsi-gateway-lu-state-1';
 export const EPOCH_XATTR = 'epoch';
@@ -64,26 +65,6 @@ export const MAX_OBJECT_BYTES = 512 * 1024;
 const MAX_CAS_ATTEMPTS = 100;
 /** One notify round (librados rounds notify timeouts down to whole seconds). */
 const NOTIFY_ROUND_MS = 1000;
-
-function envMs(name: string, fallback: number): number {
-  const v = Number(process.env[name]);
-  return Number.isFinite(v) && v > 0 ? v : fallback;
-}
-
-interface LoggedAttention {
-  seq: number;
-  origin: string;
-  attention: SharedAttentionJson;
-}
-
-interface LuStateDoc {
-  format: string;
-  wwn: string;
-  epoch: number;
-  seq: number;
-  state: LuStateJson;
-  attentions: LoggedAttention[];
-}
 
 interface Loaded {
   readonly doc: LuStateDoc;

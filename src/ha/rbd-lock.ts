@@ -36,6 +36,7 @@ import type { NativeIoCtx } from '../ceph/binding';
 import { CephCluster, ConnectOptions, resolveConfFile } from '../ceph/cluster';
 import { RadosObject } from '../ceph/rados-object';
 import { RbdImage } from '../ceph/rbd-image';
+import { RbdImageData } from '../images/ceph-client';
 import { exportProblem } from '../images/disk-rules';
 import type { ImageProvider } from '../images/provider';
 import { CONNECT_TIMEOUT_S, osdOpTimeout } from '../images/select';
@@ -149,37 +150,7 @@ export function parseBlocklist(text: string): string[] {
 }
 
 /** An image handle lent to the owner's RbdBackstore: closing the device leaves the handle (and the lock) to the lock backend. */
-class LockedHandle implements RbdImageHandle {
-  constructor(private readonly image: RbdImage) {}
-  async size(): Promise<number> {
-    return (await this.image.info()).size;
-  }
-  async read(offset: number, length: number, into: Buffer): Promise<number> {
-    await this.image.read(offset, length, into);
-    return length;
-  }
-  write(offset: number, data: Buffer): Promise<void> {
-    return this.image.write(offset, data);
-  }
-  flush(): Promise<void> {
-    return this.image.flush();
-  }
-  writeZeroes(offset: number, length: number): Promise<void> {
-    return this.image.writeZeroes(offset, length);
-  }
-  writeSame(offset: number, length: number, pattern: Buffer): Promise<void> {
-    return this.image.writeSame(offset, length, pattern);
-  }
-  async compareAndWrite(offset: number, compare: Buffer, data: Buffer): Promise<number> {
-    const r = await this.image.compareAndWrite(offset, compare, data);
-    return r.matched ? -1 : r.mismatchOffset;
-  }
-  async allocated(offset: number, length: number): Promise<Array<{ offset: number; length: number }>> {
-    return (await this.image.extents(offset, length)).filter((e) => e.allocated).map((e) => ({ offset: e.offset, length: e.length }));
-  }
-  watch(listener: () => void): Promise<() => Promise<void>> {
-    return this.image.onUpdate(listener);
-  }
+class LockedHandle extends RbdImageData implements RbdImageHandle {
   async close(): Promise<void> {
     // The device flushed before; the handle keeps the lock until the backend releases it.
   }

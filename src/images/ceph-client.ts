@@ -13,13 +13,12 @@ function isoTime(seconds: number): string {
   return new Date(seconds * 1000).toISOString();
 }
 
-class OpenImage implements RbdOpenImage {
-  constructor(
-    private readonly image: RbdImage,
-    private readonly client: CephRbdClient,
-  ) {}
-
-  // ---- data path (RbdImageHandle): straight onto the aio calls, the caller's Buffers ----
+/**
+ * The data path of an open RbdImage as RbdBackstore uses it (RbdImageHandle): straight onto the
+ * aio calls, the caller's Buffers. Subclasses say what closing means.
+ */
+export abstract class RbdImageData {
+  constructor(protected readonly image: RbdImage) {}
 
   async size(): Promise<number> {
     // rbd_stat refreshes a header an update notification marked stale.
@@ -52,6 +51,17 @@ class OpenImage implements RbdOpenImage {
   watch(listener: () => void): Promise<() => Promise<void>> {
     return this.image.onUpdate(listener);
   }
+  abstract close(): Promise<void>;
+}
+
+class OpenImage extends RbdImageData implements RbdOpenImage {
+  constructor(
+    image: RbdImage,
+    private readonly client: CephRbdClient,
+  ) {
+    super(image);
+  }
+
   close(): Promise<void> {
     return this.image.close();
   }
