@@ -4,7 +4,7 @@
  * serve one `rbd` disk of a real (memstore) cluster, both read-write at once.
  *
  * - REPORT TARGET PORT GROUPS through either gateway: both groups active/optimized, no PREF,
- *   supported states AO only; both gateways have the image open (two header watchers), no
+ *   supported states AO and unavailable; both gateways have the image open (two header watchers), no
  *   exclusive lock exists, librbd's cache is off for the image (`rbd config image ls`).
  * - The API creates the image without exclusive-lock and refuses to export an image that has it.
  * - Writes through one gateway are read back through the other right after GOOD, interleaved
@@ -149,7 +149,7 @@ describe('rbd on Ceph: two gateways active/active', { timeout: 420_000 }, () => 
         for (const [id, g] of groups) {
           assert.equal(g.state, 0, `group ${id} active/optimized through ${host}`);
           assert.equal(g.pref, false, 'no preferred group');
-          assert.equal(g.sup, 0x01, 'AO_SUP only');
+          assert.equal(g.sup, 0x09, 'AO_SUP and U_SUP (a stopping gateway reports unavailable)');
         }
         // Block Limits VPD: MAXIMUM COMPARE AND WRITE LENGTH = one 512-byte sector (the OSD's atomic unit).
         const bl = await i.scsi(Buffer.from([0x12, 1, 0xb0, 0, 64, 0]), { read: 64 });

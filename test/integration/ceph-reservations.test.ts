@@ -102,7 +102,8 @@ describe('reservations shared by two gateways with separate data dirs on Ceph', 
       dirs[name] = tempDir();
       fs.writeFileSync(path.join(dirs[name], 'iscsi-gateway.cfg'), '[config]\ncluster_name = ceph\napi_secure = false\nprometheus_exporter = false\n');
     }
-    await cluster.rbd(['create', '--size', '32M', 'rbd/prdisk']);
+    // Active/active on Ceph: no exclusive-lock (disk-rules.ts).
+    await cluster.rbd(['create', '--size', '32M', '--image-feature', 'layering', 'rbd/prdisk']);
     gws.push(await startGateway('iscsi1'));
     gws.push(await startGateway('iscsi2'));
     const ceph = cephSettingsFromEnv({ CEPH_CONF: cluster.cephConf });
