@@ -121,6 +121,14 @@ export interface BlockDevice {
    */
   compareAndWrite?(offset: number, compare: Buffer, data: Buffer, options?: WriteOptions): Promise<number>;
 
+  /**
+   * Optional ORWRITE offload: each byte at `offset` becomes (medium OR data), with no other
+   * writer of the image between the read and the write (a device whose writer can change at
+   * run time, src/ha/owned-device.ts, does both in one turn of ownership). Without it the SCSI
+   * layer reads and writes under its range lock, which only this LU's commands respect.
+   */
+  orWrite?(offset: number, data: Buffer, options?: WriteOptions): Promise<void>;
+
   /** Allocation extents covering [offset, offset+length), in order, without gaps. */
   mapStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]>;
 

@@ -78,6 +78,8 @@ export class GuardedDevice implements BlockDevice {
   private timer: NodeJS.Timeout | undefined;
   private writeBackSeq = 0;
   private readonly onAbandon?: GuardOptions['onAbandon'];
+  /** The inner device's ORWRITE offload, guarded; absent when the inner device has none. */
+  readonly orWrite?: (offset: number, data: Buffer, options?: WriteOptions) => Promise<void>;
 
   constructor(readonly inner: BlockDevice, options: GuardOptions = {}) {
     const t = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -85,6 +87,10 @@ export class GuardedDevice implements BlockDevice {
     this.timeoutMs = t;
     this.tick = Math.min(250, Math.max(10, Math.floor(t / 50)));
     this.onAbandon = options.onAbandon;
+    const orWrite = inner.orWrite?.bind(inner);
+    if (orWrite) {
+      this.orWrite = (offset, data, o) => this.run('orwrite', offset, data.length, true, o?.signal, () => orWrite(offset, data, o), o?.fua === true);
+    }
   }
 
   get name(): string {

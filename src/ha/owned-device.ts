@@ -10,9 +10,9 @@
  * - Giving ownership up (detach): new operations wait at a gate, those in flight finish
  *   (bounded), the device is flushed, and only then is it handed back for closing, so no
  *   acknowledged write is behind the new owner's back and no write of ours lands after it.
- * - COMPARE AND WRITE runs its compare and its write as one operation of one ownership turn
- *   (never the compare on the read-only view, nor a hand-over between the two), so it stays
- *   atomic against every other gateway's writes.
+ * - COMPARE AND WRITE and ORWRITE run their read and their write as one operation of one
+ *   ownership turn (never the read on the read-only view, nor a hand-over between the two), so
+ *   they stay atomic against every other gateway's writes.
  * - `settle` tells the manager when the owner is not using the image (nothing in flight for
  *   a moment): a hand-over then costs this gateway nothing and need not wait.
  */
@@ -205,6 +205,15 @@ export class OwnedDevice implements BlockDevice {
       }
       await d.write(offset, data, options);
       return -1;
+    });
+  }
+
+  /** ORWRITE in one turn of ownership: the read is the owner's, and no hand-over comes between it and the write. */
+  orWrite(offset: number, data: Buffer, options?: WriteOptions): Promise<void> {
+    return this.run(options, async (d) => {
+      const current = await d.read(offset, data.length, Buffer.allocUnsafe(data.length), { signal: options?.signal });
+      for (let i = 0; i < data.length; i++) current[i] |= data[i];
+      await d.write(offset, current, options);
     });
   }
 

@@ -91,6 +91,8 @@ async function orWrite(lu: LogicalUnit, task: Task): Promise<ScsiResult> {
     const shared = lu.device.capabilities.sharedCompareAndWriteBytes;
     await locked(lu, lba, bytes / bs, task, async () => {
       if (shared !== undefined) return orWriteShared(lu, task, lba * bs, data, shared, lu.writeFua(fua));
+      // A device whose writer moves between gateways does it in one turn of ownership.
+      if (lu.device.orWrite) return lu.device.orWrite(lba * bs, data, { fua: lu.writeFua(fua), signal: task.signal });
       const current = await lu.device.read(lba * bs, bytes, Buffer.allocUnsafe(bytes), { signal: task.signal });
       for (let i = 0; i < bytes; i++) current[i] |= data[i];
       await lu.device.write(lba * bs, current, { fua: lu.writeFua(fua), signal: task.signal });

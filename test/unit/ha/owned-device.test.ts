@@ -130,6 +130,22 @@ test('COMPARE AND WRITE on a non-owner compares on the owner\'s device, not on t
   assert.ok((await rw.read(0, 512)).equals(Buffer.alloc(512, 0x33)), 'nothing written on a miscompare');
 });
 
+test('ORWRITE on a non-owner reads the owner\'s device in the same turn, not the read-only view', async () => {
+  // The view still shows 0x01; the image holds 0x10 (written by the previous owner).
+  const view = new MemoryBackstore({ size: MiB, name: 'view' });
+  await view.write(0, Buffer.alloc(512, 0x01));
+  const rw = new MemoryBackstore({ size: MiB, name: 'rw' });
+  await rw.write(0, Buffer.alloc(512, 0x10));
+  let activations = 0;
+  const dev: OwnedDevice = new OwnedDevice('d', view, async () => {
+    activations++;
+    dev.attach(rw);
+  }, true);
+  await dev.orWrite(0, Buffer.alloc(512, 0x04));
+  assert.equal(activations, 1, 'took ownership before reading');
+  assert.ok((await rw.read(0, 512)).equals(Buffer.alloc(512, 0x14)), 'ORed with the image, not with the view');
+});
+
 test('a hand-over waits for a COMPARE AND WRITE between its compare and its write', async () => {
   const rw = new SlowReads({ size: MiB, name: 'rw' });
   const dev = new OwnedDevice('d', new StandbyDevice('d', MiB), async () => {
