@@ -35,6 +35,7 @@ import {
 } from '../scsi/lu-state';
 import { EMPTY_PR_STATE } from '../scsi/reservations';
 import type { Logger } from '../util/log';
+import { SerialQueue } from '../util/serial-queue';
 
 const FORMAT = 'iscsi-gateway-lu-state-1';
 /** Attentions kept in the file for gateways that have not read them yet. */
@@ -195,8 +196,7 @@ export class FileLuStateStore implements LuStateStore {
   private verifiedAt = 0;
   private readonly listeners = new Set<LuStateListener>();
   private watcherFd = -1;
-  private queue: Promise<unknown> = Promise.resolve();
-  private inflight = 0;
+  private readonly queue = new SerialQueue();
   private checking: Promise<void> | undefined;
   private recheck = false;
   private poller: NodeJS.Timeout | undefined;
@@ -297,14 +297,11 @@ export class FileLuStateStore implements LuStateStore {
 
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
     const run = () => this.commit(change);
-    this.inflight++;
-    const p = this.queue.then(run, run).finally(() => this.inflight--);
-    this.queue = p.catch(() => undefined);
-    return p;
+    return this.queue.run(run);
   }
 
   whenSettled(): Promise<void> | undefined {
-    return this.inflight > 0 ? this.queue.then(() => undefined) : undefined;
+    return this.queue.settled();
   }
 
   private async commit<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
@@ -489,7 +486,7 @@ export class FileLuStateStore implements LuStateStore {
     this.closed = true;
     this.unwatch?.();
     if (this.poller) clearInterval(this.poller);
-    await this.queue;
+    await this.queue.drain();
     await this.checking;
     if (this.watcherFd >= 0) {
       fs.rmSync(this.watcherFile, { force: true });

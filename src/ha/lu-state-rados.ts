@@ -49,6 +49,7 @@ import { EMPTY_PR_STATE } from '../scsi/reservations';
 import { Asc, SenseError, SenseKey } from '../scsi/sense';
 import type { Logger } from '../util/log';
 import { LuStateDoc, envMs } from './lu-state-file';
+import { SerialQueue } from '../util/serial-queue';
 
 const FORMAT = 'iscsi-gateway-lu-state-1';
 export const EPOCH_XATTR = 'epoch';
@@ -140,8 +141,7 @@ export class RadosLuStateStore implements LuStateStore {
   private readonly listeners = new Set<LuStateListener>();
   private watch: ObjectWatch | undefined;
   private rewatching = false;
-  private queue: Promise<unknown> = Promise.resolve();
-  private inflight = 0;
+  private readonly queue = new SerialQueue();
   private checking: Promise<void> | undefined;
   private recheck = false;
   private revalidating: Promise<void> | undefined;
@@ -451,14 +451,11 @@ export class RadosLuStateStore implements LuStateStore {
 
   update<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
     const run = () => this.commit(change);
-    this.inflight++;
-    const p = this.queue.then(run, run).finally(() => this.inflight--);
-    this.queue = p.catch(() => undefined);
-    return p;
+    return this.queue.run(run);
   }
 
   whenSettled(): Promise<void> | undefined {
-    return this.inflight > 0 ? this.queue.then(() => undefined) : undefined;
+    return this.queue.settled();
   }
 
   private async commit<T>(change: (current: LuState) => LuStateChange<T>): Promise<T> {
@@ -683,7 +680,7 @@ export class RadosLuStateStore implements LuStateStore {
     this.closed = true;
     if (this.verifier) clearInterval(this.verifier);
     if (this.renewer) clearInterval(this.renewer);
-    await this.queue;
+    await this.queue.drain();
     await this.checking;
     await this.renewing?.catch(() => undefined);
     await this.watch?.close().catch(() => undefined);

@@ -16,6 +16,7 @@
 import { Asc } from './sense';
 import type { ModeParameters } from './mode-pages';
 import { EMPTY_PR_STATE, PrState, PrStateJson, Registration, prStateFromJson, prStateToJson } from './reservations';
+import { SerialQueue } from '../util/serial-queue';
 
 /** An SPC-2 RESERVE held by one I_T nexus (SPC-2 §7.21). */
 export interface Spc2Reservation {
@@ -117,8 +118,7 @@ export interface LocalLuStateStoreOptions {
 /** In-process LuStateStore (one gateway, no sharing); updates are applied one at a time. */
 export class LocalLuStateStore implements LuStateStore {
   private value: LuState;
-  private queue: Promise<unknown> = Promise.resolve();
-  private inflight = 0;
+  private readonly queue = new SerialQueue();
   private readonly listeners = new Set<LuStateListener>();
 
   constructor(private readonly options: LocalLuStateStoreOptions = {}) {
@@ -134,7 +134,7 @@ export class LocalLuStateStore implements LuStateStore {
   }
 
   whenSettled(): Promise<void> | undefined {
-    return this.inflight > 0 ? this.queue.then(() => undefined) : undefined;
+    return this.queue.settled();
   }
 
   subscribe(listener: LuStateListener): () => void {
@@ -155,10 +155,7 @@ export class LocalLuStateStore implements LuStateStore {
       if (attentions && attentions.length > 0) await deliverAttentions(this.listeners, attentions, origin);
       return result;
     };
-    this.inflight++;
-    const p = this.queue.then(run, run).finally(() => this.inflight--);
-    this.queue = p.catch(() => undefined);
-    return p;
+    return this.queue.run(run);
   }
 }
 
