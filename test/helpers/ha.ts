@@ -13,7 +13,8 @@ import { readStatuses } from '../../src/daemon/status';
 import type { HaDiskStatus } from '../../src/ha/manager';
 import { CLI, freePort } from './daemon';
 import { waitApplied } from './gateways';
-import { TestInitiator } from './initiator';
+import assert from 'node:assert/strict';
+import { ScsiOutcome, TestInitiator } from './initiator';
 import { rbdOk } from './store';
 
 export const HA_IQN = 'iqn.2003-01.org.linux-iscsi.iscsi-gateway:ha';
@@ -191,4 +192,28 @@ export function stamped(tag: string, lba: number, n = 8): Buffer {
   const b = Buffer.alloc(n * 512);
   for (let s = 0; s < n; s++) b.write(`${tag}:${lba + s};`.padEnd(512, '.'), s * 512);
   return b;
+}
+
+/** A SCSI command, repeated while it ends in UNIT ATTENTION (a new nexus, an ALUA state change). */
+export async function scsiUa(i: TestInitiator, cdb: Buffer, opts: { read?: number; write?: Buffer } = {}): Promise<ScsiOutcome> {
+  for (let n = 0; ; n++) {
+    const r = await i.scsi(cdb, opts);
+    if (n < 6 && r.status === 2 && r.sense && (r.sense[2] & 0x0f) === 6) continue;
+    return r;
+  }
+}
+
+export function senseText(r: ScsiOutcome): string {
+  return r.sense ? `key ${r.sense[2] & 0x0f} asc ${r.sense[12].toString(16)}/${r.sense[13].toString(16)}` : 'none';
+}
+
+export async function writeOk(i: TestInitiator, lba: number, data: Buffer): Promise<void> {
+  const r = await scsiUa(i, write10(lba, data.length / 512), { write: data });
+  assert.equal(r.status, 0, `WRITE at ${lba}: status ${r.status}, sense ${senseText(r)}`);
+}
+
+export async function readBlocks(i: TestInitiator, lba: number, blocks: number): Promise<Buffer> {
+  const r = await scsiUa(i, read10(lba, blocks), { read: blocks * 512 });
+  assert.equal(r.status, 0, `READ at ${lba}: status ${r.status}, sense ${senseText(r)}`);
+  return r.data;
 }

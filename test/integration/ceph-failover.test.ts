@@ -26,35 +26,12 @@ import { startCephCluster, TestCephCluster } from '../helpers/ceph';
 import { runSuite } from '../helpers/conformance';
 import { freePort, run, tempDir } from '../helpers/daemon';
 import { waitApplied } from '../helpers/gateways';
-import { HA_IQN, HaGateway, HaSettings, haSession, read10, stamped, waitHa, write10 } from '../helpers/ha';
-import { ScsiOutcome, TestInitiator } from '../helpers/initiator';
+import { HA_IQN, HaGateway, HaSettings, haSession, readBlocks, stamped, waitHa, write10, writeOk } from '../helpers/ha';
+import { TestInitiator } from '../helpers/initiator';
 
 const IMAGE = 'cl1';
 const DISK = `rbd/${IMAGE}`;
 const BLOCKS = (64 * 1024 * 1024) / 512;
-
-async function scsiUa(i: TestInitiator, cdb: Buffer, opts: { read?: number; write?: Buffer } = {}): Promise<ScsiOutcome> {
-  for (let n = 0; ; n++) {
-    const r = await i.scsi(cdb, opts);
-    if (n < 6 && r.status === 2 && r.sense && (r.sense[2] & 0x0f) === 6) continue;
-    return r;
-  }
-}
-
-function sense(r: ScsiOutcome): string {
-  return r.sense ? `key ${r.sense[2] & 0x0f} asc ${r.sense[12].toString(16)}/${r.sense[13].toString(16)}` : 'none';
-}
-
-async function writeOk(i: TestInitiator, lba: number, data: Buffer): Promise<void> {
-  const r = await scsiUa(i, write10(lba, data.length / 512), { write: data });
-  assert.equal(r.status, 0, `WRITE at ${lba}: status ${r.status}, sense ${sense(r)}`);
-}
-
-async function readBlocks(i: TestInitiator, lba: number, blocks: number): Promise<Buffer> {
-  const r = await scsiUa(i, read10(lba, blocks), { read: blocks * 512 });
-  assert.equal(r.status, 0, `READ at ${lba}: status ${r.status}, sense ${sense(r)}`);
-  return r.data;
-}
 
 describe('failover of a user:rbd disk on Ceph (RBD exclusive lock, blocklist fencing)', { timeout: 240_000 }, () => {
   let cluster: TestCephCluster;

@@ -12,37 +12,13 @@ import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { freePort, run, tempDir } from '../helpers/daemon';
 import { GWCLI, settingsFile } from '../helpers/gwcli';
-import { HA_IQN, HaGateway, haSession, haStatus, read10, setupHaTarget, stamped, waitHa, write10 } from '../helpers/ha';
-import { TestInitiator, ScsiOutcome } from '../helpers/initiator';
+import { HA_IQN, HaGateway, haSession, haStatus, read10, readBlocks, scsiUa, senseText, setupHaTarget, stamped, waitHa, write10, writeOk } from '../helpers/ha';
+import { TestInitiator } from '../helpers/initiator';
 import { qemuIo } from '../helpers/store';
 import { FileConfigStore } from '../../src/config/file-store';
 import { configPath } from '../../src/config/paths';
 
 const DISK = 'rbd/ha1';
-
-/** A SCSI command, repeated while it ends in UNIT ATTENTION (a new nexus, an ALUA state change). */
-async function scsiUa(i: TestInitiator, cdb: Buffer, opts: { read?: number; write?: Buffer } = {}): Promise<ScsiOutcome> {
-  for (let n = 0; ; n++) {
-    const r = await i.scsi(cdb, opts);
-    if (n < 6 && r.status === 2 && r.sense && (r.sense[2] & 0x0f) === 6) continue;
-    return r;
-  }
-}
-
-function sense(r: ScsiOutcome): string {
-  return r.sense ? `key ${r.sense[2] & 0x0f} asc ${r.sense[12].toString(16)}/${r.sense[13].toString(16)}` : 'none';
-}
-
-async function writeOk(i: TestInitiator, lba: number, data: Buffer): Promise<void> {
-  const r = await scsiUa(i, write10(lba, data.length / 512), { write: data });
-  assert.equal(r.status, 0, `WRITE at ${lba}: status ${r.status}, sense ${sense(r)}`);
-}
-
-async function readBlocks(i: TestInitiator, lba: number, blocks: number): Promise<Buffer> {
-  const r = await scsiUa(i, read10(lba, blocks), { read: blocks * 512 });
-  assert.equal(r.status, 0, `READ at ${lba}: status ${r.status}, sense ${sense(r)}`);
-  return r.data;
-}
 
 /** REPORT TARGET PORT GROUPS: state and PREF per target port group id. */
 async function rtpg(i: TestInitiator): Promise<Map<number, { state: number; pref: boolean }>> {
@@ -51,7 +27,7 @@ async function rtpg(i: TestInitiator): Promise<Map<number, { state: number; pref
   cdb[1] = 0x0a;
   cdb.writeUInt32BE(1024, 6);
   const r = await scsiUa(i, cdb, { read: 1024 });
-  assert.equal(r.status, 0, `REPORT TARGET PORT GROUPS: ${sense(r)}`);
+  assert.equal(r.status, 0, `REPORT TARGET PORT GROUPS: ${senseText(r)}`);
   const out = new Map<number, { state: number; pref: boolean }>();
   const end = 4 + r.data.readUInt32BE(0);
   for (let at = 4; at + 8 <= Math.min(end, r.data.length);) {
